@@ -1,0 +1,24 @@
+"""Runtimes that execute an engine: one module per runtime, all behind ``Backend``."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs a network on a batch and returns its raw, named outputs."""
+
+    name: str
+    input_hw: tuple[int, int]
+    max_batch: int | None  # None: any batch size
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """batch: (B, 3, H, W) float32 -> {output name: array with leading batch axis B}."""
+        ...
+
+    def metadata(self) -> dict[str, str]:
+        """Key/value metadata stored with the engine (e.g. ONNX metadata_props)."""
+        ...
