@@ -1,0 +1,178 @@
+"""``rtpipe`` command line. Exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+RUN_HELP = """\
+Run a model on a source: grab -> preprocess -> infer -> postprocess -> overlay -> sinks.
+
+SOURCE is a video file (mp4/mkv/avi/mov/webm), an image, a folder or a glob of images, a
+camera (0 or /dev/video0), a stream URL (rtsp/rtmp/http(s)/udp/tcp/srt) or synthetic frames
+(synthetic:1280x720@30, live; add ?live=0&frames=N for a file-like clip).
+
+Settings come from --config PRESET.yaml, then from the flags given here.
+First Ctrl-C: stop reading, finish the frames in flight and finalise the outputs.
+Second Ctrl-C: stop at once (outputs are kept only as .partial files).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtpipe", description="Real-time detection and segmentation on video.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", help="run a model on a video, camera, stream or images",
+                         description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("source", nargs="?", help="what to read (see above); may come from --config instead")
+    run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
+    run.add_argument("--model", help="ONNX file or builtin model (default: tiny-seg, the bundled stand-in)")
+    run.add_argument("--backend", help="runtime: auto or onnxruntime (default: auto)")
+    run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
+    run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
+    run.add_argument("--imgsz", type=int, help="network input size; must match a fixed-size model")
+    run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
+    run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+    run.add_argument("--batch", type=int, help="frames per model call (default 1)")
+    run.add_argument("--batch-wait-ms", type=float, dest="batch_wait_ms",
+                     help="live sources: longest wait to fill a batch (default 10)")
+    run.add_argument("--frames", type=int, help="stop after N frames")
+    run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
+    run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
+    run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")
+    run.add_argument("--serve", metavar="HOST:PORT", help="browser view at http://HOST:PORT/ (host defaults to 127.0.0.1)")
+    run.add_argument("--token", help="require ?token=TOKEN for the browser view")
+    run.add_argument("--hud", action="store_true", default=None, help="draw FPS and latency on the frames")
+    run.add_argument("--metrics-json", metavar="PATH", dest="metrics_json", help="write the run's metrics as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _make_sinks(cfg, source, model, stack):
+    from pipeline.sinks import BrowserView, JsonlSink, VideoSink, WindowSink
+
+    sinks = []
+    if cfg.save is not None:
+        sinks.append(VideoSink(cfg.save, source.fps))
+    if cfg.json_path is not None:
+        sinks.append(JsonlSink(cfg.json_path, model.metadata.names))
+    if cfg.show:
+        sinks.append(WindowSink())
+    if cfg.serve is not None:
+        host, port = cfg.serve_address()
+        sinks.append(BrowserView(host, port, token=cfg.token))
+    for s in sinks:
+        stack.callback(s.close, False)  # on a setup error, nothing is left looking complete
+    return sinks
+
+
+def _check_paths(cfg) -> None:
+    from pipeline.config import ConfigError
+
+    src = Path(cfg.source).expanduser().resolve() if cfg.source and Path(cfg.source).exists() else None
+    outs = [p for p in (cfg.save, cfg.json_path, cfg.metrics_json) if p is not None]
+    for p in outs:
+        if src is not None and Path(p).expanduser().resolve() == src:
+            raise ConfigError(f"output '{p}' is the input file: choose another output path")
+    if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
+        raise ConfigError("two outputs share one path: give --save, --json and --metrics-json different files")
+
+
+def cmd_run(args, console: Console) -> int:
+    from contextlib import ExitStack
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from pipeline.config import build_config
+    from pipeline.metrics import render_table
+    from pipeline.models import load_model
+    from pipeline.runtime import Pipeline, StageError
+    from pipeline.sources import open_source
+
+    overrides = {k: getattr(args, k) for k in (
+        "source", "model", "backend", "conf", "iou", "imgsz", "max_det", "classes", "batch", "batch_wait_ms",
+        "frames", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
+    cfg = build_config(args.config, overrides)
+    if cfg.source is None:
+        from pipeline.config import ConfigError
+
+        raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
+    _check_paths(cfg)
+    model = load_model(cfg.model, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
+                       classes=cfg.classes, imgsz=cfg.imgsz)
+    source = open_source(cfg.source)
+    with ExitStack() as stack:
+        sinks = _make_sinks(cfg, source, model, stack)
+        for s in sinks:
+            if hasattr(s, "url"):
+                console.print(f"browser view: {s.url}")
+        total = source.total if cfg.frames is None else min(cfg.frames, source.total or cfg.frames)
+        progress = None
+        if not args.quiet:
+            progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+            task = progress.add_task(Path(cfg.source).name if not source.live else cfg.source, total=total)
+        pipe = Pipeline(source, model, sinks, batch=cfg.batch, batch_wait_ms=cfg.batch_wait_ms,
+                        max_frames=cfg.frames, hud=cfg.hud,
+                        on_frame=None if progress is None else (lambda n: progress.update(task, completed=n)))
+        try:
+            if progress is not None:
+                progress.start()
+            metrics = pipe.run()
+        except StageError as exc:
+            kept = [str(Path(s.path).name) + ".partial" for s in sinks if hasattr(s, "path")]
+            extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
+            console.print(f"[red]rtpipe: error:[/red] {exc}{extra}", highlight=False)
+            if args.debug:
+                console.print("".join(traceback.format_exception(exc.error)), highlight=False)
+            stack.pop_all()
+            return EXIT_FAILED
+        finally:
+            if progress is not None:
+                progress.stop()
+        stack.pop_all()  # the pipeline closed the sinks
+    if cfg.metrics_json is not None:
+        Path(cfg.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if not args.quiet:
+        console.print(render_table(metrics))
+        for label, p in (("video", cfg.save), ("detections", cfg.json_path)):
+            if p is not None and not metrics["aborted"]:
+                console.print(f"{label}: {p}")
+    if metrics["aborted"]:
+        console.print("rtpipe: aborted; outputs kept only as .partial files", highlight=False)
+        return EXIT_INTERRUPTED
+    if metrics["interrupted"]:
+        console.print(f"rtpipe: interrupted after {metrics['frames_out']} frames; outputs hold those frames", highlight=False)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    from pipeline.config import ConfigError
+    from pipeline.models import ModelError
+    from pipeline.sinks import SinkError
+    from pipeline.sources import SourceError
+
+    try:
+        return {"run": cmd_run}[args.command](args, console)
+    except (ConfigError, ModelError, SourceError, SinkError) as exc:
+        console.print(f"[red]rtpipe: error:[/red] {exc}", highlight=False)
+        if getattr(args, "debug", False):
+            console.print(traceback.format_exc(), highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("rtpipe: interrupted", highlight=False)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

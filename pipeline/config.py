@@ -1,0 +1,111 @@
+"""Run settings: one validated model, read from a YAML preset and/or the command line.
+
+Values are parsed, never evaluated. Unknown keys are refused with a did-you-mean hint; every
+error is one line naming the key, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.models import BACKENDS
+
+
+class ConfigError(ValueError):
+    """Bad settings; the message is one line that says what to fix."""
+
+
+class RunConfig(BaseModel):
+    """Everything ``rtpipe run`` needs. YAML keys are these names (``json`` for the JSONL path)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    source: str | None = Field(None, description="video file, image(s), camera, stream URL or synthetic:WxH@FPS")
+    model: str = Field("tiny-seg", description="ONNX file or builtin model name")
+    backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
+    iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
+    imgsz: int | None = Field(None, gt=0, description="network input size (must match a fixed-size engine)")
+    max_det: int = Field(300, ge=1, description="detections kept per frame")
+    classes: list[int] | None = Field(None, description="keep only these class ids")
+    batch: int = Field(1, ge=1, le=256, description="frames per model call")
+    batch_wait_ms: float = Field(10.0, ge=0.0, le=10_000, description="live sources: longest wait to fill a batch")
+    frames: int | None = Field(None, gt=0, description="stop after this many frames")
+    save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov)")
+    json_path: Path | None = Field(None, alias="json", description="JSONL detections output")
+    show: bool = Field(False, description="show a window (needs OpenCV with GUI)")
+    serve: str | None = Field(None, description="HOST:PORT or PORT for the browser view")
+    token: str | None = Field(None, description="access token for the browser view")
+    hud: bool = Field(False, description="draw FPS and latency on the video")
+    metrics_json: Path | None = Field(None, description="write the metrics dict here")
+
+    @field_validator("serve")
+    @classmethod
+    def _serve(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.fullmatch(r"(?:[\w.\-]+:|\[[0-9a-fA-F:]+\]:)?\d{1,5}", v) or not 0 < int(v.rsplit(":", 1)[-1]) < 65536:
+            raise ValueError("use HOST:PORT or PORT, e.g. 127.0.0.1:8080")
+        return v
+
+    def serve_address(self) -> tuple[str, int] | None:
+        if self.serve is None:
+            return None
+        host, _, port = self.serve.rpartition(":")
+        return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def known_keys() -> list[str]:
+    return [f.alias or name for name, f in RunConfig.model_fields.items()]
+
+
+def _explain(err: ValidationError, origin: str) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key.replace("-", "_"), known_keys(), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known_keys())}"
+        return f"{origin}: unknown key '{key}': {hint}"
+    given = e.get("input")
+    shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
+    return f"{origin}: key '{key}': {e['msg']}{shown}"
+
+
+def read_preset(path: str | Path) -> dict:
+    """A YAML preset -> a plain dict of settings (not yet validated)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' not found: give a YAML preset such as configs/default.yaml")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{p}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a preset must be a mapping of key: value, got a {type(data).__name__}")
+    return {str(k).replace("-", "_") if str(k) != "json" else "json": v for k, v in data.items()}
+
+
+def build_config(preset: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """Preset values, then command-line overrides (None means 'not given'), validated."""
+    values: dict = {}
+    if preset is not None:
+        values = read_preset(preset)
+        try:
+            RunConfig.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, str(preset))) from None
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return RunConfig.model_validate({**values, **given})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, "command line")) from None

@@ -1,0 +1,107 @@
+"""Run metrics as data: per-stage latency percentiles, throughput, queues, drops, end to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+
+class LatencyStats:
+    """Latency samples in milliseconds; the newest ``keep`` are kept in a fixed ring buffer,
+    so a run of any length uses the same memory."""
+
+    def __init__(self, keep: int = 65536):
+        self._buf = np.zeros(keep, dtype=np.float64)
+        self._lock = threading.Lock()
+        self.count = 0
+        self.total_ms = 0.0
+
+    def add(self, ms: float) -> None:
+        with self._lock:
+            self._buf[self.count % len(self._buf)] = ms
+            self.count += 1
+            self.total_ms += ms
+
+    def last(self) -> float | None:
+        return None if self.count == 0 else float(self._buf[(self.count - 1) % len(self._buf)])
+
+    def summary(self) -> dict:
+        with self._lock:
+            data = self._buf[: min(self.count, len(self._buf))].copy()
+            count, total = self.count, self.total_ms
+        if count == 0:
+            return {"count": 0, "mean_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+        p50, p95, p99 = np.percentile(data, [50, 95, 99])
+        return {
+            "count": count, "mean_ms": round(total / count, 3), "p50_ms": round(float(p50), 3),
+            "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3), "max_ms": round(float(data.max()), 3),
+        }
+
+
+class RunMetrics:
+    """Everything a run measures. Stages and queues register themselves by name."""
+
+    def __init__(self):
+        self.stages: dict[str, LatencyStats] = {}
+        self.e2e = LatencyStats()
+        self.queues: dict[str, object] = {}  # name -> StageQueue (has .stats())
+        self.frames_in = 0
+        self.frames_out = 0
+        self.source_drops = 0
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self._out_times: list[float] = []  # sink times of the last few frames, for the HUD
+
+    def stage(self, name: str) -> LatencyStats:
+        return self.stages.setdefault(name, LatencyStats())
+
+    def frame_out(self, captured_at: float) -> None:
+        now = time.monotonic()
+        self.frames_out += 1
+        self.e2e.add((now - captured_at) * 1000)
+        self._out_times.append(now)
+        if len(self._out_times) > 30:
+            del self._out_times[0]
+
+    def recent_fps(self) -> float | None:
+        t = self._out_times
+        return None if len(t) < 2 or t[-1] == t[0] else (len(t) - 1) / (t[-1] - t[0])
+
+    def to_dict(self) -> dict:
+        end = self.ended or time.monotonic()
+        wall = max(end - self.started, 1e-9)
+        queues = {name: q.stats() for name, q in self.queues.items()}
+        dropped = self.source_drops + sum(q["drops"] for q in queues.values())
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "dropped": dropped,
+            "wall_s": round(wall, 3),
+            "fps": round(self.frames_out / wall, 3),
+            "stages": {name: s.summary() for name, s in self.stages.items()},
+            "e2e_latency": self.e2e.summary(),
+            "queues": queues,
+        }
+
+
+def render_table(metrics: dict):
+    """A rich Table of a metrics dict (the same dict ``Pipeline.run`` returns)."""
+    from rich.table import Table
+
+    def f(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    title = (
+        f"{metrics['frames_out']} frames in {metrics['wall_s']:.2f} s · {metrics['fps']:.1f} FPS · "
+        f"dropped {metrics['dropped']}" + (" · interrupted" if metrics.get("interrupted") else "")
+    )
+    table = Table(title=title)
+    for col in ("stage", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "queue in (mean/max/cap)"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, s in [*metrics["stages"].items(), ("end to end", metrics["e2e_latency"])]:
+        q = metrics["queues"].get(name)
+        qtext = "" if q is None else f"{q['mean_depth']:.1f}/{q['max_depth']}/{q['capacity']}" + (f" drop {q['drops']}" if q["drops"] else "")
+        table.add_row(name, str(s["count"]), f(s["mean_ms"]), f(s["p50_ms"]), f(s["p95_ms"]), f(s["p99_ms"]), qtext)
+    return table

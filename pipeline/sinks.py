@@ -1,0 +1,302 @@
+"""Where results go: annotated video, JSONL, a window, a browser view.
+
+Files are written under a ``.partial`` name and renamed only when the run completes (or is
+drained by Ctrl-C), so a file at the requested path is always a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.ops import rle_encode
+from pipeline.types import Detections, Frame
+
+VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+class SinkError(ValueError):
+    """A sink that cannot be set up; the message says how to fix it."""
+
+
+class Sink:
+    """Receives every frame that leaves the pipeline, in order."""
+
+    needs_image = False  # True: the overlay stage draws an annotated image for it
+    wants_stop = False   # set by a sink (e.g. a closed window) to end the run cleanly
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def close(self, complete: bool) -> None:
+        """Finalise. complete=False: the run failed or was aborted; keep only a .partial file."""
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _check_writable(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise SinkError(f"output '{path}' is a directory: give a file name")
+    if not path.parent.exists():
+        raise SinkError(f"output folder '{path.parent}' does not exist: create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise SinkError(f"output folder '{path.parent}' is not writable")
+    return path
+
+
+class VideoSink(Sink):
+    """Annotated H.264 video through PyAV: the input's size, at the source's frame rate."""
+
+    needs_image = True
+
+    def __init__(self, path: str | Path, fps: Fraction | float | None, crf: int = 23, preset: str = "veryfast"):
+        self.path = _check_writable(Path(path))
+        fmt = VIDEO_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise SinkError(f"video output '{self.path}': use one of {', '.join(VIDEO_FORMATS)}")
+        self.format = fmt
+        self.fps = Fraction(fps).limit_denominator(1001) if fps else Fraction(30)
+        self.crf, self.preset = crf, preset
+        self.container = None
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+
+    def _open(self, w: int, h: int) -> None:
+        import av
+
+        self.size = (w, h)
+        self.container = av.open(str(partial_path(self.path)), mode="w", format=self.format)
+        stream = self.container.add_stream("libx264", rate=self.fps)
+        stream.width, stream.height = w, h
+        # 4:2:0 needs even sizes; odd-sized inputs keep their size with 4:4:4 instead.
+        stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        stream.codec_context.thread_count = 0
+        self.stream = stream
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        import av
+
+        img = frame.image if image is None else image
+        h, w = img.shape[:2]
+        if self.container is None:
+            self._open(w, h)
+        elif (w, h) != self.size:  # e.g. a folder of images of mixed sizes
+            img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
+        vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+        vf.pts = self.frames
+        vf.time_base = 1 / self.fps
+        for packet in self.stream.encode(vf):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self, complete: bool) -> None:
+        if self.container is None:
+            return
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None
+        if complete:
+            os.replace(partial_path(self.path), self.path)
+
+
+class JsonlSink(Sink):
+    """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE mask)."""
+
+    def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
+        self.path = _check_writable(Path(path))
+        self.names = list(names)
+        self.file = open(partial_path(self.path), "w", encoding="utf-8")
+
+    def record(self, frame: Frame, dets: Detections) -> dict:
+        out = []
+        for i in range(len(dets)):
+            cid = int(dets.class_id[i])
+            d = {
+                "xyxy": [round(float(v), 2) for v in dets.xyxy[i]],
+                "score": round(float(dets.confidence[i]), 5),
+                "class_id": cid,
+                "class_name": self.names[cid] if 0 <= cid < len(self.names) else str(cid),
+            }
+            if dets.mask is not None:
+                d["mask"] = rle_encode(dets.mask[i])
+            out.append(d)
+        return {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id, "detections": out}
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        self.file.write(json.dumps(self.record(frame, detections), separators=(",", ":")) + "\n")
+
+    def close(self, complete: bool) -> None:
+        if self.file.closed:
+            return
+        self.file.close()
+        if complete:
+            os.replace(partial_path(self.path), self.path)
+
+
+def opencv_has_gui() -> bool:
+    info = cv2.getBuildInformation()
+    m = re.search(r"^\s*GUI:\s*(\S+)", info, re.MULTILINE)
+    return bool(m) and m.group(1).upper() != "NONE"
+
+
+class WindowSink(Sink):
+    """A local OpenCV window; press q or Esc to end the run cleanly."""
+
+    needs_image = True
+
+    def __init__(self, title: str = "rtpipe"):
+        if not opencv_has_gui():
+            raise SinkError(
+                "--show needs OpenCV with GUI support, and this one is headless: install opencv-python "
+                "in place of opencv-python-headless, or watch in a browser with --serve 127.0.0.1:8080"
+            )
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise SinkError(f"--show cannot open a window ({exc.err}): is there a display? try --serve instead") from exc
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        cv2.imshow(self.title, frame.image if image is None else image)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.wants_stop = True
+
+    def close(self, complete: bool) -> None:
+        cv2.destroyWindow(self.title)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>rtpipe</title>
+<style>body{margin:0;background:#111;color:#ddd;font:14px sans-serif}
+header{padding:6px 10px}img{display:block;max-width:100vw;max-height:calc(100vh - 32px);margin:auto}</style>
+</head><body><header>rtpipe &middot; live view</header><img id="view" src="stream.mjpg{query}" alt="live view"></body></html>
+"""
+
+
+class BrowserView(Sink):
+    """Serves the annotated frames as MJPEG behind a minimal HTML page.
+
+    GET / is the page, /stream.mjpg the stream, /frame.jpg the latest frame. Binds to
+    127.0.0.1 unless another host is given; with a token, every request must carry
+    ``?token=...``. Frames are JPEG-encoded only while someone is watching.
+    """
+
+    needs_image = True
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None, quality: int = 80):
+        self.quality, self.token = quality, token
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._jpeg: bytes | None = None
+        self._seq = 0
+        self._closed = False
+        self.viewers = 0
+        view = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                if view.token is not None and f"token={view.token}" not in query.split("&"):
+                    self.send_error(403, "missing or wrong token")
+                    return
+                if path in ("/", "/index.html"):
+                    body = PAGE.replace("{query}", f"?{query}" if query else "").encode()
+                    self._send(200, "text/html; charset=utf-8", body)
+                elif path == "/frame.jpg":
+                    jpeg = view._encoded_latest()
+                    if jpeg is None:
+                        self.send_error(503, "no frame yet")
+                    else:
+                        self._send(200, "image/jpeg", jpeg)
+                elif path == "/stream.mjpg":
+                    view._stream_to(self)
+                else:
+                    self.send_error(404)
+
+            def _send(self, code, ctype, body):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise SinkError(f"--serve {host}:{port}: cannot listen ({exc.strerror}); pick another port") from exc
+        self.server.daemon_threads = True
+        self.host, self.port = host, self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}/" + (f"?token={token}" if token else "")
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="rtpipe-serve", daemon=True)
+        self._thread.start()
+
+    def _encoded_latest(self) -> bytes | None:
+        with self._cond:
+            if self._jpeg is None and self._latest is not None:
+                ok, buf = cv2.imencode(".jpg", self._latest, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                self._jpeg = buf.tobytes() if ok else None
+            return self._jpeg
+
+    def _stream_to(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        handler.send_header("Cache-Control", "no-store")
+        handler.end_headers()
+        with self._cond:
+            self.viewers += 1
+        seen = -1
+        try:
+            while True:
+                with self._cond:
+                    while self._seq == seen and not self._closed:
+                        self._cond.wait(0.5)
+                    if self._closed and self._seq == seen:
+                        return
+                    seen = self._seq
+                jpeg = self._encoded_latest()
+                if jpeg is None:
+                    continue
+                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                    + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with self._cond:
+                self.viewers -= 1
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        with self._cond:
+            self._latest = frame.image if image is None else image
+            self._jpeg = None
+            self._seq += 1
+            self._cond.notify_all()
+
+    def close(self, complete: bool) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
