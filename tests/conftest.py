@@ -1,0 +1,105 @@
+"""Shared test helpers: generated clips, the bundled tiny model, slowed and failing models."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipeline.models import Model, load_model
+from pipeline.sources import SyntheticScene
+
+
+def make_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction | int = 25) -> Path:
+    """Write an H.264 MP4 of the synthetic scene (frame index drawn on it)."""
+    w, h = size
+    scene = SyntheticScene(w, h, seed=3)
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps))
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for i in range(frames):
+            vf = av.VideoFrame.from_ndarray(scene.render(i), format="bgr24")
+            vf.pts = i
+            vf.time_base = 1 / Fraction(fps)
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def probe(path: Path) -> dict:
+    """Frames actually decoded, nominal fps and size of a video file."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return {"frames": n, "fps": Fraction(s.average_rate), "size": (s.width, s.height)}
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Model:
+    return load_model("tiny-seg")
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return make_clip(tmp_path / "clip.mp4")
+
+
+class SlowModel(Model):
+    """The tiny model with ``infer`` taking at least ``delay`` seconds (a slow engine)."""
+
+    def __init__(self, base: Model, delay: float):
+        super().__init__(base.backend, base.decoder, base.metadata)
+        self.delay = delay
+
+    def infer(self, batch):
+        t0 = time.perf_counter()
+        out = super().infer(batch)
+        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
+        return out
+
+
+class FailingModel(Model):
+    """The tiny model, raising in one step (preprocess, infer or decode) on the nth call."""
+
+    def __init__(self, base: Model, step: str, at_call: int = 3):
+        super().__init__(base.backend, base.decoder, base.metadata)
+        self.step, self.at_call, self.calls = step, at_call, 0
+
+    def _maybe_fail(self, step):
+        if step == self.step:
+            self.calls += 1
+            if self.calls >= self.at_call:
+                raise RuntimeError(f"injected failure in {step}")
+
+    def preprocess(self, image):
+        self._maybe_fail("preprocess")
+        return super().preprocess(image)
+
+    def infer(self, batch):
+        self._maybe_fail("infer")
+        return super().infer(batch)
+
+    def decode(self, outputs, metas):
+        self._maybe_fail("decode")
+        return super().decode(outputs, metas)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def random_boxes(rng: np.random.Generator, n: int, size: float = 100.0) -> np.ndarray:
+    xy = rng.uniform(0, size, (n, 2))
+    wh = rng.uniform(1, size / 3, (n, 2))
+    return np.hstack([xy, xy + wh]).astype(np.float32)
