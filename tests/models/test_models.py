@@ -1,0 +1,76 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from pipeline.models import BUILTIN, ModelError, load_model
+from pipeline.sources import SyntheticScene
+
+
+def test_builtin_model_metadata(tiny_model):
+    info = tiny_model.metadata
+    assert info.names == ("car", "pedestrian", "cyclist", "sign")
+    assert info.input_hw == (320, 320) and info.task == "segment" and info.backend == "onnxruntime"
+
+
+def test_predict_on_frames_of_two_sizes(tiny_model):
+    scene = SyntheticScene(640, 360, 1)
+    dets = tiny_model.predict([scene.render(0), scene.render(1)[:200, :300].copy()])
+    assert len(dets) == 2
+    assert dets[0].mask.shape[1:] == (360, 640) and dets[1].mask.shape[1:] == (200, 300)
+    for d, (h, w) in zip(dets, [(360, 640), (200, 300)]):
+        assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
+        assert (d.confidence > 0.25).all()
+    assert tiny_model.predict([]) == []
+
+
+def test_batched_inference_equals_single(tiny_model):
+    frames = [SyntheticScene(320, 240, s).render(3) for s in range(3)]
+    together = tiny_model.predict(frames)
+    alone = [tiny_model.predict([f])[0] for f in frames]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        assert a.class_id.tolist() == b.class_id.tolist()
+
+
+def _write_onnx(path, with_names=True):
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 64, 64])
+    m = helper.make_model(helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "g", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    if with_names:
+        m.metadata_props.append(onnx.StringStringEntryProto(key="names", value="{0: 'a'}"))
+    onnx.save(m, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, message",
+    [
+        ("nope.onnx", {}, "not found"),
+        ("tiny-seg", {"backend": "tensorrt"}, "backend 'tensorrt' is not available"),
+        ("tiny-seg", {"imgsz": 640}, "fixed input of 320x320"),
+    ],
+)
+def test_load_errors(spec, kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        load_model(spec, **kwargs)
+
+
+def test_load_refuses_non_onnx_and_garbage(tmp_path):
+    pt = tmp_path / "m.pt"
+    pt.write_bytes(b"\x80\x04junk")
+    with pytest.raises(ModelError, match="only ONNX files"):
+        load_model(str(pt))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        load_model(str(bad))
+    with pytest.raises(ModelError, match="no 'names' metadata"):
+        load_model(str(_write_onnx(tmp_path / "plain.onnx", with_names=False)))
+    assert load_model(str(_write_onnx(tmp_path / "ok.onnx"))).metadata.names == ("a",)
+
+
+def test_builtin_file_is_shipped():
+    assert BUILTIN["tiny-seg"].is_file() and BUILTIN["tiny-seg"].stat().st_size < 1_000_000
