@@ -1,0 +1,160 @@
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.ops.masks import rle_decode
+from pipeline.sinks import BrowserView, JsonlSink, SinkError, VideoSink, WindowSink, opencv_has_gui, partial_path
+from pipeline.types import Detections, Frame
+from tests.conftest import probe
+
+
+def frame(i, w=64, h=48):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : (i * 7) % w] = (0, 200, 0)
+    return Frame(img, i, i / 25, time.monotonic())
+
+
+def dets(h=48, w=64):
+    m = np.zeros((2, h, w), bool)
+    m[0, 5:10, 5:20] = True
+    return Detections([[5, 5, 20, 10], [30, 30, 40, 40]], [0.9, 0.4], [1, 0], m)
+
+
+@pytest.mark.parametrize("fps, size", [(Fraction(25), (64, 48)), (Fraction(30000, 1001), (64, 48)), (Fraction(10), (63, 47))])
+def test_video_sink_keeps_count_fps_and_size(tmp_path, fps, size):
+    out = tmp_path / "o.mp4"
+    sink = VideoSink(out, fps)
+    for i in range(12):
+        sink.write(frame(i, *size), Detections.empty(), None)
+    assert not out.exists() and partial_path(out).exists()  # not presented as complete yet
+    sink.close(complete=True)
+    assert out.exists() and not partial_path(out).exists()
+    info = probe(out)
+    assert info == {"frames": 12, "fps": fps, "size": size}
+
+
+def test_video_sink_incomplete_stays_partial(tmp_path):
+    out = tmp_path / "o.mp4"
+    sink = VideoSink(out, 25)
+    for i in range(3):
+        sink.write(frame(i), Detections.empty(), None)
+    sink.close(complete=False)
+    assert not out.exists() and probe(partial_path(out))["frames"] == 3
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [("missing_dir/o.mp4", "does not exist"), ("o.gif", "use one of"), (".", "is a directory")],
+)
+def test_video_sink_bad_paths(tmp_path, monkeypatch, path, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SinkError, match=message):
+        VideoSink(path, 25)
+
+
+def test_jsonl_sink_lines(tmp_path):
+    out = tmp_path / "d.jsonl"
+    sink = JsonlSink(out, ["cat", "dog"])
+    sink.write(frame(0), dets(), None)
+    sink.write(frame(1), Detections.empty(), None)
+    sink.close(complete=True)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in lines] == [0, 1] and lines[1]["detections"] == []
+    d0 = lines[0]["detections"][0]
+    assert d0["xyxy"] == [5, 5, 20, 10] and d0["score"] == pytest.approx(0.9) and d0["class_name"] == "dog"
+    assert lines[0]["detections"][1]["class_name"] == "cat"
+    mask = rle_decode(d0["mask"])
+    assert mask.shape == (48, 64) and mask.sum() == 75 and mask[5:10, 5:20].all()
+
+
+def test_window_sink_on_headless_opencv_says_what_to_do():
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI")
+    with pytest.raises(SinkError, match="opencv-python-headless.*--serve"):
+        WindowSink()
+
+
+def read_first_jpeg(url, timeout=5.0) -> np.ndarray:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        while b"\r\n\r\n" not in buf or len(buf) < buf.index(b"\r\n\r\n") + 4 + int(
+            buf.split(b"Content-Length: ")[1].split(b"\r\n")[0]
+        ):
+            buf += r.read(1024)
+        head, body = buf.split(b"\r\n\r\n", 1)
+        n = int(head.split(b"Content-Length: ")[1])
+        return cv2.imdecode(np.frombuffer(body[:n], np.uint8), cv2.IMREAD_COLOR)
+
+
+def feed(view, stop_after=3.0):
+    import threading
+
+    def run():
+        t0, i = time.monotonic(), 0
+        while time.monotonic() - t0 < stop_after and not view._closed:
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:] = (255, 0, 0)  # blue
+            view.write(Frame(img, i, 0.0, time.monotonic()), Detections.empty(), None)
+            i += 1
+            time.sleep(0.03)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_browser_view_streams_mjpeg_and_serves_page():
+    view = BrowserView("127.0.0.1", 0)
+    try:
+        feed(view)
+        page = urllib.request.urlopen(view.url, timeout=5).read().decode()
+        assert 'src="stream.mjpg"' in page
+        img = read_first_jpeg(view.url + "stream.mjpg")
+        assert img.shape == (48, 64, 3) and img[..., 0].mean() > 200 and img[..., 2].mean() < 40
+    finally:
+        view.close(True)
+
+
+def test_browser_view_token_and_busy_port():
+    view = BrowserView("127.0.0.1", 0, token="s3cret")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{view.port}/", timeout=5)
+        assert e.value.code == 403
+        assert "stream.mjpg?token=s3cret" in urllib.request.urlopen(view.url, timeout=5).read().decode()
+        with pytest.raises(SinkError, match="cannot listen"):
+            BrowserView("127.0.0.1", view.port)
+    finally:
+        view.close(True)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (.ci/run installs Debian's chromium)")
+def test_browser_view_in_headless_chromium(tmp_path):
+    """A real browser renders the page and decodes the MJPEG stream: the screenshot shows the frame."""
+    view = BrowserView("127.0.0.1", 0)
+    try:
+        feed(view, stop_after=30)
+        shot = tmp_path / "shot.png"
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", "--window-size=640,400", f"--screenshot={shot}", view.url]
+        subprocess.run(cmd, capture_output=True, timeout=60)
+        img = cv2.imread(str(shot))
+        assert img is not None, "Chromium wrote no screenshot"
+        blue = (img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60)
+        assert blue.sum() > 64 * 48 * 0.5, "the decoded frame is not on the page"
+    finally:
+        view.close(True)
