@@ -25,6 +25,12 @@ Second Ctrl-C: stop at once (outputs are kept only as .partial files).
 """
 
 
+def say(message: str) -> None:
+    """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
+    sys.stderr.write(f"rtpipe: {message}\n")
+    sys.stderr.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtpipe", description="Real-time detection and segmentation on video.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -129,7 +135,7 @@ def cmd_run(args, console: Console) -> int:
         except StageError as exc:
             kept = [str(Path(s.path).name) + ".partial" for s in sinks if hasattr(s, "path")]
             extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
-            console.print(f"[red]rtpipe: error:[/red] {exc}{extra}", highlight=False)
+            say(f"error: {exc}{extra}")
             if args.debug:
                 console.print("".join(traceback.format_exception(exc.error)), highlight=False)
             stack.pop_all()
@@ -146,10 +152,10 @@ def cmd_run(args, console: Console) -> int:
             if p is not None and not metrics["aborted"]:
                 console.print(f"{label}: {p}")
     if metrics["aborted"]:
-        console.print("rtpipe: aborted; outputs kept only as .partial files", highlight=False)
+        say("aborted; outputs kept only as .partial files")
         return EXIT_INTERRUPTED
     if metrics["interrupted"]:
-        console.print(f"rtpipe: interrupted after {metrics['frames_out']} frames; outputs hold those frames", highlight=False)
+        say(f"interrupted after {metrics['frames_out']} frames; the outputs hold those frames")
         return EXIT_INTERRUPTED
     return EXIT_OK
 
@@ -165,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"run": cmd_run}[args.command](args, console)
     except (ConfigError, ModelError, SourceError, SinkError) as exc:
-        console.print(f"[red]rtpipe: error:[/red] {exc}", highlight=False)
+        say(f"error: {exc}")
         if getattr(args, "debug", False):
             console.print(traceback.format_exc(), highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        console.print("rtpipe: interrupted", highlight=False)
+        say("interrupted")
         return EXIT_INTERRUPTED
 
 

@@ -69,7 +69,9 @@ def _explain(err: ValidationError, origin: str) -> str:
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]) or "(top level)"
     if e["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(key.replace("-", "_"), known_keys(), n=1, cutoff=0.6)
+        norm = key.replace("-", "_")
+        close = [k for k in known_keys() if norm.startswith(k) or k.startswith(norm)]
+        close = close or difflib.get_close_matches(norm, known_keys(), n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known_keys())}"
         return f"{origin}: unknown key '{key}': {hint}"
     given = e.get("input")

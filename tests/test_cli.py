@@ -1,0 +1,128 @@
+"""The command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline.cli import build_parser
+from tests.conftest import make_clip, probe
+
+
+def rtpipe(*args, timeout=120, **kw):
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def test_run_writes_video_and_jsonl_matching_the_input(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=45, size=(320, 240), fps=25)
+    out, js, mj = tmp_path / "out.mp4", tmp_path / "out.jsonl", tmp_path / "m.json"
+    r = rtpipe("run", clip, "--model", "tiny-seg", "--save", out, "--json", js, "--metrics-json", mj, "--batch", 2)
+    assert r.returncode == 0, r.stderr
+    assert probe(out) == probe(clip) == {"frames": 45, "fps": 25, "size": (320, 240)}
+    lines = [json.loads(x) for x in js.read_text().splitlines()]
+    assert [x["index"] for x in lines] == list(range(45))
+    assert lines[1]["pts"] == pytest.approx(0.04)
+    metrics = json.loads(mj.read_text())
+    assert metrics["frames_out"] == 45 and metrics["dropped"] == 0 and metrics["batch"] == 2
+    assert {"p50_ms", "p95_ms", "p99_ms"} <= set(metrics["stages"]["infer"])
+    assert "end to end" in r.stderr  # the summary table
+    assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "synthetic:64x48@30", "--iou", "1.5"], "command line: key 'iou'"),
+        (["run", "missing.mp4"], "source 'missing.mp4' not found"),
+        (["run", "synthetic:64x48@30", "--model", "nope.onnx"], "model 'nope.onnx' not found"),
+        (["run", "synthetic:64x48@30", "--save", "no/such/dir/o.mp4"], "does not exist"),
+        (["run", "synthetic:64x48@30", "--show"], "--show needs OpenCV with GUI"),
+        (["run"], "no source"),
+        (["run", "synthetic:64x48@30", "--config", "nope.yaml"], "config file 'nope.yaml' not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    r = rtpipe(*args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=3)
+    r = rtpipe("run", clip, "--save", clip)
+    assert r.returncode == 2 and "is the input file" in r.stderr
+    assert probe(clip)["frames"] == 3
+
+
+def test_debug_shows_traceback():
+    r = rtpipe("run", "synthetic:64x48@30", "--iou", "1.5", "--debug")
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def _bad_layout_model(path):
+    """Names four classes but emits only three channels: decoding must fail."""
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 4096])
+    shape = numpy_helper.from_array(np.array([1, 3, 4096], np.int64), "shape")
+    g = helper.make_graph([helper.make_node("Reshape", ["images", "shape"], ["output0"])], "g", [x], [y], [shape])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    m.metadata_props.append(onnx.StringStringEntryProto(key="names", value="{0:'a',1:'b',2:'c',3:'d'}"))
+    onnx.save(m, path)
+    return path
+
+
+def test_failing_stage_exits_1_naming_it_and_keeps_only_partial(tmp_path):
+    model = _bad_layout_model(tmp_path / "bad.onnx")
+    out = tmp_path / "o.mp4"
+    t0 = time.monotonic()
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=100000", "--model", model, "--save", out)
+    assert r.returncode == 1
+    assert "stage 'postprocess' failed" in r.stderr and "fewer than 4 + 4 classes" in r.stderr
+    assert not out.exists()
+    assert time.monotonic() - t0 < 30
+
+
+def test_sigint_leaves_a_playable_video_of_the_frames_done(tmp_path):
+    clip = make_clip(tmp_path / "long.mp4", frames=1500, size=(320, 240), fps=30)
+    out, js = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(clip), "--save", str(out), "--json", str(js)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    partial = tmp_path / "o.jsonl.partial"
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 2000):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted after" in err
+    done = probe(out)["frames"]
+    lines = js.read_text().splitlines()
+    assert 0 < done < 1500 and len(lines) == done
+    assert [json.loads(x)["index"] for x in lines] == list(range(done))
+
+
+def test_help_documents_every_flag():
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for flag in ("--model", "--backend", "--conf", "--iou", "--imgsz", "--batch", "--save", "--json", "--show",
+                 "--serve", "--metrics-json", "--config", "--frames", "--hud"):
+        assert flag in text
+    r = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "run" in r.stdout
+
+
+def test_console_script_is_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "rtpipe")
+    r = subprocess.run([exe, "run", "synthetic:64x48@30?live=0&frames=3", "--quiet"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, build_config, read_preset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text):
+    p = tmp_path / "preset.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("confidence: 0.3\n", "unknown key 'confidence': did you mean 'conf'?"),
+        ("iuo: 0.3\n", "did you mean 'iou'?"),
+        ("bach: 2\n", "did you mean 'batch'?"),
+        ("zzz: 1\n", "known keys:"),
+        ("iou: 1.5\n", "key 'iou': Input should be less than or equal to 1"),
+        ("batch: two\n", "key 'batch': Input should be a valid integer"),
+        ("batch: 0\n", "key 'batch'"),
+        ("serve: 'localhost:99999'\n", "key 'serve'"),
+        ("backend: tensorrtx\n", "key 'backend'"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("conf: [\n", "not valid YAML at line"),
+    ],
+)
+def test_preset_errors_are_one_line_with_file_and_key(tmp_path, yaml_text, message):
+    p = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as e:
+        build_config(p)
+    text = str(e.value)
+    assert message in text and "\n" not in text
+    assert str(p) in text
+
+
+def test_missing_preset():
+    with pytest.raises(ConfigError, match="config file 'nope.yaml' not found"):
+        build_config("nope.yaml")
+
+
+def test_command_line_overrides_preset(tmp_path):
+    p = write(tmp_path, "conf: 0.4\nbatch: 2\njson: a.jsonl\nmax-det: 5\n")
+    cfg = build_config(p, {"conf": 0.6, "batch": None, "iou": None})
+    assert cfg.conf == 0.6 and cfg.batch == 2 and cfg.json_path == Path("a.jsonl") and cfg.max_det == 5
+    with pytest.raises(ConfigError, match="command line: key 'iou'"):
+        build_config(p, {"iou": 2.0})
+
+
+def test_values_are_never_evaluated(tmp_path):
+    p = write(tmp_path, "model: \"__import__('os').system('touch pwned')\"\n")
+    cfg = build_config(p)
+    assert cfg.model.startswith("__import__") and not Path("pwned").exists()
+    with pytest.raises(ConfigError):
+        read_preset(write(tmp_path, "conf: !!python/object/apply:os.system ['true']\n"))
+
+
+@pytest.mark.parametrize("serve, addr", [("8080", ("127.0.0.1", 8080)), ("0.0.0.0:9000", ("0.0.0.0", 9000)),
+                                         ("[::1]:81", ("::1", 81))])
+def test_serve_address(serve, addr):
+    assert build_config(None, {"serve": serve}).serve_address() == addr
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_presets_are_valid(preset):
+    build_config(preset)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from pipeline.overlay import PALETTE, blend_masks, class_colour, draw
+from pipeline.types import Detections
+
+
+def blend_reference(image, dets, alpha):
+    """One detection at a time, lowest confidence first, whole-frame arrays."""
+    out = image.astype(np.float32)
+    label = np.full(image.shape[:2], -1)
+    for i in np.argsort(dets.confidence, kind="stable"):
+        label[dets.mask[i]] = i
+    for i in range(len(dets)):
+        sel = label == i
+        out[sel] = out[sel] * (1 - alpha) + np.array(class_colour(dets.class_id[i]), np.float32) * alpha
+    return (out + 0.5).astype(np.uint8)
+
+
+def sample():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    m = np.zeros((3, 60, 80), bool)
+    m[0, 10:30, 10:40] = True
+    m[1, 20:50, 30:70] = True   # overlaps the first
+    m[2, 0:5, 0:5] = True
+    xyxy = [[10, 10, 40, 30], [30, 20, 70, 50], [0, 0, 5, 5]]
+    return img, Detections(xyxy, [0.5, 0.9, 0.3], [0, 1, 7], m)
+
+
+def test_blend_matches_reference():
+    img, d = sample()
+    out = img.copy()
+    blend_masks(out, d, 0.45)
+    ref = blend_reference(img, d, 0.45)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    untouched = ~d.mask.any(0)
+    assert np.array_equal(out[untouched], img[untouched])
+
+
+def test_draw_returns_a_new_image_and_marks_boxes():
+    img, d = sample()
+    before = img.copy()
+    out = draw(img, d, ["a", "b"], hud={"fps": 29.97, "latency_ms": 12.0})
+    assert np.array_equal(img, before) and out is not img
+    assert not np.array_equal(out, img)
+    empty = draw(img, Detections.empty(), [])
+    assert np.array_equal(empty, img)
+
+
+def test_class_colours_are_stable_and_distinct():
+    assert class_colour(3) == class_colour(3) == class_colour(3 + len(PALETTE))
+    assert len({class_colour(i) for i in range(20)}) == 20
+
+
+def test_mask_size_mismatch_is_an_error():
+    img, d = sample()
+    with pytest.raises(ValueError, match="masks are"):
+        blend_masks(img[:30].copy(), d)
