@@ -33,21 +33,19 @@ def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.45) -> Non
     """Tint every mask pixel with its class colour, in place.
 
     All masks are painted into one (H, W) label map (higher confidence on top), then blended
-    in one vectorised pass; per detection only its box region is touched, so no full-frame
+    in one vectorised pass; per detection only its mask's region is touched, so no full-frame
     array is allocated per detection.
     """
     if dets.mask is None or len(dets) == 0:
         return
     h, w = image.shape[:2]
-    if dets.mask.shape[1:] != (h, w):
-        raise ValueError(f"masks are {dets.mask.shape[1:]}, the frame is {(h, w)}")
+    masks = dets.mask
+    if masks.frame_hw != (h, w):
+        raise ValueError(f"masks are {masks.frame_hw}, the frame is {(h, w)}")
     label = np.zeros((h, w), dtype=np.int32)
-    boxes = np.round(dets.xyxy).astype(int)
     for i in np.argsort(dets.confidence, kind="stable"):
-        x1, y1, x2, y2 = np.clip(boxes[i], 0, [w, h, w, h])
-        if x2 > x1 and y2 > y1:
-            region = label[y1:y2, x1:x2]
-            region[dets.mask[i, y1:y2, x1:x2]] = i + 1
+        x1, y1, x2, y2 = masks.regions[i]
+        label[y1:y2, x1:x2][masks.crops[i]] = i + 1
     ys, xs = np.nonzero(label)
     if len(ys) == 0:
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.ops import rle_encode
+from pipeline.ops import rle_encode_crop
 from pipeline.types import Detections, Frame
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -133,7 +133,8 @@ class JsonlSink(Sink):
                 "class_name": self.names[cid] if 0 <= cid < len(self.names) else str(cid),
             }
             if dets.mask is not None:
-                d["mask"] = rle_encode(dets.mask[i])
+                x1, y1 = dets.mask.regions[i, :2]
+                d["mask"] = rle_encode_crop(dets.mask.crops[i], int(x1), int(y1), dets.mask.frame_hw)
             out.append(d)
         return {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id, "detections": out}
 

@@ -59,18 +59,84 @@ class LetterboxMeta:
         return out
 
 
+@dataclass(frozen=True)
+class BoxMasks:
+    """Instance masks kept per box, so a frame's masks cost what their boxes cover, not N
+    full frames.
+
+    crops[i]: (y2 - y1, x2 - x1) bool, the mask inside region i. regions: (N, 4) int32
+    x1, y1, x2, y2 in frame pixels, inside the frame; every mask pixel outside its region is
+    False. frame_hw: the frame's (H, W).
+    """
+
+    crops: tuple[np.ndarray, ...]
+    regions: np.ndarray
+    frame_hw: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        regions = np.asarray(self.regions, dtype=np.int32).reshape(-1, 4)
+        object.__setattr__(self, "regions", regions)
+        object.__setattr__(self, "crops", tuple(self.crops))
+        h, w = self.frame_hw
+        if len(self.crops) != len(regions):
+            raise ValueError(f"BoxMasks has {len(self.crops)} crops for {len(regions)} regions")
+        for c, (x1, y1, x2, y2) in zip(self.crops, regions):
+            if not (0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h):
+                raise ValueError(f"BoxMasks region {(x1, y1, x2, y2)} is outside the {w}x{h} frame")
+            if c.dtype != np.bool_ or c.shape != (y2 - y1, x2 - x1):
+                raise ValueError(f"BoxMasks crop {c.dtype} {c.shape} does not fit its region {(x1, y1, x2, y2)}")
+
+    @classmethod
+    def from_dense(cls, masks: np.ndarray) -> BoxMasks:
+        """(N, H, W) bool -> BoxMasks cropped to each mask's own bounding region."""
+        masks = np.asarray(masks)
+        if masks.dtype != np.bool_ or masks.ndim != 3:
+            raise ValueError(f"dense masks must be (N, H, W) bool, got {masks.dtype} {masks.shape}")
+        crops, regions = [], []
+        for m in masks:
+            rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+            if len(rows) == 0:
+                regions.append((0, 0, 0, 0))
+                crops.append(np.zeros((0, 0), bool))
+                continue
+            x1, x2, y1, y2 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+            regions.append((x1, y1, x2, y2))
+            crops.append(m[y1:y2, x1:x2].copy())
+        return cls(tuple(crops), np.array(regions, np.int32).reshape(-1, 4), tuple(masks.shape[1:]))
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, idx) -> BoxMasks:
+        sel = np.arange(len(self))[idx]
+        return BoxMasks(tuple(self.crops[i] for i in np.atleast_1d(sel)), self.regions[np.atleast_1d(sel)], self.frame_hw)
+
+    def dense(self, i: int | None = None) -> np.ndarray:
+        """Full-frame masks: (N, H, W) bool, or (H, W) for one index. Allocates; for export only."""
+        if i is not None:
+            out = np.zeros(self.frame_hw, bool)
+            x1, y1, x2, y2 = self.regions[i]
+            out[y1:y2, x1:x2] = self.crops[i]
+            return out
+        return np.stack([self.dense(k) for k in range(len(self))]) if len(self) else np.zeros((0, *self.frame_hw), bool)
+
+    def area(self) -> np.ndarray:
+        return np.array([int(c.sum()) for c in self.crops], dtype=np.int64)
+
+
 @dataclass
 class Detections:
     """Struct-of-arrays detections for one frame, in frame pixels.
 
     xyxy: (N, 4) float32 with x1 <= x2, y1 <= y2. confidence: (N,) float32.
-    class_id: (N,) int32. mask: (N, H, W) bool in frame pixels, or None.
+    class_id: (N,) int32. mask: BoxMasks, or None. A dense (N, H, W) bool array is accepted
+    and stored as BoxMasks.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
-    mask: np.ndarray | None = None
+    mask: BoxMasks | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -85,14 +151,17 @@ class Detections:
         if n and not (np.all(self.xyxy[:, 2] >= self.xyxy[:, 0]) and np.all(self.xyxy[:, 3] >= self.xyxy[:, 1])):
             raise ValueError("Detections.xyxy needs x1 <= x2 and y1 <= y2 for every box")
         if self.mask is not None:
-            m = np.asarray(self.mask)
-            if m.dtype != np.bool_ or m.ndim != 3 or m.shape[0] != n:
-                raise ValueError(f"Detections.mask must be (N, H, W) bool with N={n}, got {m.dtype} {m.shape}")
-            self.mask = m
+            if not isinstance(self.mask, BoxMasks):
+                m = np.asarray(self.mask)
+                if m.dtype != np.bool_ or m.ndim != 3:
+                    raise ValueError(f"Detections.mask must be BoxMasks or (N, H, W) bool, got {m.dtype} {m.shape}")
+                self.mask = BoxMasks.from_dense(m)
+            if len(self.mask) != n:
+                raise ValueError(f"Detections.mask holds {len(self.mask)} masks for {n} boxes")
 
     @classmethod
     def empty(cls, with_mask_hw: tuple[int, int] | None = None) -> Detections:
-        mask = None if with_mask_hw is None else np.zeros((0, *with_mask_hw), dtype=bool)
+        mask = None if with_mask_hw is None else BoxMasks((), np.zeros((0, 4), np.int32), with_mask_hw)
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), mask)
 
     def __len__(self) -> int:

@@ -10,7 +10,7 @@ def blend_reference(image, dets, alpha):
     out = image.astype(np.float32)
     label = np.full(image.shape[:2], -1)
     for i in np.argsort(dets.confidence, kind="stable"):
-        label[dets.mask[i]] = i
+        label[dets.mask.dense(i)] = i
     for i in range(len(dets)):
         sel = label == i
         out[sel] = out[sel] * (1 - alpha) + np.array(class_colour(dets.class_id[i]), np.float32) * alpha
@@ -34,7 +34,7 @@ def test_blend_matches_reference():
     blend_masks(out, d, 0.45)
     ref = blend_reference(img, d, 0.45)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
-    untouched = ~d.mask.any(0)
+    untouched = ~d.mask.dense().any(0)
     assert np.array_equal(out[untouched], img[untouched])
 
 

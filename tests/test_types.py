@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.types import Detections, Frame, LetterboxMeta
+from pipeline.types import BoxMasks, Detections, Frame, LetterboxMeta
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ from pipeline.types import Detections, Frame, LetterboxMeta
         ([[2, 0, 1, 1]], [0.5], [1], None, "x1 <= x2"),
         ([[0, 3, 1, 1]], [0.5], [1], None, "x1 <= x2"),
         ([[0, 0, 1, 1]], [0.5], [1], np.zeros((1, 4, 4), bool), None),
-        ([[0, 0, 1, 1]], [0.5], [1], np.zeros((2, 4, 4), bool), "mask must be"),
+        ([[0, 0, 1, 1]], [0.5], [1], np.zeros((2, 4, 4), bool), "2 masks for 1 boxes"),
         ([[0, 0, 1, 1]], [0.5], [1], np.zeros((1, 4, 4), np.uint8), "mask must be"),
     ],
 )
@@ -30,10 +30,25 @@ def test_detections_validation(xyxy, conf, cls, mask, error):
 def test_detections_indexing():
     d = Detections([[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3]], [0.9, 0.5, 0.1], [0, 1, 2], np.zeros((3, 4, 4), bool))
     sub = d[d.confidence > 0.3]
-    assert len(sub) == 2 and sub.class_id.tolist() == [0, 1] and sub.mask.shape == (2, 4, 4)
+    assert len(sub) == 2 and sub.class_id.tolist() == [0, 1] and sub.mask.dense().shape == (2, 4, 4)
     assert d[np.array([2])].confidence.tolist() == pytest.approx([0.1])
     assert len(d[1]) == 1 and d[1].class_id.tolist() == [1]
-    assert len(Detections.empty()) == 0 and Detections.empty((5, 6)).mask.shape == (0, 5, 6)
+    assert len(Detections.empty()) == 0 and Detections.empty((5, 6)).mask.dense().shape == (0, 5, 6)
+
+
+def test_box_masks_round_trip_and_validation():
+    dense = np.zeros((3, 6, 8), bool)
+    dense[0, 1:3, 2:5] = True
+    dense[1, 5, 7] = True
+    bm = BoxMasks.from_dense(dense)
+    assert bm.regions.tolist() == [[2, 1, 5, 3], [7, 5, 8, 6], [0, 0, 0, 0]]
+    np.testing.assert_array_equal(bm.dense(), dense)
+    np.testing.assert_array_equal(bm[np.array([False, True, False])].dense(), dense[1:2])
+    assert bm.area().tolist() == [6, 1, 0]
+    with pytest.raises(ValueError, match="outside"):
+        BoxMasks((np.ones((2, 2), bool),), [[7, 5, 9, 7]], (6, 8))
+    with pytest.raises(ValueError, match="does not fit"):
+        BoxMasks((np.ones((3, 2), bool),), [[0, 0, 2, 2]], (6, 8))
 
 
 def test_frame_rejects_non_bgr_images():

@@ -17,7 +17,7 @@ def test_predict_on_frames_of_two_sizes(tiny_model):
     scene = SyntheticScene(640, 360, 1)
     dets = tiny_model.predict([scene.render(0), scene.render(1)[:200, :300].copy()])
     assert len(dets) == 2
-    assert dets[0].mask.shape[1:] == (360, 640) and dets[1].mask.shape[1:] == (200, 300)
+    assert dets[0].mask.frame_hw == (360, 640) and dets[1].mask.frame_hw == (200, 300)
     for d, (h, w) in zip(dets, [(360, 640), (200, 300)]):
         assert (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
         assert (d.confidence > 0.25).all()

@@ -51,10 +51,11 @@ def test_decode_masks_follow_coefficients():
     cands = [(32, 32, 20, 20, 0, 0.9, 1.0, 0.0), (16, 40, 10, 10, 1, 0.8, -1.0, 0.0)]
     protos = np.ones((1, 2, 16, 16), np.float32)
     d = YoloDecoder(3, DecodeSettings())({"output0": raw(cands, nm=2), "output1": protos}, [META])[0]
-    assert d.mask.shape == (2, 64, 128)
+    dense = d.mask.dense()
+    assert dense.shape == (2, 64, 128)
     x1, y1, x2, y2 = d.xyxy[0].astype(int)
-    assert d.mask[0, y1:y2, x1:x2].all() and d.mask[0].sum() == (x2 - x1) * (y2 - y1)
-    assert not d.mask[1].any()  # negative coefficient: sigmoid < 0.5 everywhere
+    assert dense[0, y1:y2, x1:x2].all() and dense[0].sum() == (x2 - x1) * (y2 - y1)
+    assert not dense[1].any()  # negative coefficient: sigmoid < 0.5 everywhere
 
 
 def test_decode_rejects_too_few_channels():

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ops import masks_from_prototypes, rle_encode
+from pipeline.ops import masks_from_prototypes, rle_encode, rle_encode_crop
 from pipeline.ops.masks import rle_decode
 from pipeline.preprocess import letterbox
 
@@ -33,7 +33,7 @@ def test_masks_match_whole_frame_reference():
     coef = rng.normal(size=(5, 8)).astype(np.float32)
     protos = rng.normal(size=(8, 16, 16)).astype(np.float32)
     boxes = np.array([[0, 0, 160, 90], [10.5, 5.2, 60.7, 40.1], [100, 50, 159.5, 89.5], [20, 20, 21, 21], [30, 30, 30, 30]], np.float32)
-    got = masks_from_prototypes(coef, protos, boxes, frame_hw, input_hw, meta.scale, (meta.pad_x, meta.pad_y))
+    got = masks_from_prototypes(coef, protos, boxes, frame_hw, input_hw, meta.scale, (meta.pad_x, meta.pad_y)).dense()
     ref = masks_reference(coef, protos, boxes, frame_hw, input_hw, meta)
     assert got.shape == (5, 90, 160)
     disagree = (got != ref).mean()
@@ -43,8 +43,9 @@ def test_masks_match_whole_frame_reference():
 
 def test_masks_stay_inside_boxes():
     coef, protos = np.ones((1, 2), np.float32), np.ones((2, 8, 8), np.float32)
-    got = masks_from_prototypes(coef, protos, np.array([[4, 6, 10, 9]], np.float32), (20, 20), (32, 32), 1.6, (0, 0))
-    assert got.sum() == 6 * 3 and got[0, 6:9, 4:10].all()
+    got = masks_from_prototypes(coef, protos, np.array([[4, 6, 10, 9.5]], np.float32), (20, 20), (32, 32), 1.6, (0, 0))
+    assert got.regions.tolist() == [[4, 6, 10, 10]] and got.crops[0].shape == (4, 6) and got.crops[0].all()
+    assert got.dense().sum() == 6 * 4
 
 
 @settings(max_examples=50, deadline=None)
@@ -54,6 +55,20 @@ def test_rle_roundtrip(h, w, seed):
     rle = rle_encode(m)
     assert rle["size"] == [h, w] and isinstance(rle["counts"], str)
     np.testing.assert_array_equal(rle_decode(rle), m)
+
+
+@settings(max_examples=300, deadline=None)
+@given(h=st.integers(1, 12), w=st.integers(1, 12), seed=st.integers(0, 10_000), full_height=st.booleans())
+def test_rle_from_crop_equals_rle_of_full_mask(h, w, seed, full_height):
+    rng = np.random.default_rng(seed)
+    x1, y1 = rng.integers(0, w), rng.integers(0, h)
+    x2, y2 = rng.integers(x1, w + 1), rng.integers(y1, h + 1)
+    if full_height:  # runs may cross column boundaries
+        y1, y2 = 0, h
+    crop = rng.random((y2 - y1, x2 - x1)) > rng.random()
+    full = np.zeros((h, w), bool)
+    full[y1:y2, x1:x2] = crop
+    assert rle_encode_crop(crop, x1, y1, (h, w)) == rle_encode(full)
 
 
 def test_rle_is_coco_column_major():
