@@ -32,7 +32,8 @@ def masks_from_prototypes(
     if n == 0:
         return BoxMasks((), np.zeros((0, 4), np.int32), (h, w))
     c, hp, wp = prototypes.shape
-    logits = (coefficients.astype(np.float32) @ prototypes.reshape(c, -1).astype(np.float32)).reshape(n, hp, wp)
+    coefficients = coefficients.astype(np.float32, copy=False)
+    prototypes = prototypes.astype(np.float32, copy=False)
     # frame pixel centre x -> prototype coordinate: ((x + 0.5) * scale + pad_x) * wp / in_w - 0.5
     sx, sy = scale * wp / input_hw[1], scale * hp / input_hw[0]
     bx = (0.5 * scale + pad[0]) * wp / input_hw[1] - 0.5
@@ -45,9 +46,16 @@ def masks_from_prototypes(
         if x2 <= x1 or y2 <= y1:
             crops.append(np.zeros((y2 - y1, x2 - x1), bool))
             continue
-        m = np.array([[sx, 0, sx * x1 + bx], [0, sy, sy * y1 + by]], dtype=np.float64)
+        # mix the prototypes only in the window the box samples (+1 cell for bilinear)
+        ox, oy = sx * x1 + bx, sy * y1 + by
+        wx1, wy1 = max(int(np.floor(ox)) - 1, 0), max(int(np.floor(oy)) - 1, 0)
+        wx2 = min(int(np.ceil(sx * (x2 - 1) + bx)) + 2, wp)
+        wy2 = min(int(np.ceil(sy * (y2 - 1) + by)) + 2, hp)
+        window = prototypes[:, wy1:wy2, wx1:wx2]
+        mix = (coefficients[i] @ window.reshape(c, -1)).reshape(wy2 - wy1, wx2 - wx1)
+        m = np.array([[sx, 0, ox - wx1], [0, sy, oy - wy1]], dtype=np.float64)
         logit = cv2.warpAffine(
-            logits[i], m, (int(x2 - x1), int(y2 - y1)),
+            mix, m, (int(x2 - x1), int(y2 - y1)),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
         )
         crops.append(logit > 0)
