@@ -30,11 +30,12 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 
 
 def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.45) -> None:
-    """Tint every mask pixel with its class colour, in place.
+    """Tint every mask pixel with its class colour, in place; where masks overlap, the more
+    confident one shows.
 
-    All masks are painted into one (H, W) label map (higher confidence on top), then blended
-    in one vectorised pass; per detection only its mask's region is touched, so no full-frame
-    array is allocated per detection.
+    Each mask is visited only inside its own region (minus the parts covered by more
+    confident overlapping masks), and all tinted pixels are then blended in one vectorised
+    pass: no array of frame size is allocated, per detection or at all.
     """
     if dets.mask is None or len(dets) == 0:
         return
@@ -42,16 +43,32 @@ def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.45) -> Non
     masks = dets.mask
     if masks.frame_hw != (h, w):
         raise ValueError(f"masks are {masks.frame_hw}, the frame is {(h, w)}")
-    label = np.zeros((h, w), dtype=np.int32)
-    for i in np.argsort(dets.confidence, kind="stable"):
-        x1, y1, x2, y2 = masks.regions[i]
-        label[y1:y2, x1:x2][masks.crops[i]] = i + 1
-    ys, xs = np.nonzero(label)
+    r = masks.regions
+    order = np.argsort(-dets.confidence, kind="stable")  # most confident first
+    overlaps = (
+        (r[:, None, 0] < r[None, :, 2]) & (r[None, :, 0] < r[:, None, 2])
+        & (r[:, None, 1] < r[None, :, 3]) & (r[None, :, 1] < r[:, None, 3])
+    )
+    ys, xs, owner = [], [], []
+    for rank, i in enumerate(order):
+        x1, y1, x2, y2 = r[i]
+        visible = masks.crops[i]
+        for j in order[:rank][overlaps[i, order[:rank]]]:
+            a1, b1, a2, b2 = r[j]
+            ox1, oy1, ox2, oy2 = max(x1, a1), max(y1, b1), min(x2, a2), min(y2, b2)
+            if visible is masks.crops[i]:
+                visible = visible.copy()
+            visible[oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1] &= ~masks.crops[j][oy1 - b1 : oy2 - b1, ox1 - a1 : ox2 - a1]
+        yy, xx = np.nonzero(visible)
+        ys.append(yy + y1)
+        xs.append(xx + x1)
+        owner.append(np.full(len(yy), i, np.int32))
+    ys, xs, owner = np.concatenate(ys), np.concatenate(xs), np.concatenate(owner)
     if len(ys) == 0:
         return
-    lut = np.vstack([np.zeros((1, 3), np.uint8), PALETTE[dets.class_id % len(PALETTE)]]).astype(np.float32)
+    colours = PALETTE[dets.class_id % len(PALETTE)].astype(np.float32)
     px = image[ys, xs].astype(np.float32)
-    image[ys, xs] = (px * (1 - alpha) + lut[label[ys, xs]] * alpha + 0.5).astype(np.uint8)
+    image[ys, xs] = (px * (1 - alpha) + colours[owner] * alpha + 0.5).astype(np.uint8)
 
 
 def draw(

@@ -57,3 +57,19 @@ def test_mask_size_mismatch_is_an_error():
     img, d = sample()
     with pytest.raises(ValueError, match="masks are"):
         blend_masks(img[:30].copy(), d)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_blend_matches_reference_on_random_overlaps(seed):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    n = 8
+    dense = np.zeros((n, 50, 70), bool)
+    for i in range(n):
+        x1, y1 = rng.integers(0, 60), rng.integers(0, 40)
+        dense[i, y1 : y1 + rng.integers(1, 20), x1 : x1 + rng.integers(1, 25)] = rng.random((1,)) > 0.1
+        dense[i] &= rng.random((50, 70)) > 0.3
+    d = Detections([[0, 0, 70, 50]] * n, rng.random(n), rng.integers(0, 5, n), dense)
+    out = img.copy()
+    blend_masks(out, d, 0.5)
+    assert np.abs(out.astype(int) - blend_reference(img, d, 0.5).astype(int)).max() <= 1
