@@ -94,9 +94,10 @@ def draw(
         text = f"{name} {score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
         ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty + 1), col, -1)
+        tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 2, ty + 1), col, -1)
         dark = sum(col) > 382
-        cv2.putText(out, text, (x1 + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
+        cv2.putText(out, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
                     (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
     if hud is not None:
         fps, lat = hud.get("fps"), hud.get("latency_ms")

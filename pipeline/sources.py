@@ -53,7 +53,9 @@ class PyAVSource(Source):
         import av
 
         self.uri, self.live, self.source_id = uri, live, source_id
-        options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"} if live else {}
+        # TCP for RTSP: no smeared frames from lost UDP packets. (No 'fflags nobuffer': it
+        # discards the packets read while probing; stale frames are dropped downstream instead.)
+        options = {"rtsp_transport": "tcp"} if uri.startswith("rtsp") else {}
         try:
             self.container = av.open(uri, options=options, timeout=(open_timeout, open_timeout) if live else None)
         except (av.error.FFmpegError, OSError) as exc:

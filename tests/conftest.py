@@ -18,7 +18,7 @@ def make_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), 
     """Write an H.264 MP4 of the synthetic scene (frame index drawn on it)."""
     w, h = size
     scene = SyntheticScene(w, h, seed=3)
-    with av.open(str(path), "w", format="mp4") as c:
+    with av.open(str(path), "w", format="mpegts" if path.suffix == ".ts" else "mp4") as c:
         s = c.add_stream("libx264", rate=Fraction(fps))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"preset": "ultrafast"}

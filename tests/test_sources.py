@@ -121,3 +121,27 @@ def test_describe():
     d = open_source("synthetic:64x48@30").describe()
     assert d == {"uri": "synthetic:64x48@30", "live": True, "fps": 30.0, "total": None}
     assert open_source("synthetic:64x48@29.97").fps == Fraction(2997, 100)
+
+
+def test_http_stream_through_pyav(tmp_path):
+    """The network path: an MP4 served over HTTP on 127.0.0.1, read as a live stream."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    make_clip(tmp_path / "c.ts", frames=15, size=(96, 64))  # MPEG-TS: a streamable container
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/c.ts")
+        assert isinstance(src, PyAVSource) and src.live and src.total is None
+        frames = list(src.frames())
+        assert [f.index for f in frames] == list(range(15)) and frames[0].image.shape == (64, 96, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
