@@ -206,7 +206,6 @@ class BrowserView(Sink):
         self._jpeg: bytes | None = None
         self._seq = 0
         self._closed = False
-        self.viewers = 0
         view = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -252,19 +251,24 @@ class BrowserView(Sink):
         self._thread.start()
 
     def _encoded_latest(self) -> bytes | None:
+        """The newest frame as JPEG, encoded at most once per frame, outside the lock so the
+        pipeline's sink thread never waits for an encode."""
         with self._cond:
-            if self._jpeg is None and self._latest is not None:
-                ok, buf = cv2.imencode(".jpg", self._latest, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                self._jpeg = buf.tobytes() if ok else None
-            return self._jpeg
+            if self._jpeg is not None or self._latest is None:
+                return self._jpeg
+            image, seq = self._latest, self._seq
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        jpeg = buf.tobytes() if ok else None
+        with self._cond:
+            if self._seq == seq:
+                self._jpeg = jpeg
+        return jpeg
 
     def _stream_to(self, handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         handler.send_header("Cache-Control", "no-store")
         handler.end_headers()
-        with self._cond:
-            self.viewers += 1
         seen = -1
         try:
             while True:
@@ -282,9 +286,6 @@ class BrowserView(Sink):
                 handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
-        finally:
-            with self._cond:
-                self.viewers -= 1
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         with self._cond:
