@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=int, help="frames per model call (default 1)")
     run.add_argument("--batch-wait-ms", type=float, dest="batch_wait_ms",
                      help="live sources: longest wait to fill a batch (default 10)")
-    run.add_argument("--frames", type=int, help="stop after N frames")
+    run.add_argument("--frames", type=int, help="stop after reading N frames from the source")
     run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
     run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")

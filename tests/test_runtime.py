@@ -213,3 +213,16 @@ def test_metrics_shape(tiny_model):
     assert m["fps"] == pytest.approx(m["frames_out"] / m["wall_s"], rel=1e-2)
     assert m["model"]["names"] == list(tiny_model.metadata.names)
     assert np.isfinite(m["e2e_latency"]["p99_ms"])
+
+
+def test_live_batches_fill_within_the_wait_and_stay_bounded(tiny_model):
+    model_s = 0.05
+    pipe = Pipeline(open_source("synthetic:160x120@200"), SlowModel(tiny_model, model_s), [RecordingSink()],
+                    batch=4, batch_wait_ms=20)
+    threading.Timer(2.0, pipe.drain).start()
+    m = pipe.run(handle_sigint=False)
+    calls = m["stages"]["infer"]["count"]
+    assert m["frames_out"] > 1.5 * calls  # frames were batched together
+    assert m["queues"]["infer"]["capacity"] == 4
+    # a frame waits at most one model call plus the batch wait before its own call
+    assert m["e2e_latency"]["p95_ms"] < 3 * model_s * 1000 + 20
