@@ -61,21 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _make_sinks(cfg, source, model, stack):
+def _make_sinks(cfg, source, model) -> list:
+    """The sinks the settings ask for; if one cannot be set up, those made before are closed."""
     from pipeline.sinks import BrowserView, JsonlSink, VideoSink, WindowSink
 
     sinks = []
-    if cfg.save is not None:
-        sinks.append(VideoSink(cfg.save, source.fps))
-    if cfg.json_path is not None:
-        sinks.append(JsonlSink(cfg.json_path, model.metadata.names))
-    if cfg.show:
-        sinks.append(WindowSink())
-    if cfg.serve is not None:
-        host, port = cfg.serve_address()
-        sinks.append(BrowserView(host, port, token=cfg.token))
-    for s in sinks:
-        stack.callback(s.close, False)  # on a setup error, nothing is left looking complete
+    try:
+        if cfg.save is not None:
+            sinks.append(VideoSink(cfg.save, source.fps))
+        if cfg.json_path is not None:
+            sinks.append(JsonlSink(cfg.json_path, model.metadata.names))
+        if cfg.show:
+            sinks.append(WindowSink())
+        if cfg.serve is not None:
+            host, port = cfg.serve_address()
+            sinks.append(BrowserView(host, port, token=cfg.token))
+    except BaseException:
+        for s in sinks:
+            s.close(False)
+        raise
     return sinks
 
 
@@ -92,14 +96,13 @@ def _check_paths(cfg) -> None:
 
 
 def cmd_run(args, console: Console) -> int:
-    from contextlib import ExitStack
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from pipeline.config import build_config
     from pipeline.metrics import render_table
     from pipeline.models import load_model
     from pipeline.runtime import Pipeline, StageError
+    from pipeline.sinks import partial_path
     from pipeline.sources import open_source
 
     overrides = {k: getattr(args, k) for k in (
@@ -114,36 +117,33 @@ def cmd_run(args, console: Console) -> int:
     model = load_model(cfg.model, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
                        classes=cfg.classes, imgsz=cfg.imgsz)
     source = open_source(cfg.source)
-    with ExitStack() as stack:
-        sinks = _make_sinks(cfg, source, model, stack)
-        for s in sinks:
-            if hasattr(s, "url"):
-                console.print(f"browser view: {s.url}")
-        total = source.total if cfg.frames is None else min(cfg.frames, source.total or cfg.frames)
-        progress = None
-        if not args.quiet:
-            progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
-            task = progress.add_task(Path(cfg.source).name if not source.live else cfg.source, total=total)
-        pipe = Pipeline(source, model, sinks, batch=cfg.batch, batch_wait_ms=cfg.batch_wait_ms,
-                        max_frames=cfg.frames, hud=cfg.hud,
-                        on_frame=None if progress is None else (lambda n: progress.update(task, completed=n)))
-        try:
-            if progress is not None:
-                progress.start()
-            metrics = pipe.run()
-        except StageError as exc:
-            kept = [str(Path(s.path).name) + ".partial" for s in sinks if hasattr(s, "path")]
-            extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
-            say(f"error: {exc}{extra}")
-            if args.debug:
-                console.print("".join(traceback.format_exception(exc.error)), highlight=False)
-            stack.pop_all()
-            return EXIT_FAILED
-        finally:
-            if progress is not None:
-                progress.stop()
-        stack.pop_all()  # the pipeline closed the sinks
+    sinks = _make_sinks(cfg, source, model)
+    for s in sinks:
+        if hasattr(s, "url"):
+            console.print(f"browser view: {s.url}")
+    total = source.total if cfg.frames is None else min(cfg.frames, source.total or cfg.frames)
+    progress = None
+    if not args.quiet:
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+        task = progress.add_task(Path(cfg.source).name if not source.live else cfg.source, total=total)
+    pipe = Pipeline(source, model, sinks, batch=cfg.batch, batch_wait_ms=cfg.batch_wait_ms,
+                    max_frames=cfg.frames, hud=cfg.hud,
+                    on_frame=None if progress is None else (lambda n: progress.update(task, completed=n)))
+    try:  # from here on the pipeline owns the sinks and closes them
+        if progress is not None:
+            progress.start()
+        metrics = pipe.run()
+    except StageError as exc:
+        kept = [partial_path(s.path).name for s in sinks if hasattr(s, "path") and partial_path(s.path).exists()]
+        extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
+        say(f"error: {exc}{extra}")
+        if args.debug:
+            console.print("".join(traceback.format_exception(exc.error)), highlight=False)
+        return EXIT_FAILED
+    finally:
+        if progress is not None:
+            progress.stop()
     if cfg.metrics_json is not None:
         Path(cfg.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:

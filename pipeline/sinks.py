@@ -120,7 +120,7 @@ class JsonlSink(Sink):
     def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
         self.path = _check_writable(Path(path))
         self.names = list(names)
-        self.file = open(partial_path(self.path), "w", encoding="utf-8")
+        self.file = None  # opened on the first frame, so a run that never starts leaves nothing
 
     def record(self, frame: Frame, dets: Detections) -> dict:
         out = []
@@ -139,9 +139,15 @@ class JsonlSink(Sink):
         return {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id, "detections": out}
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        if self.file is None:
+            self.file = open(partial_path(self.path), "w", encoding="utf-8")
         self.file.write(json.dumps(self.record(frame, detections), separators=(",", ":")) + "\n")
 
     def close(self, complete: bool) -> None:
+        if self.file is None:
+            if complete:  # a complete run of zero frames is an empty file, not a missing one
+                self.path.write_text("", encoding="utf-8")
+            return
         if self.file.closed:
             return
         self.file.close()

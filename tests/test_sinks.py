@@ -76,6 +76,15 @@ def test_jsonl_sink_lines(tmp_path):
     assert mask.shape == (48, 64) and mask.sum() == 75 and mask[5:10, 5:20].all()
 
 
+def test_jsonl_sink_files_appear_only_when_finished(tmp_path):
+    never = JsonlSink(tmp_path / "never.jsonl", [])
+    never.close(complete=False)  # the run failed before any frame: nothing is left behind
+    assert list(tmp_path.iterdir()) == []
+    empty = JsonlSink(tmp_path / "empty.jsonl", [])
+    empty.close(complete=True)  # a finished run of zero frames: an empty file
+    assert (tmp_path / "empty.jsonl").read_text() == ""
+
+
 def test_window_sink_on_headless_opencv_says_what_to_do():
     if opencv_has_gui():
         pytest.skip("this OpenCV has a GUI")
