@@ -152,13 +152,14 @@ class Pipeline:
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
+        self._aborted = False
         self._errors: list[StageError] = []
         self._threads: list[threading.Thread] = []
         live = source.live
         q = self.metrics.queues
         # Queues are named after the stage that reads them.
         q["preprocess"] = StageQueue(2 if live else 8, self._stop, drop_oldest=live)
-        q["infer"] = StageQueue(max(batch, 1) if live else 2 * batch, self._stop, drop_oldest=live)
+        q["infer"] = StageQueue(batch if live else 2 * batch, self._stop, drop_oldest=live)
         q["postprocess"] = StageQueue(2, self._stop)
         q["overlay"] = StageQueue(4, self._stop)
         q["sink"] = StageQueue(4, self._stop)
@@ -168,12 +169,11 @@ class Pipeline:
 
     def drain(self) -> None:
         """Stop taking frames; finish the ones in flight and finalise the outputs."""
-        self._drain_requested = True
         self._drain.set()
 
     def abort(self) -> None:
         """Stop every stage now; outputs are closed as incomplete."""
-        self._abort_requested = True
+        self._aborted = True
         self._stop.set()
 
     # ---- stages --------------------------------------------------------------------------
@@ -315,25 +315,22 @@ class Pipeline:
             for t in self._threads:
                 t.join()
             self.metrics.ended = time.monotonic()
-            complete = not self._errors and not self._abort_requested
+            complete = not self._errors and not self._aborted
             close_errors = self._close_sinks(complete)
         if self._errors:
             raise self._errors[0] from self._errors[0].error
         if close_errors:
             raise close_errors[0] from close_errors[0].error
         result = self.metrics.to_dict()
-        result["interrupted"] = self._drain_requested
-        result["aborted"] = self._abort_requested
+        result["interrupted"] = self._drain.is_set()
+        result["aborted"] = self._aborted
         result["source"] = self.source.describe()
         result["model"] = self.model.metadata.to_dict()
         result["batch"] = self.batch
         return result
 
-    _drain_requested = False
-    _abort_requested = False
-
     def _on_sigint(self, signum, frame) -> None:
-        if not self._drain_requested:
+        if not self._drain.is_set():
             self.drain()
         else:
             self.abort()
