@@ -48,6 +48,15 @@ def test_draw_returns_a_new_image_and_marks_boxes():
     assert np.array_equal(empty, img)
 
 
+def test_hud_is_drawn_top_left_only_when_asked():
+    img = np.zeros((120, 200, 3), np.uint8)
+    plain = draw(img, Detections.empty(), [])
+    hud = draw(img, Detections.empty(), [], hud={"fps": 30.0, "latency_ms": 45.0})
+    changed = np.argwhere((hud != plain).any(2))
+    assert len(changed) and changed[:, 0].max() < 40 and changed[:, 1].max() < 200
+    assert not plain.any()
+
+
 def test_class_colours_are_stable_and_distinct():
     assert class_colour(3) == class_colour(3) == class_colour(3 + len(PALETTE))
     assert len({class_colour(i) for i in range(20)}) == 20

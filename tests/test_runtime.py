@@ -66,8 +66,10 @@ def rtpipe_threads() -> list[str]:
 def test_file_frames_conserved_in_order_with_slow_consumer(tmp_path, tiny_model, batch):
     clip = make_clip(tmp_path / "c.mp4", frames=40)
     sink = RecordingSink(delay=0.01, needs_image=True)
-    m = Pipeline(open_source(str(clip)), tiny_model, [sink], batch=batch).run()
+    progress: list[int] = []
+    m = Pipeline(open_source(str(clip)), tiny_model, [sink], batch=batch, on_frame=progress.append).run()
     assert sink.indices == list(range(40))
+    assert progress == list(range(1, 41))
     assert sink.images == 40
     assert m["frames_in"] == m["frames_out"] == 40
     assert m["dropped"] == 0
