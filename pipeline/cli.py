@@ -68,7 +68,7 @@ def _make_sinks(cfg, source, model) -> list:
     sinks = []
     try:
         if cfg.save is not None:
-            sinks.append(VideoSink(cfg.save, source.fps))
+            sinks.append(VideoSink(cfg.save, source.fps, live=source.live))
         if cfg.json_path is not None:
             sinks.append(JsonlSink(cfg.json_path, model.metadata.names))
         if cfg.show:

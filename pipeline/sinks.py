@@ -56,18 +56,26 @@ def _check_writable(path: Path) -> Path:
 
 
 class VideoSink(Sink):
-    """Annotated H.264 video through PyAV: the input's size, at the source's frame rate."""
+    """Annotated H.264 video through PyAV: the input's size, at the source's frame rate.
+
+    Frames are timed by their order (every frame of a file source is kept), or with
+    ``live=True`` by their pts, so a live recording whose frames were dropped still plays at
+    the speed it happened.
+    """
 
     needs_image = True
 
-    def __init__(self, path: str | Path, fps: Fraction | float | None, crf: int = 23, preset: str = "veryfast"):
+    def __init__(self, path: str | Path, fps: Fraction | float | None, crf: int = 23, preset: str = "veryfast",
+                 live: bool = False):
         self.path = _check_writable(Path(path))
         fmt = VIDEO_FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise SinkError(f"video output '{self.path}': use one of {', '.join(VIDEO_FORMATS)}")
         self.format = fmt
         self.fps = Fraction(fps).limit_denominator(1001) if fps else Fraction(30)
-        self.crf, self.preset = crf, preset
+        self.crf, self.preset, self.live = crf, preset, live
+        self._first_pts: float | None = None
+        self._last_slot = -1
         self.container = None
         self.frames = 0
         self.size: tuple[int, int] | None = None
@@ -95,7 +103,13 @@ class VideoSink(Sink):
         elif (w, h) != self.size:  # e.g. a folder of images of mixed sizes
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
         vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-        vf.pts = self.frames
+        slot = self.frames
+        if self.live:  # the frame's time, in frame periods since the first frame, strictly increasing
+            if self._first_pts is None:
+                self._first_pts = frame.pts
+            slot = max(round((frame.pts - self._first_pts) * self.fps), self._last_slot + 1)
+        self._last_slot = slot
+        vf.pts = slot
         vf.time_base = 1 / self.fps
         for packet in self.stream.encode(vf):
             self.container.mux(packet)

@@ -171,3 +171,20 @@ def test_browser_view_in_headless_chromium(tmp_path):
         assert blue.sum() > 64 * 48 * 0.5, "the decoded frame is not on the page"
     finally:
         view.close(True)
+
+
+def test_live_video_keeps_real_time_when_frames_were_dropped(tmp_path):
+    import av
+
+    out = tmp_path / "live.mp4"
+    sink = VideoSink(out, 30, live=True)
+    pts = [0.0, 0.1, 0.2, 0.21, 0.5, 1.0]  # a slow model: most camera frames were dropped
+    for i, t in enumerate(pts):
+        sink.write(Frame(np.zeros((48, 64, 3), np.uint8), i, t, 0.0), Detections.empty(), None)
+    sink.close(True)
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        times = [float(f.pts * f.time_base) for f in c.decode(s)]
+    assert len(times) == 6
+    assert times[-1] - times[0] == pytest.approx(1.0, abs=1 / 30)  # plays over 1 s, not 6/30 s
+    assert all(b > a for a, b in zip(times, times[1:]))
