@@ -294,10 +294,10 @@ class Pipeline:
         and the second aborts. Raises StageError if a stage failed; the sinks are then closed
         as incomplete (their partial files are kept under a ``.partial`` name).
         """
-        for name in ("grab", "preprocess", "infer", "postprocess", "overlay", "sink"):
-            self.metrics.stage(name)
         bodies = [("grab", self._grab), ("preprocess", self._preprocess), ("infer", self._infer),
                   ("postprocess", self._postprocess), ("overlay", self._overlay), ("sink", self._sink)]
+        for name, _ in bodies:  # every stage appears in the metrics, in pipeline order
+            self.metrics.stage(name)
         previous = None
         if handle_sigint and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)

@@ -103,3 +103,21 @@ def random_boxes(rng: np.random.Generator, n: int, size: float = 100.0) -> np.nd
     xy = rng.uniform(0, size, (n, 2))
     wh = rng.uniform(1, size / 3, (n, 2))
     return np.hstack([xy, xy + wh]).astype(np.float32)
+
+
+def one_node_onnx(path: Path, op: str, in_shape: list, out_shape: list, names: str | None = None,
+                  initializers: dict[str, np.ndarray] | None = None) -> Path:
+    """Save a one-node ONNX model ``images -> op -> output0`` (extra inputs from initializers)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(v, k) for k, v in (initializers or {}).items()]
+    node = helper.make_node(op, ["images", *(initializers or {})], ["output0"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if names is not None:
+        model.metadata_props.append(onnx.StringStringEntryProto(key="names", value=names))
+    onnx.save(model, str(path))
+    return path

@@ -10,12 +10,10 @@ import sys
 import time
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.cli import build_parser
-from tests.conftest import make_clip, probe
+from tests.conftest import make_clip, one_node_onnx, probe
 
 
 def rtpipe(*args, timeout=120, **kw):
@@ -72,15 +70,8 @@ def test_debug_shows_traceback():
 
 def _bad_layout_model(path):
     """Names four classes but emits only three channels: decoding must fail."""
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
-    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 4096])
-    shape = numpy_helper.from_array(np.array([1, 3, 4096], np.int64), "shape")
-    g = helper.make_graph([helper.make_node("Reshape", ["images", "shape"], ["output0"])], "g", [x], [y], [shape])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    m.metadata_props.append(onnx.StringStringEntryProto(key="names", value="{0:'a',1:'b',2:'c',3:'d'}"))
-    onnx.save(m, path)
-    return path
+    return one_node_onnx(path, "Reshape", [1, 3, 64, 64], [1, 3, 4096], names="{0:'a',1:'b',2:'c',3:'d'}",
+                         initializers={"shape": np.array([1, 3, 4096], np.int64)})
 
 
 def test_failing_stage_exits_1_naming_it_and_keeps_only_partial(tmp_path):

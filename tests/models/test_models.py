@@ -1,10 +1,9 @@
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from pipeline.models import BUILTIN, ModelError, load_model
 from pipeline.sources import SyntheticScene
+from tests.conftest import one_node_onnx
 
 
 def test_builtin_model_metadata(tiny_model):
@@ -33,18 +32,6 @@ def test_batched_inference_equals_single(tiny_model):
         assert a.class_id.tolist() == b.class_id.tolist()
 
 
-def _write_onnx(path, with_names=True):
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
-    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 64, 64])
-    m = helper.make_model(helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "g", [x], [y]),
-                          opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    if with_names:
-        m.metadata_props.append(onnx.StringStringEntryProto(key="names", value="{0: 'a'}"))
-    onnx.save(m, path)
-    return path
-
-
 @pytest.mark.parametrize(
     "spec, kwargs, message",
     [
@@ -68,8 +55,9 @@ def test_load_refuses_non_onnx_and_garbage(tmp_path):
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         load_model(str(bad))
     with pytest.raises(ModelError, match="no 'names' metadata"):
-        load_model(str(_write_onnx(tmp_path / "plain.onnx", with_names=False)))
-    assert load_model(str(_write_onnx(tmp_path / "ok.onnx"))).metadata.names == ("a",)
+        load_model(str(one_node_onnx(tmp_path / "plain.onnx", "Identity", [1, 3, 64, 64], [1, 3, 64, 64])))
+    ok = one_node_onnx(tmp_path / "ok.onnx", "Identity", [1, 3, 64, 64], [1, 3, 64, 64], names="{0: 'a'}")
+    assert load_model(str(ok)).metadata.names == ("a",)
 
 
 def test_builtin_file_is_shipped():
