@@ -1,6 +1,18 @@
-"""Fit frames into the network input: letterbox, colour order, layout, scale (numpy + OpenCV)."""
+"""Fit frames into the network input: letterbox, colour order, layout, scale (numpy + OpenCV).
+
+Two ways of fitting, each matching the reference implementation of its family:
+
+- ``letterbox`` (Ultralytics): keep the aspect ratio, centre, pad with grey 114, resize the
+  uint8 image.
+- ``torchvision`` (GeneralizedRCNNTransform): scale the [0, 1] float image so the short side
+  reaches ``min_size`` without the long side passing ``max_size`` (or stretch to a fixed size
+  for SSD), place it top-left and pad with the normalisation mean, which the engine maps to 0.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -8,6 +20,29 @@ import numpy as np
 from pipeline.types import LetterboxMeta
 
 PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How frames enter a network: its input size and the fitting rule (see module docstring).
+
+    mode: "letterbox" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
+    bounds (mode "torchvision" only). pad_rgb: padding colour in [0, 1] RGB (torchvision modes).
+    """
+
+    input_hw: tuple[int, int]
+    mode: str = "letterbox"
+    min_size: int = 0
+    max_size: int = 0
+    pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def to_dict(self) -> dict:
+        return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
+                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Fit:
+        return cls(tuple(d["input_hw"]), d["mode"], int(d.get("min_size", 0)), int(d.get("max_size", 0)), tuple(d.get("pad_rgb", (0, 0, 0))))
 
 
 def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, LetterboxMeta]:
@@ -28,7 +63,7 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
-    return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale=r, pad_x=left, pad_y=top)
+    return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
 
 
 def to_tensor(image: np.ndarray) -> np.ndarray:
@@ -39,7 +74,47 @@ def to_tensor(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, LetterboxMeta]:
-    """One frame -> (3, H, W) float32 network input and its letterbox meta."""
-    boxed, meta = letterbox(image, input_hw)
-    return to_tensor(boxed), meta
+def torchvision_size(frame_hw: tuple[int, int], min_size: int, max_size: int) -> tuple[int, int]:
+    """The (h, w) torchvision's GeneralizedRCNNTransform resizes a frame to.
+
+    Same arithmetic as torchvision in eager mode: a double-precision scale and
+    ``floor(side * scale)``, as ``interpolate(scale_factor=s, recompute_scale_factor=True)`` does.
+    """
+    h, w = frame_hw
+    scale = min(min_size / min(h, w), max_size / max(h, w))
+    return math.floor(float(h) * scale), math.floor(float(w) * scale)
+
+
+def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, LetterboxMeta]:
+    """HxWx3 uint8 BGR -> (3, H, W) float32 RGB in [0, 1] placed top-left (or stretched).
+
+    The image is converted to float before resizing, as torchvision resizes the float tensor;
+    bilinear, half-pixel centres, no antialiasing, like ``F.interpolate(align_corners=False)``.
+    """
+    h, w = image.shape[:2]
+    ih, iw = fit.input_hw
+    if fit.mode == "stretch":
+        nh, nw = ih, iw
+    else:
+        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
+        if nh > ih or nw > iw:  # a frame of another aspect than the engine's: fit it inside
+            r = min(ih / h, iw / w)
+            nh, nw = min(math.floor(h * r), ih), min(math.floor(w * r), iw)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb *= np.float32(1 / 255)
+    if (nh, nw) != (h, w):
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out = np.empty((3, ih, iw), np.float32)
+    out[:] = np.asarray(fit.pad_rgb, np.float32)[:, None, None]
+    out[:, :nh, :nw] = rgb.transpose(2, 0, 1)
+    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
+
+
+def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, LetterboxMeta]:
+    """One frame -> (3, H, W) float32 network input and its meta. A bare (h, w) means letterbox."""
+    if not isinstance(fit, Fit):
+        fit = Fit(tuple(fit))
+    if fit.mode == "letterbox":
+        boxed, meta = letterbox(image, fit.input_hw)
+        return to_tensor(boxed), meta
+    return fit_torchvision(image, fit)

@@ -39,24 +39,22 @@ class Frame:
 class LetterboxMeta:
     """How a frame was fitted into the network input, to map boxes back.
 
-    input = frame * scale + (pad_x, pad_y); frame = (input - pad) / scale.
+    input_x = frame_x * scale_x + pad_x (and the same in y); a letterbox keeps the aspect
+    ratio (scale_x == scale_y), a stretch (SSD) does not.
     """
 
     frame_hw: tuple[int, int]
     input_hw: tuple[int, int]
-    scale: float
+    scale_x: float
+    scale_y: float
     pad_x: float
     pad_y: float
 
     def to_frame(self, xyxy: np.ndarray) -> np.ndarray:
         """(N, 4) boxes in input pixels -> (N, 4) float32 boxes in frame pixels, clipped."""
-        out = np.empty_like(xyxy, dtype=np.float32)
-        out[:, 0::2] = (xyxy[:, 0::2] - self.pad_x) / self.scale
-        out[:, 1::2] = (xyxy[:, 1::2] - self.pad_y) / self.scale
-        h, w = self.frame_hw
-        np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
-        np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
-        return out
+        from pipeline.ops.boxes import scale_boxes  # ops imports types; import here, not at the top
+
+        return scale_boxes(xyxy, (self.scale_x, self.scale_y), (self.pad_x, self.pad_y), self.frame_hw)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def test_letterbox_geometry(frame_hw, input_hw, resized_hw, pad_xy):
     assert (out == PAD_VALUE).sum() == out.size - rh * rw * 3
     # a box spanning the whole frame maps back to the whole frame
     back = meta.to_frame(np.array([[px, py, px + rw, py + rh]], np.float32))
-    assert back[0].tolist() == pytest.approx([0, 0, frame_hw[1], frame_hw[0]], abs=1.5 / meta.scale)
+    assert back[0].tolist() == pytest.approx([0, 0, frame_hw[1], frame_hw[0]], abs=1.5 / meta.scale_x)
 
 
 def test_to_tensor_layout_and_scale():

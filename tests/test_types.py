@@ -59,7 +59,7 @@ def test_frame_rejects_non_bgr_images():
 
 
 def test_letterbox_meta_maps_back_and_clips():
-    meta = LetterboxMeta(frame_hw=(100, 200), input_hw=(64, 64), scale=0.32, pad_x=0, pad_y=16)
+    meta = LetterboxMeta(frame_hw=(100, 200), input_hw=(64, 64), scale_x=0.32, scale_y=0.32, pad_x=0, pad_y=16)
     boxes = np.array([[0, 16, 64, 48], [-10, 0, 100, 70]], np.float32)
     out = meta.to_frame(boxes)
     assert out[0].tolist() == pytest.approx([0, 0, 200, 100])

@@ -7,11 +7,26 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from pipeline.backends import run_in_chunks
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for a device name: "cpu", or "cuda[:N]" (needs onnxruntime-gpu)."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(
+                f"device '{device}' needs onnxruntime-gpu (CUDAExecutionProvider); this onnxruntime has {ort.get_available_providers()}"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ValueError(f"device '{device}' is not known: use cpu or cuda")
+
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, path: str | Path | bytes, providers: list[str] | None = None, threads: int = 0):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -19,25 +34,31 @@ class OnnxRuntimeBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.dynamic_block_base", "4")
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                path if isinstance(path, bytes) else str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ValueError(f"{path}: not a loadable ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+            raise ValueError(f"{self._label(path)}: not a loadable ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ValueError(f"{path}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")
+            raise ValueError(f"{self._label(path)}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")
         self.input_name = inputs[0].name
         b, _, h, w = inputs[0].shape
         if not (isinstance(h, int) and isinstance(w, int)):
-            raise ValueError(f"{path}: the input size must be fixed in the graph, found {inputs[0].shape}")
+            raise ValueError(f"{self._label(path)}: the input size must be fixed in the graph, found {inputs[0].shape}")
         self.input_hw = (h, w)
         self.max_batch = b if isinstance(b, int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: batch})))
+
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if self.max_batch is None or len(batch) <= self.max_batch:
-            return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: batch})))
-        parts = [self.infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
+        return run_in_chunks(self._run, batch, self.max_batch)
+
+    @staticmethod
+    def _label(path) -> str:
+        return "the exported graph" if isinstance(path, bytes) else str(path)
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)

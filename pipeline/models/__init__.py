@@ -1,20 +1,41 @@
-"""Model loading: a spec -> engine + backend + family decoder, behind one ``Model``."""
+"""Model loading: a spec -> graph + backend + family decoder, behind one ``Model``.
+
+A spec names where the network comes from; the family module says how to build, export and
+decode it; the backend (chosen by name) runs it:
+
+======================== ========================================== =========================
+spec                     what it is                                 graph
+======================== ========================================== =========================
+``tiny-seg``             builtin stand-in (random weights)          bundled ONNX
+``x.onnx``               Ultralytics or rtpipe ONNX export          the file
+``torchvision:<arch>``   torchvision detection model + ``weights``  built in torch
+``x.pt`` / ``x.pth``     Ultralytics checkpoint (needs ultralytics)  built in torch
+``configs/x.yaml``       a preset: its ``model``/``weights``/``imgsz``  as the preset's model
+======================== ========================================== =========================
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.backends import Backend
-from pipeline.models.yolo import DecodeSettings, YoloDecoder, parse_names
-from pipeline.preprocess import prepare
+from pipeline.models import torchvision as tv_family
+from pipeline.models import yolo as yolo_family
+from pipeline.models.export import META_KEY
+from pipeline.models.settings import DecodeSettings
+from pipeline.preprocess import Fit, prepare
 from pipeline.types import Detections, LetterboxMeta
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
-BACKENDS = ("auto", "onnxruntime")
+BACKENDS = ("auto", "onnxruntime", "torch")
+FAMILIES = {"yolo": yolo_family, "torchvision": tv_family}
 
 
 class ModelError(ValueError):
@@ -29,11 +50,18 @@ class ModelInfo:
     input_hw: tuple[int, int]
     path: str
     backend: str
+    fit: Fit = field(default=None, compare=False)  # type: ignore[assignment]
+    arch: str | None = None
 
     def to_dict(self) -> dict:
         return {
-            "family": self.family, "task": self.task, "names": list(self.names),
-            "input_hw": list(self.input_hw), "path": self.path, "backend": self.backend,
+            "family": self.family,
+            "arch": self.arch,
+            "task": self.task,
+            "names": list(self.names),
+            "input_hw": list(self.input_hw),
+            "path": self.path,
+            "backend": self.backend,
         }
 
 
@@ -41,7 +69,7 @@ class Model:
     """Preprocess, run and decode: ``predict(images) -> list[Detections]``.
 
     The runtime calls the three steps separately, one stage each; ``predict`` chains them for
-    scripts and tests.
+    scripts and tests. Images are HxWx3 uint8 BGR; detections come back in their pixels.
     """
 
     def __init__(self, backend: Backend, decoder, info: ModelInfo):
@@ -50,7 +78,7 @@ class Model:
         self.metadata = info
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxMeta]:
-        return prepare(image, self.metadata.input_hw)
+        return prepare(image, self.metadata.fit)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(batch)
@@ -65,50 +93,180 @@ class Model:
         return self.decode(self.infer(np.stack(tensors)), list(metas))
 
 
-def resolve_spec(spec: str) -> Path:
-    """A builtin name or a file path -> an existing engine file (clear error otherwise)."""
-    if spec in BUILTIN:
-        return BUILTIN[spec]
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelError(f"model '{spec}' not found: give an ONNX file path or a builtin ({', '.join(BUILTIN)})")
-    if path.suffix.lower() != ".onnx":
+@dataclass
+class Graph:
+    """A network ready for a backend: an ONNX graph, a torch module, or (checkpoints) both ways."""
+
+    meta: dict  # engine metadata: family, task, names, fit, outputs, decode details
+    label: str  # what to call it in messages and metadata
+    onnx: Path | bytes | None = None
+    module: object | None = None  # torch.nn.Module
+
+    def to_onnx(self) -> Path | bytes:
+        if self.onnx is None:
+            from pipeline.models.export import to_onnx
+
+            self.onnx = to_onnx(self.module, self.meta, batch=self.meta.get("batch"))
+        return self.onnx
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+def _onnx_graph(path: Path, label: str) -> Graph:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"model '{label}': not a loadable ONNX file ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from exc
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    inputs = session.get_inputs()
+    shape = inputs[0].shape if len(inputs) == 1 else None
+    if shape is None or len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]):
         raise ModelError(
-            f"model '{spec}': only ONNX files (.onnx) and builtins ({', '.join(BUILTIN)}) load in this version; "
-            "export the checkpoint to ONNX first"
+            f"model '{label}': expected one image input (B, 3, H, W) with fixed H and W, found {[(i.name, i.shape) for i in inputs]}"
         )
-    return path
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    if META_KEY in props:
+        meta = json.loads(props[META_KEY])
+    elif "names" in props:
+        meta = yolo_family.meta_from_ultralytics(props, (shape[2], shape[3]), outputs)
+    else:
+        raise ModelError(
+            f"model '{label}': unknown ONNX layout (no Ultralytics 'names' or rtpipe metadata): "
+            "expected an Ultralytics export (output0 [B, 4+nc(+32), N], output1 prototypes) or one made by rtpipe"
+        )
+    problem = FAMILIES[meta["family"]].check_outputs(meta, outputs)
+    if problem:
+        raise ModelError(f"model '{label}': unknown output layout: {problem}")
+    return Graph(meta, label, onnx=path)
+
+
+def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Graph:
+    tv_family.check_arch(arch)
+    if weights is None:
+        warnings.warn(f"{label}: no weights given, using random weights (seed 0): detections are meaningless", stacklevel=4)
+    model = tv_family.build(arch, weights, imgsz, settings)
+    meta = tv_family.describe(model, arch, settings)
+    return Graph(meta, label, module=tv_family.graph(model, meta))
+
+
+def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeSettings | None = None, trust_checkpoint: bool = False) -> Graph:
+    """A model spec -> its Graph (see the module docstring for what a spec may be)."""
+    settings = settings or DecodeSettings()
+    if spec in BUILTIN:
+        return _onnx_graph(BUILTIN[spec], spec)
+    if spec.startswith("torchvision:"):
+        arch = spec.split(":", 1)[1]
+        try:
+            return _torchvision_graph(arch, weights, imgsz, settings, spec)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ModelError(str(exc)) from exc
+    path = Path(spec).expanduser()
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise ModelError(
+            f"model '{spec}' not found: give an ONNX file, a .pt checkpoint, torchvision:<arch>, a preset, or a builtin ({', '.join(BUILTIN)})"
+        )
+    if suffix in (".yaml", ".yml"):
+        return _preset_graph(path, weights, imgsz, settings, trust_checkpoint)
+    if suffix == ".onnx":
+        return _onnx_graph(path, spec)
+    if suffix in (".pt", ".pth"):
+        try:
+            return yolo_family.checkpoint_graph(path, imgsz, trust_checkpoint)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+    if suffix in (".engine", ".plan", ".pt2"):
+        raise ModelError(f"model '{spec}': {suffix} engines are not runnable in this version; run the .onnx it was built from")
+    raise ModelError(f"model '{spec}': unknown file type '{suffix}': expected .onnx, .pt/.pth, .yaml or torchvision:<arch>")
+
+
+def _preset_graph(path: Path, weights, imgsz, settings, trust) -> Graph:
+    from pipeline.config import ConfigError, read_preset
+
+    try:
+        preset = read_preset(path)
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from exc
+    spec = preset.get("model")
+    if not spec or str(spec).endswith((".yaml", ".yml")):
+        raise ModelError(f"preset '{path}' names no model (key 'model')")
+    return resolve(str(spec), weights or preset.get("weights"), imgsz or preset.get("imgsz"), settings, trust)
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+def _onnxruntime(graph: Graph, device: str) -> Backend:
+    from pipeline.backends.onnxruntime import OnnxRuntimeBackend, providers_for
+
+    return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
+
+
+def _torch(graph: Graph, device: str) -> Backend:
+    from pipeline.backends.torch import TorchBackend
+
+    if graph.module is None:
+        raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is an ONNX graph: use --backend onnxruntime")
+    return TorchBackend(graph.module, tuple(graph.meta["fit"]["input_hw"]), graph.meta["outputs"], graph.meta.get("batch"), device)
+
+
+BACKEND_FACTORIES: dict[str, Callable[[Graph, str], Backend]] = {"onnxruntime": _onnxruntime, "torch": _torch}
+
+
+def pick_backend(graph: Graph, device: str) -> str:
+    """``auto``: ONNX graphs run on ONNX Runtime; checkpoints on torch (no export at start-up)."""
+    return "onnxruntime" if graph.module is None else "torch"
 
 
 def load_model(
     spec: str,
     backend: str = "auto",
+    device: str = "cpu",
     conf: float = 0.25,
     iou: float = 0.45,
     max_det: int = 300,
     classes: list[int] | None = None,
     imgsz: int | None = None,
+    weights: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    agnostic: bool = False,
 ) -> Model:
-    """Load a model for ``predict`` or the pipeline. ``imgsz`` is checked against the engine."""
+    """Load a model for ``predict`` or the pipeline.
+
+    weights: for ``torchvision:<arch>``, a local state_dict file or ``"DEFAULT"`` (torchvision's
+    weights API; downloads); None gives random weights with a warning. imgsz: checked against a
+    fixed-size ONNX; sets the input size of models built here. trust_checkpoint: allow
+    unpickling a .pt checkpoint's Python objects (only for files you trust).
+    """
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
-    path = resolve_spec(spec)
-    from pipeline.backends.onnxruntime import OnnxRuntimeBackend
-
-    try:
-        be = OnnxRuntimeBackend(path)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from exc
-    meta = be.metadata()
-    if imgsz is not None and tuple(be.input_hw) != (imgsz, imgsz):
+    settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic)
+    graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
+    meta = graph.meta
+    fit = Fit.from_dict(meta["fit"])
+    if imgsz is not None and graph.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
         raise ModelError(
-            f"model '{spec}' has a fixed input of {be.input_hw[1]}x{be.input_hw[0]}; drop --imgsz {imgsz} "
-            f"or export the model at {imgsz}"
+            f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
-    if "names" not in meta:
-        raise ModelError(f"model '{spec}' carries no 'names' metadata: export it with Ultralytics or rtpipe")
-    names = tuple(parse_names(meta["names"]))
-    task = meta.get("task", "detect")
-    info = ModelInfo("yolo", task, names, be.input_hw, str(path), be.name)
-    settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes))
-    return Model(be, YoloDecoder(len(names), settings), info)
+    name = pick_backend(graph, device) if backend == "auto" else backend
+    try:
+        be = BACKEND_FACTORIES[name](graph, device)
+    except ValueError as exc:
+        raise ModelError(f"model '{spec}': {exc}") from exc
+    if "baked" in meta:
+        _warn_baked(spec, meta["baked"], settings)
+    info = ModelInfo(meta["family"], meta["task"], tuple(meta["names"]), fit.input_hw, graph.label, be.name, fit, meta.get("arch"))
+    return Model(be, FAMILIES[meta["family"]].decoder(meta, settings), info)
+
+
+def _warn_baked(spec: str, baked: dict, s: DecodeSettings) -> None:
+    """Two-stage graphs run their own NMS: settings looser than the graph's cannot take effect."""
+    if s.iou != baked["iou"] or s.conf < baked["conf"] or s.max_det > baked["max_det"]:
+        warnings.warn(
+            f"{spec}: this graph was built with conf {baked['conf']}, iou {baked['iou']}, max_det {baked['max_det']}; "
+            "its NMS IoU and lower limits apply (rebuild it to change them)",
+            stacklevel=3,
+        )

@@ -8,11 +8,13 @@ prototypes.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from pipeline.models.settings import DecodeSettings
 from pipeline.ops import batched_nms, cxcywh_to_xyxy, masks_from_prototypes, nms
+from pipeline.preprocess import Fit
 from pipeline.types import Detections, LetterboxMeta
 
 
@@ -30,15 +32,6 @@ def parse_names(value: str) -> list[str]:
     if isinstance(names, (list, tuple)):
         return [str(n) for n in names]
     raise ValueError(f"model metadata 'names' is not a dict or list literal: {value[:80]!r}")
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    conf: float = 0.25
-    iou: float = 0.45
-    max_det: int = 300
-    classes: tuple[int, ...] | None = None
-    agnostic: bool = False
 
 
 class YoloDecoder:
@@ -75,5 +68,115 @@ class YoloDecoder:
         mask = None
         if protos is not None:
             coef = pred[4 + self.nc :, idx[keep]].T
-            mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, meta.scale, (meta.pad_x, meta.pad_y))
+            mask = masks_from_prototypes(
+                coef, protos, xyxy, meta.frame_hw, meta.input_hw, (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
+            )
         return Detections(xyxy, score[keep], cls[keep], mask)
+
+
+# ---------------------------------------------------------------------------- metadata and checkpoints
+
+PROTO_CHANNELS = 32
+
+
+def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> dict:
+    """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, stride)."""
+    names = parse_names(props["names"])
+    task = props.get("task", "segment" if "output1" in outputs else "detect")
+    return {
+        "family": "yolo",
+        "task": task,
+        "names": names,
+        "stride": int(props.get("stride", 32)),
+        "fit": Fit(tuple(input_hw)).to_dict(),
+        "outputs": list(outputs),
+    }
+
+
+def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
+    """None when the outputs have the Ultralytics layout for ``meta``'s task, else what is wrong."""
+    nc = len(meta["names"])
+    seg = meta["task"] == "segment"
+    want = 4 + nc + (PROTO_CHANNELS if seg else 0)
+    expected = f"output0 [B, {want}, N] (4 box + {nc} class" + (f" + {PROTO_CHANNELS} mask" if seg else "") + " channels)"
+    if seg:
+        expected += f" and output1 [B, {PROTO_CHANNELS}, H/4, W/4]"
+    out0 = outputs.get("output0")
+    if out0 is None or len(out0) != 3 or (isinstance(out0[1], int) and out0[1] != want):
+        return f"expected {expected}, found {outputs}"
+    if seg and (len(outputs.get("output1") or ()) != 4):
+        return f"expected {expected}, found {outputs}"
+    if meta["task"] not in ("detect", "segment"):
+        return f"task '{meta['task']}' is not supported (detect, segment)"
+    return None
+
+
+def decoder(meta: dict, settings: DecodeSettings) -> YoloDecoder:
+    return YoloDecoder(len(meta["names"]), settings)
+
+
+def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
+    """An Ultralytics .pt checkpoint -> Graph (torch module + metadata). Needs ``ultralytics``.
+
+    Ultralytics checkpoints pickle the model's classes, which ``torch.load(weights_only=True)``
+    refuses; only with ``trust`` are they unpickled (that runs code from the file).
+    """
+    import torch
+
+    from pipeline.models import Graph
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if not trust:
+            raise ValueError(
+                f"checkpoint '{path}' holds pickled Python objects ({str(exc).splitlines()[0][:120]}); "
+                "loading it runs code from the file: pass --trust-checkpoint if you trust its source"
+            ) from exc
+        try:
+            import ultralytics  # noqa: F401  (the pickle refers to its classes)
+        except ImportError as imp:
+            raise ValueError(f"checkpoint '{path}' needs the ultralytics package: pip install 'rtpipe[ultralytics]'") from imp
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
+    if model is None or not hasattr(model, "model"):
+        raise ValueError(
+            f"checkpoint '{path}' is not an Ultralytics model checkpoint (no 'model' module inside); "
+            "for a torchvision state_dict use --model torchvision:<arch> --weights FILE"
+        )
+    model = model.float().eval()
+    head = model.model[-1]
+    if getattr(head, "end2end", False):
+        raise ValueError(f"checkpoint '{path}': NMS-free (end2end) heads are not supported yet; export a YOLOv8/YOLO11 model")
+    task = "segment" if hasattr(head, "proto") else "detect"
+    if hasattr(model, "fuse"):
+        model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+    head = model.model[-1]
+    head.export, head.format, head.dynamic = True, "onnx", False
+    names = model.names if isinstance(model.names, (list, tuple)) else [model.names[k] for k in sorted(model.names)]
+    size = imgsz or int((ckpt.get("train_args") or {}).get("imgsz", 640))
+    meta = {
+        "family": "yolo",
+        "task": task,
+        "names": list(names),
+        "stride": int(max(model.stride)),
+        "fit": Fit((size, size)).to_dict(),
+        "outputs": ["output0", "output1"] if task == "segment" else ["output0"],
+    }
+    return Graph(meta, str(path), module=_YoloGraph(model))
+
+
+def _YoloGraph(model):
+    """The Ultralytics model as an export module: (B, 3, H, W) -> output0 (, output1)."""
+    import torch
+
+    class YoloGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            out = self.model(images)
+            return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    return YoloGraph().eval()

@@ -15,14 +15,14 @@ def masks_from_prototypes(
     boxes: np.ndarray,
     frame_hw: tuple[int, int],
     input_hw: tuple[int, int],
-    scale: float,
+    scale: tuple[float, float],
     pad: tuple[float, float],
 ) -> BoxMasks:
     """Assemble instance masks in frame pixels, one crop per box.
 
     coefficients: (N, C) mask coefficients. prototypes: (C, Hp, Wp) for a network input of
     ``input_hw``. boxes: (N, 4) xyxy in frame pixels. The frame was fitted into the input as
-    ``input = frame * scale + pad``. Returns BoxMasks whose region i is box i widened to whole
+    ``input = frame * scale + pad`` (per axis, x then y). Returns BoxMasks whose region i is box i widened to whole
     pixels: the prototype mix ``coefficients @ prototypes`` sampled bilinearly at those frame
     pixel centres, thresholded at sigmoid 0.5 (logit 0). Only box regions are resampled, never
     the whole frame.
@@ -34,10 +34,10 @@ def masks_from_prototypes(
     c, hp, wp = prototypes.shape
     coefficients = coefficients.astype(np.float32, copy=False)
     prototypes = prototypes.astype(np.float32, copy=False)
-    # frame pixel centre x -> prototype coordinate: ((x + 0.5) * scale + pad_x) * wp / in_w - 0.5
-    sx, sy = scale * wp / input_hw[1], scale * hp / input_hw[0]
-    bx = (0.5 * scale + pad[0]) * wp / input_hw[1] - 0.5
-    by = (0.5 * scale + pad[1]) * hp / input_hw[0] - 0.5
+    # frame pixel centre x -> prototype coordinate: ((x + 0.5) * scale_x + pad_x) * wp / in_w - 0.5
+    sx, sy = scale[0] * wp / input_hw[1], scale[1] * hp / input_hw[0]
+    bx = (0.5 * scale[0] + pad[0]) * wp / input_hw[1] - 0.5
+    by = (0.5 * scale[1] + pad[1]) * hp / input_hw[0] - 0.5
     regions = np.concatenate([np.floor(boxes[:, :2]), np.ceil(boxes[:, 2:])], axis=1).astype(np.int32)
     regions = regions.clip(0, [w, h, w, h])
     regions[:, 2:] = np.maximum(regions[:, 2:], regions[:, :2])
@@ -94,3 +94,34 @@ def rle_encode_crop(crop: np.ndarray, x1: int, y1: int, frame_hw: tuple[int, int
 def rle_decode(rle: dict) -> np.ndarray:
     """COCO RLE (compressed counts string) -> (H, W) bool."""
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def paste_masks(masks: np.ndarray, boxes: np.ndarray, frame_hw: tuple[int, int], threshold: float = 0.5) -> BoxMasks:
+    """Mask R-CNN mask paste (torchvision ``paste_masks_in_image``), one crop per box.
+
+    masks: (N, M, M) float probabilities on each box's grid. boxes: (N, 4) xyxy in frame pixels.
+    As torchvision does, the mask gets a one-cell zero border, the box grows by (M + 2) / M and
+    is truncated to integers, the padded mask is resized bilinearly (half-pixel centres) to
+    ``(y2 - y1 + 1, x2 - x1 + 1)`` and thresholded at ``> threshold``; the part inside the frame
+    becomes region i. Only box regions are touched, never the whole frame.
+    """
+    h, w = frame_hw
+    n = len(masks)
+    if n == 0:
+        return BoxMasks((), np.zeros((0, 4), np.int32), (h, w))
+    m = masks.shape[-1]
+    padded = np.pad(masks.astype(np.float32, copy=False), ((0, 0), (1, 1), (1, 1)))
+    scale = np.float32((m + 2) / m)
+    boxes = boxes.astype(np.float32, copy=False)
+    half = (boxes[:, 2:] - boxes[:, :2]) * np.float32(0.5) * scale
+    centre = (boxes[:, 2:] + boxes[:, :2]) * np.float32(0.5)
+    grown = np.trunc(np.concatenate([centre - half, centre + half], axis=1)).astype(np.int64)
+    crops, regions = [], np.zeros((n, 4), np.int32)
+    for i, (bx1, by1, bx2, by2) in enumerate(grown):
+        bw, bh = max(int(bx2 - bx1 + 1), 1), max(int(by2 - by1 + 1), 1)
+        x0, y0 = max(bx1, 0), max(by1, 0)
+        x1, y1 = max(min(bx2 + 1, w), x0), max(min(by2 + 1, h), y0)
+        resized = cv2.resize(padded[i], (bw, bh), interpolation=cv2.INTER_LINEAR)
+        crops.append(resized[y0 - by1 : y1 - by1, x0 - bx1 : x1 - bx1] > threshold)
+        regions[i] = (x0, y0, x1, y1)
+    return BoxMasks(tuple(crops), regions, (h, w))

@@ -4,7 +4,7 @@ import pytest
 from pipeline.models.yolo import DecodeSettings, YoloDecoder, parse_names
 from pipeline.types import LetterboxMeta
 
-META = LetterboxMeta(frame_hw=(64, 128), input_hw=(64, 64), scale=0.5, pad_x=0, pad_y=16)
+META = LetterboxMeta(frame_hw=(64, 128), input_hw=(64, 64), scale_x=0.5, scale_y=0.5, pad_x=0, pad_y=16)
 
 
 def raw(cands, nc=3, nm=0):

@@ -15,8 +15,8 @@ def masks_reference(coef, protos, boxes, frame_hw, input_hw, meta):
     logits = np.einsum("nc,chw->nhw", coef, protos)
     out = np.zeros((len(coef), h, w), bool)
     # sample the prototype grid at every frame pixel centre
-    xs = ((np.arange(w) + 0.5) * meta.scale + meta.pad_x) * protos.shape[2] / input_hw[1] - 0.5
-    ys = ((np.arange(h) + 0.5) * meta.scale + meta.pad_y) * protos.shape[1] / input_hw[0] - 0.5
+    xs = ((np.arange(w) + 0.5) * meta.scale_x + meta.pad_x) * protos.shape[2] / input_hw[1] - 0.5
+    ys = ((np.arange(h) + 0.5) * meta.scale_y + meta.pad_y) * protos.shape[1] / input_hw[0] - 0.5
     mx, my = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
     for i in range(len(coef)):
         full = cv2.remap(logits[i].astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -33,7 +33,7 @@ def test_masks_match_whole_frame_reference():
     coef = rng.normal(size=(5, 8)).astype(np.float32)
     protos = rng.normal(size=(8, 16, 16)).astype(np.float32)
     boxes = np.array([[0, 0, 160, 90], [10.5, 5.2, 60.7, 40.1], [100, 50, 159.5, 89.5], [20, 20, 21, 21], [30, 30, 30, 30]], np.float32)
-    got = masks_from_prototypes(coef, protos, boxes, frame_hw, input_hw, meta.scale, (meta.pad_x, meta.pad_y)).dense()
+    got = masks_from_prototypes(coef, protos, boxes, frame_hw, input_hw, (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)).dense()
     ref = masks_reference(coef, protos, boxes, frame_hw, input_hw, meta)
     assert got.shape == (5, 90, 160)
     disagree = (got != ref).mean()
@@ -43,7 +43,7 @@ def test_masks_match_whole_frame_reference():
 
 def test_masks_stay_inside_boxes():
     coef, protos = np.ones((1, 2), np.float32), np.ones((2, 8, 8), np.float32)
-    got = masks_from_prototypes(coef, protos, np.array([[4, 6, 10, 9.5]], np.float32), (20, 20), (32, 32), 1.6, (0, 0))
+    got = masks_from_prototypes(coef, protos, np.array([[4, 6, 10, 9.5]], np.float32), (20, 20), (32, 32), (1.6, 1.6), (0, 0))
     assert got.regions.tolist() == [[4, 6, 10, 10]] and got.crops[0].shape == (4, 6) and got.crops[0].all()
     assert got.dense().sum() == 6 * 4
 

@@ -1,0 +1,36 @@
+"""PyTorch eager backend: runs a family's graph module as it is (the reference path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.backends import run_in_chunks
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, module, input_hw: tuple[int, int], output_names: list[str], max_batch: int | None = None, device: str = "cpu"):
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' asked for, but this torch sees no CUDA GPU: use --device cpu")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.input_hw = tuple(input_hw)
+        self.output_names = list(output_names)
+        self.max_batch = max_batch
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.module(self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        return {k: v.detach().cpu().numpy() for k, v in zip(self.output_names, out)}
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return run_in_chunks(self._run, batch, self.max_batch)
+
+    def metadata(self) -> dict[str, str]:
+        return {}

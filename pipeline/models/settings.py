@@ -1,0 +1,17 @@
+"""Decoding settings shared by every family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """conf: keep scores above this. iou: NMS overlap threshold. max_det: detections kept per
+    image. classes: keep only these class ids (None: all). agnostic: NMS across classes."""
+
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    agnostic: bool = False

@@ -1,0 +1,367 @@
+"""torchvision detection zoo: build the module, wrap it for export, decode its raw outputs.
+
+- One-stage (SSD, SSDlite, RetinaNet, FCOS): the graph is normalisation + backbone + heads at a
+  fixed input size, with raw per-anchor outputs. Anchors, box decoding, score filtering, NMS
+  and scaling to frame pixels are rtpipe's (numpy), so one exported graph serves every backend.
+- Two-stage (Faster R-CNN, Mask R-CNN): the graph holds the whole network, RPN and RoI heads
+  with their own NMS, and pads its detections to a fixed count; rtpipe filters, scales them and
+  pastes the masks. The score threshold, NMS IoU and detection count are fixed when the graph
+  is built (``baked`` in the metadata).
+
+torch and torchvision are imported only by the functions that need them: decoding an
+exported graph works without them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.models.settings import DecodeSettings
+from pipeline.ops import batched_nms, decode_deltas, decode_ltrb, default_boxes, grid_anchors, nms, paste_masks
+from pipeline.preprocess import Fit
+from pipeline.types import Detections, LetterboxMeta
+
+ARCHS = {
+    "ssdlite320_mobilenet_v3_large": "ssd",
+    "ssd300_vgg16": "ssd",
+    "retinanet_resnet50_fpn": "retinanet",
+    "retinanet_resnet50_fpn_v2": "retinanet",
+    "fcos_resnet50_fpn": "fcos",
+    "fasterrcnn_resnet50_fpn": "rcnn",
+    "fasterrcnn_resnet50_fpn_v2": "rcnn",
+    "fasterrcnn_mobilenet_v3_large_fpn": "rcnn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "rcnn",
+    "maskrcnn_resnet50_fpn": "rcnn",
+    "maskrcnn_resnet50_fpn_v2": "rcnn",
+}
+OUTPUTS = {
+    "ssd": ("cls_logits", "bbox_regression"),
+    "retinanet": ("cls_logits", "bbox_regression"),
+    "fcos": ("cls_logits", "bbox_regression", "bbox_ctrness"),
+    "rcnn": ("boxes", "scores", "labels"),
+}
+COCO_NAMES_FILE = Path(__file__).parent / "assets" / "coco91.txt"
+
+
+def coco_names() -> list[str]:
+    """torchvision's 91 COCO category names, index = label ('__background__' and 'N/A' included)."""
+    return COCO_NAMES_FILE.read_text().splitlines()
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown torchvision architecture '{arch}': choose one of {', '.join(ARCHS)}")
+    return ARCHS[arch]
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def build(arch: str, weights: str | Path | None = None, imgsz: int | None = None, settings: DecodeSettings | None = None, seed: int = 0):
+    """The torchvision model in eval mode.
+
+    weights: a local state_dict file (``torch.load(weights_only=True)``; a training checkpoint
+    with a ``model`` entry works too), ``"DEFAULT"`` for torchvision's pretrained weights (the
+    weights API downloads them: needs internet), or None for random init with ``seed``.
+    imgsz: the short side frames are resized to (torchvision's ``min_size``; ``max_size``
+    follows in proportion); not for SSD, whose input size is fixed. settings: for two-stage
+    models, the score threshold, NMS IoU and detection count built into the graph.
+    """
+    import torch
+    from torchvision.models import detection
+
+    kind = check_arch(arch)
+    kwargs: dict = {}
+    if imgsz is not None:
+        if kind == "ssd":
+            raise ValueError(f"{arch} has a fixed input size; drop imgsz")
+        default = getattr(detection, arch)(weights=None, weights_backbone=None).transform
+        kwargs["min_size"] = int(imgsz)
+        kwargs["max_size"] = int(math.ceil(imgsz * default.max_size / default.min_size[-1]))
+    if kind == "rcnn" and settings is not None:
+        kwargs.update(box_score_thresh=settings.conf, box_nms_thresh=settings.iou, box_detections_per_img=settings.max_det)
+    fn = getattr(detection, arch)
+    if isinstance(weights, str) and weights.upper() == "DEFAULT":
+        return fn(weights="DEFAULT", **kwargs).eval()
+    torch.manual_seed(seed)
+    model = fn(weights=None, weights_backbone=None, **kwargs).eval()
+    if weights is not None:
+        load_state_dict(model, weights, arch)
+    return model
+
+
+def load_state_dict(model, path: str | Path, arch: str) -> None:
+    """Load a state_dict file into ``model``; a file that does not fit says how it differs."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file '{path}' not found: give a state_dict saved from torchvision.models.detection.{arch}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"weights file '{path}' is not a plain state_dict ({exc.__class__.__name__}): save one with torch.save(model.state_dict(), f)"
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file '{path}' holds a {type(state).__name__}, not a state_dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(getattr(state[k], "shape", ()))]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{len(v)} {what} (e.g. {v[0]})"
+            for what, v in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+            if v
+        ]
+        raise ValueError(
+            f"weights file '{path}' does not fit torchvision:{arch}: {', '.join(parts)}; expected the state_dict of {arch}"
+        )
+    model.load_state_dict(state)
+
+
+def describe(model, arch: str, settings: DecodeSettings | None = None) -> dict:
+    """The engine metadata (JSON-able): everything needed to preprocess and decode the graph."""
+    import torch
+
+    kind = check_arch(arch)
+    t = model.transform
+    if t.fixed_size is not None:
+        fit = Fit((int(t.fixed_size[1]), int(t.fixed_size[0])), "stretch", pad_rgb=tuple(t.image_mean))
+    else:
+        min_size, max_size = int(t.min_size[-1]), int(t.max_size)
+        input_hw = (_ceil(min_size, 32), _ceil(max_size, 32))
+        fit = Fit(input_hw, "torchvision", min_size, max_size, tuple(float(m) for m in t.image_mean))
+    meta = {
+        "family": "torchvision",
+        "arch": arch,
+        "kind": kind,
+        "names": coco_names(),
+        "task": "segment" if kind == "rcnn" and model.roi_heads.has_mask() else "detect",
+        "fit": fit.to_dict(),
+        "mean": list(t.image_mean),
+        "std": list(t.image_std),
+        "outputs": list(OUTPUTS[kind]) + (["masks"] if kind == "rcnn" and model.roi_heads.has_mask() else []),
+    }
+    if kind == "rcnn":
+        rh = model.roi_heads
+        meta["batch"] = 1
+        meta["baked"] = {"conf": rh.score_thresh, "iou": rh.nms_thresh, "max_det": rh.detections_per_img}
+        return meta
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, *fit.input_hw))
+    grids = [tuple(int(s) for s in f.shape[-2:]) for f in (feats.values() if isinstance(feats, dict) else [feats])]
+    ag = model.anchor_generator
+    ih, iw = fit.input_hw
+    if kind == "ssd":
+        steps = [(iw / s, ih / s) for s in ag.steps] if ag.steps is not None else [(g[1], g[0]) for g in grids]
+        whs = [(p.clamp(0, 1) if ag.clip else p).tolist() for p in ag._wh_pairs]
+        meta["anchors"] = {"type": "default", "levels": [{"grid": g, "steps": s, "wh": wh} for g, s, wh in zip(grids, steps, whs)]}
+        meta["decode"] = {
+            "score": "softmax",
+            "coder": "deltas",
+            "weights": list(model.box_coder.weights),
+            "clip": model.box_coder.bbox_xform_clip,
+        }
+    else:
+        cells = (
+            [c.tolist() for c in ag.cell_anchors]
+            if ag.cell_anchors
+            else [ag.generate_anchors(s, a).tolist() for s, a in zip(ag.sizes, ag.aspect_ratios)]
+        )
+        levels = [{"grid": g, "stride": (ih // g[0], iw // g[1]), "cells": c} for g, c in zip(grids, cells)]
+        meta["anchors"] = {"type": "grid", "levels": levels}
+        if kind == "retinanet":
+            meta["decode"] = {
+                "score": "sigmoid",
+                "coder": "deltas",
+                "weights": list(model.box_coder.weights),
+                "clip": model.box_coder.bbox_xform_clip,
+            }
+        else:
+            meta["decode"] = {"score": "sigmoid_ctrness", "coder": "ltrb"}
+    meta["decode"]["topk"] = int(model.topk_candidates)
+    return meta
+
+
+def _ceil(v: int, m: int) -> int:
+    return int(math.ceil(v / m) * m)
+
+
+def graph(model, meta: dict):
+    """The exportable ``nn.Module``: [0, 1] RGB (B, 3, H, W) in, the raw outputs of ``meta``."""
+    import torch
+    from torchvision.models.detection.image_list import ImageList
+
+    class Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.register_buffer("mean", torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, images):
+            x = (images - self.mean) / self.std
+            feats = self.model.backbone(x)
+            if meta["kind"] != "rcnn":
+                out = self.model.head(list(feats.values()))
+                return tuple(out[k] for k in meta["outputs"])
+            return self._two_stage(x, feats)
+
+        def _two_stage(self, x, feats):
+            # one image per call; the RPN and RoI heads clip to the whole input
+            images = ImageList(x, [(int(x.shape[-2]), int(x.shape[-1]))])
+            proposals, _ = self.model.rpn(images, feats)
+            dets, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
+            d = dets[0]
+            pad = int(meta["baked"]["max_det"]) - d["boxes"].shape[0]
+            out = [
+                torch.nn.functional.pad(d["boxes"], (0, 0, 0, pad)),
+                torch.nn.functional.pad(d["scores"], (0, pad)),
+                torch.nn.functional.pad(d["labels"], (0, pad)),
+            ]
+            if "masks" in meta["outputs"]:
+                out.append(torch.nn.functional.pad(d["masks"], (0, 0, 0, 0, 0, 0, 0, pad)))
+            return tuple(o[None] for o in out)
+
+    return Graph().eval()
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def decoder(meta: dict, settings: DecodeSettings):
+    return TwoStageDecoder(meta, settings) if meta["kind"] == "rcnn" else OneStageDecoder(meta, settings)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1 / (1 + np.exp(-x.astype(np.float32)))).astype(np.float32)
+
+
+def _logit(p: float) -> float:
+    return -math.inf if p <= 0 else math.inf if p >= 1 else math.log(p / (1 - p))
+
+
+class OneStageDecoder:
+    """Raw per-anchor outputs -> Detections, as torchvision's ``postprocess_detections`` does.
+
+    Per level (RetinaNet, FCOS) or per class (SSD): scores above ``conf``, the ``topk`` best,
+    boxes decoded from their anchors and clipped to the resized frame; then class-aware NMS over
+    everything and the ``max_det`` best.
+    """
+
+    def __init__(self, meta: dict, settings: DecodeSettings):
+        self.meta, self.s = meta, settings
+        self.decode_cfg = meta["decode"]
+        ih, iw = meta["fit"]["input_hw"]
+        a = meta["anchors"]
+        if a["type"] == "grid":
+            parts = [grid_anchors(lv["grid"], lv["stride"], np.asarray(lv["cells"])) for lv in a["levels"]]
+        else:
+            parts = [default_boxes(lv["grid"], lv["steps"], np.asarray(lv["wh"]), (ih, iw)) for lv in a["levels"]]
+        self.anchors = np.concatenate(parts)
+        self.level_ends = np.cumsum([len(p) for p in parts])
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+        n = outputs["cls_logits"].shape[1]
+        if n != len(self.anchors):
+            raise ValueError(f"the graph gives {n} anchors' outputs, its metadata describes {len(self.anchors)}: rebuild the engine")
+        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
+
+    def _one(self, out: dict[str, np.ndarray], meta: LetterboxMeta) -> Detections:
+        s, cfg = self.s, self.decode_cfg
+        bounds = np.array([meta.frame_hw[1] * meta.scale_x + meta.pad_x, meta.frame_hw[0] * meta.scale_y + meta.pad_y] * 2, np.float32)
+        if cfg["score"] == "softmax":
+            boxes, scores, labels = self._per_class(out, bounds)
+        else:
+            boxes, scores, labels = self._per_level(out, bounds)
+        if s.classes is not None:
+            keep = np.isin(labels, s.classes)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = nms(boxes, scores, s.iou) if s.agnostic else batched_nms(boxes, scores, labels, s.iou)
+        keep = keep[: s.max_det]
+        return Detections(meta.to_frame(boxes[keep]), scores[keep], labels[keep].astype(np.int32))
+
+    def _decode(self, regression: np.ndarray, anchors: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        cfg = self.decode_cfg
+        if cfg["coder"] == "ltrb":
+            boxes = decode_ltrb(regression, anchors)
+        else:
+            boxes = decode_deltas(regression, anchors, tuple(cfg["weights"]), cfg["clip"])
+        return np.clip(boxes, 0, bounds)
+
+    def _per_level(self, out: dict[str, np.ndarray], bounds: np.ndarray):
+        cls, reg = out["cls_logits"], out["bbox_regression"]
+        ctr = out.get("bbox_ctrness")
+        conf, topk = self.s.conf, self.decode_cfg["topk"]
+        # sigmoid(l) > conf <=> l > logit(conf); with centreness, sigmoid(l) >= conf^2 is needed
+        floor = _logit(conf * conf if ctr is not None else conf)
+        boxes, scores, labels = [], [], []
+        start = 0
+        for end in self.level_ends:
+            logits = cls[start:end]
+            a_idx, c_idx = np.nonzero(logits > floor)
+            score = _sigmoid(logits[a_idx, c_idx])
+            if ctr is not None:
+                score = np.sqrt(score * _sigmoid(ctr[start:end][a_idx, 0]))
+            keep = score > conf
+            a_idx, c_idx, score = a_idx[keep], c_idx[keep], score[keep]
+            order = np.argsort(-score, kind="stable")[:topk]
+            a_idx, c_idx, score = a_idx[order], c_idx[order], score[order]
+            boxes.append(self._decode(reg[start:end][a_idx], self.anchors[start:end][a_idx], bounds))
+            scores.append(score)
+            labels.append(c_idx)
+            start = end
+        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+
+    def _per_class(self, out: dict[str, np.ndarray], bounds: np.ndarray):
+        logits = out["cls_logits"].astype(np.float32)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = e / e.sum(axis=1, keepdims=True)
+        a_idx, c_idx = np.nonzero(probs[:, 1:] > self.s.conf)  # class 0 is the background
+        c_idx = c_idx + 1
+        score = probs[a_idx, c_idx]
+        order = np.lexsort((-score, c_idx))  # by class, best first within a class
+        a_idx, c_idx, score = a_idx[order], c_idx[order], score[order]
+        first = np.searchsorted(c_idx, c_idx, side="left")
+        keep = (np.arange(len(c_idx)) - first) < self.decode_cfg["topk"]
+        a_idx, c_idx, score = a_idx[keep], c_idx[keep], score[keep]
+        boxes = self._decode(out["bbox_regression"][a_idx], self.anchors[a_idx], bounds)
+        return boxes, score.astype(np.float32), c_idx
+
+
+class TwoStageDecoder:
+    """Padded two-stage detections -> Detections: score and class filter, scaling, mask paste."""
+
+    def __init__(self, meta: dict, settings: DecodeSettings):
+        self.meta, self.s = meta, settings
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
+
+    def _one(self, out: dict[str, np.ndarray], meta: LetterboxMeta) -> Detections:
+        s = self.s
+        scores, labels = out["scores"].astype(np.float32), out["labels"].astype(np.int64)
+        keep = (scores > 0) & (scores > s.conf)
+        if s.classes is not None:
+            keep &= np.isin(labels, s.classes)
+        idx = np.flatnonzero(keep)[: s.max_det]
+        xyxy = meta.to_frame(out["boxes"][idx])
+        mask = None
+        if "masks" in out:
+            mask = paste_masks(out["masks"][idx, 0], xyxy, meta.frame_hw)
+        return Detections(xyxy, scores[idx], labels[idx].astype(np.int32), mask)
+
+
+def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
+    """None when the graph's outputs are the ones ``meta`` describes, else what is wrong."""
+    missing = [n for n in meta["outputs"] if n not in outputs]
+    if missing:
+        return f"expected outputs {meta['outputs']} for torchvision:{meta.get('arch')}, the graph has {list(outputs)}"
+    return None

@@ -1,0 +1,163 @@
+"""torchvision family: rtpipe's predict (torch and ONNX Runtime backends) against torchvision's
+own eval forward on the same weights and image; raw-output parity between the backends."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from pipeline.models import ModelError, load_model  # noqa: E402
+from pipeline.models import torchvision as tvf  # noqa: E402
+from pipeline.ops import box_iou  # noqa: E402
+from pipeline.sources import SyntheticScene  # noqa: E402
+
+IMGSZ = {arch: None if kind == "ssd" or "320" in arch else 384 for arch, kind in tvf.ARCHS.items()}
+IOU, MAX_DET = 0.5, 100
+
+
+def spread_scores(model) -> None:
+    """Random-init heads give near-identical scores everywhere (ties make any comparison moot).
+
+    Re-initialise the convolutions (seeded) so features keep their scale and scores vary with
+    the image; the architecture and the code paths are untouched.
+    """
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                fan_in = mod.weight[0].numel()
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                if mod.bias is not None:
+                    mod.bias.zero_()
+
+
+def set_thresholds(model, conf: float) -> None:
+    target = model.roi_heads if tvf.ARCHS[model.arch] == "rcnn" else model
+    target.score_thresh, target.nms_thresh, target.detections_per_img = conf, IOU, MAX_DET
+
+
+def reference(model, image: np.ndarray) -> dict:
+    t = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        out = model([t])[0]
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def pick_conf(scores: np.ndarray) -> float:
+    """A threshold in the widest gap between ranks 20 and 60, so no score sits on the boundary."""
+    s = np.sort(scores)[::-1][:61]
+    if len(s) < 21:
+        return 0.0
+    gaps = s[19:-1] - s[20:]
+    i = 19 + int(np.argmax(gaps))
+    return float((s[i] + s[i + 1]) / 2)
+
+
+@pytest.fixture(scope="module", params=list(tvf.ARCHS))
+def case(request, tmp_path_factory):
+    """One seeded checkpoint per architecture, its state_dict file, an image and the reference."""
+    arch = request.param
+    model = tvf.build(arch, None, IMGSZ[arch])
+    model.arch = arch
+    spread_scores(model)
+    path = tmp_path_factory.mktemp(arch) / "w.pth"
+    torch.save(model.state_dict(), path)
+    fit = tvf.describe(model, arch)["fit"]
+    ih, iw = fit["input_hw"]
+    scene = SyntheticScene(2 * iw, 2 * ih, 3)  # twice the input: torchvision resizes it to fill the input exactly
+    image = scene.render(5)
+    set_thresholds(model, 1e-3)
+    conf = pick_conf(reference(model, image)["scores"])
+    set_thresholds(model, conf)
+    ref = reference(model, image)
+    assert len(ref["boxes"]) >= 10, f"{arch}: the reference gives too few detections to compare"
+    return {"arch": arch, "weights": path, "image": image, "conf": conf, "ref": ref}
+
+
+def load(case, backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # weights given: no random-weights warning expected
+        return load_model(f"torchvision:{case['arch']}", backend=backend, weights=case["weights"], imgsz=IMGSZ[case["arch"]],
+                          conf=case["conf"], iou=IOU, max_det=MAX_DET)
+
+
+def assert_matches(ref: dict, det, masks_too: bool) -> None:
+    rb = ref["boxes"]
+    iou = box_iou(rb, det.xyxy)
+    # a box clipped flat at the frame edge has no area and so no IoU: its corners must agree instead
+    same_corners = np.abs(rb[:, None, :] - det.xyxy[None, :, :]).max(-1) <= 0.1
+    for i in range(len(rb)):
+        ok = ((iou[i] >= 0.95) | same_corners[i]) & (det.class_id == ref["labels"][i]) & (np.abs(det.confidence - ref["scores"][i]) <= 1e-3)
+        assert ok.any(), f"reference detection {i} ({rb[i]}, class {ref['labels'][i]}, {ref['scores'][i]:.4f}) unmatched"
+        if masks_too:
+            j = int(np.flatnonzero(ok)[0])
+            want, got = ref["masks"][i, 0] > 0.5, det.mask.dense(j)
+            union = (want | got).sum()
+            assert union == 0 or (want & got).sum() / union >= 0.95
+    assert len(det.xyxy) == len(rb)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_predict_matches_torchvision(case, backend):
+    model = load(case, backend)
+    assert model.metadata.family == "torchvision" and model.metadata.backend == backend
+    det = model.predict([case["image"]])[0]
+    assert_matches(case["ref"], det, masks_too="masks" in case["ref"])
+
+
+def test_raw_outputs_agree_between_backends(case):
+    a, b = load(case, "torch"), load(case, "onnxruntime")
+    x, _ = a.preprocess(case["image"])
+    ra, rb = a.infer(x[None]), b.infer(x[None])
+    assert ra.keys() == rb.keys()
+    if tvf.ARCHS[case["arch"]] == "rcnn":
+        ra, rb = _align_rows(ra, rb)
+    for k in ra:
+        # two-stage boxes are in pixels (hundreds): fp32 resolution there is ~1e-5 relative
+        rtol = 1e-5 if k == "boxes" else 0
+        np.testing.assert_allclose(ra[k], rb[k], atol=1e-4, rtol=rtol, err_msg=f"{case['arch']} output {k}")
+
+
+def _align_rows(ra: dict, rb: dict) -> tuple[dict, dict]:
+    """Two-stage outputs are detection lists: rows of (nearly) equal score may come in either
+    order. Reorder b's rows to a's by label and nearest box, then compare element-wise."""
+    order = []
+    for i in range(ra["boxes"].shape[1]):
+        same = rb["labels"][0] == ra["labels"][0, i]
+        dist = np.where(same, np.abs(rb["boxes"][0] - ra["boxes"][0, i]).max(-1), np.inf)
+        dist[order] = np.inf
+        order.append(int(np.argmin(dist)))
+    return ra, {k: v[:, order] for k, v in rb.items()}
+
+
+def test_coco_names_match_torchvision():
+    from torchvision.models.detection import RetinaNet_ResNet50_FPN_Weights
+
+    assert tvf.coco_names() == RetinaNet_ResNet50_FPN_Weights.DEFAULT.meta["categories"]
+
+
+def test_wrong_architecture_weights_are_refused(tmp_path):
+    path = tmp_path / "ssd.pth"
+    torch.save(tvf.build("ssdlite320_mobilenet_v3_large").state_dict(), path)
+    with pytest.raises(ModelError, match=r"does not fit torchvision:fcos_resnet50_fpn: \d+ missing keys"):
+        load_model("torchvision:fcos_resnet50_fpn", weights=path)
+
+
+@pytest.mark.parametrize(
+    "spec, weights, message",
+    [
+        ("torchvision:ssdlite320_mobilenet_v3_large", "missing.pth", "weights file 'missing.pth' not found"),
+        ("torchvision:yolo_v1", None, "unknown torchvision architecture 'yolo_v1': choose one of"),
+    ],
+)
+def test_bad_torchvision_specs(spec, weights, message):
+    with pytest.raises(ModelError, match=message):
+        load_model(spec, weights=weights)
+
+
+def test_random_weights_warn():
+    with pytest.warns(UserWarning, match="random weights"):
+        load_model("torchvision:ssdlite320_mobilenet_v3_large", backend="torch")
