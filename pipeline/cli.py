@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -38,8 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
                          description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("source", nargs="?", help="what to read (see above); may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
-    run.add_argument("--model", help="ONNX file or builtin model (default: tiny-seg, the bundled stand-in)")
-    run.add_argument("--backend", help="runtime: auto or onnxruntime (default: auto)")
+    run.add_argument("--model", help="ONNX file, .pt checkpoint, torchvision:<arch>, preset YAML or builtin "
+                                     "(default: tiny-seg, the bundled stand-in)")
+    run.add_argument("--weights", help="for torchvision:<arch>: a state_dict file, DEFAULT (torchvision's, downloads) or random")
+    run.add_argument("--trust-checkpoint", action="store_true", default=None, dest="trust_checkpoint",
+                     help="allow unpickling a .pt checkpoint's Python objects (runs code from the file: trusted files only)")
+    run.add_argument("--backend", help="runtime: auto, onnxruntime or torch (default: auto = the model's own: "
+                                       "ONNX on onnxruntime, checkpoints on torch)")
+    run.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
     run.add_argument("--imgsz", type=int, help="network input size; must match a fixed-size model")
@@ -106,7 +113,8 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.sources import open_source
 
     overrides = {k: getattr(args, k) for k in (
-        "source", "model", "backend", "conf", "iou", "imgsz", "max_det", "classes", "batch", "batch_wait_ms",
+        "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "classes",
+        "batch", "batch_wait_ms",
         "frames", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
     cfg = build_config(args.config, overrides)
     if cfg.source is None:
@@ -114,8 +122,13 @@ def cmd_run(args, console: Console) -> int:
 
         raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
     _check_paths(cfg)
-    model = load_model(cfg.model, backend=cfg.backend, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
-                       classes=cfg.classes, imgsz=cfg.imgsz)
+    if cfg.model.startswith("torchvision:") and cfg.weights is None:
+        from pipeline.config import ConfigError
+
+        raise ConfigError(f"{cfg.model} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    weights = None if cfg.weights == "random" else cfg.weights
+    model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
+                       classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint)
     source = open_source(cfg.source)
     sinks = _make_sinks(cfg, source, model)
     for s in sinks:
@@ -163,6 +176,7 @@ def cmd_run(args, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    warnings.showwarning = lambda message, *_a, **_k: say(f"warning: {message}")
     from pipeline.config import ConfigError
     from pipeline.models import ModelError
     from pipeline.sinks import SinkError

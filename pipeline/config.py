@@ -27,8 +27,11 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     source: str | None = Field(None, description="video file, image(s), camera, stream URL or synthetic:WxH@FPS")
-    model: str = Field("tiny-seg", description="ONNX file or builtin model name")
+    model: str = Field("tiny-seg", description="ONNX file, .pt checkpoint, torchvision:<arch> or builtin model name")
+    weights: str | None = Field(None, description="torchvision:<arch> weights: state_dict file, DEFAULT (downloads) or random")
+    trust_checkpoint: bool = Field(False, description="allow unpickling a .pt checkpoint's Python objects")
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda[:N]")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int | None = Field(None, gt=0, description="network input size (must match a fixed-size engine)")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import build_parser
-from tests.conftest import make_clip, one_node_onnx, probe
+from tests.conftest import make_clip, probe
 
 
 def rtpipe(*args, timeout=120, **kw):
@@ -68,19 +68,36 @@ def test_debug_shows_traceback():
     assert r.returncode == 2 and "Traceback" in r.stderr
 
 
-def _bad_layout_model(path):
-    """Names four classes but emits only three channels: decoding must fail."""
-    return one_node_onnx(path, "Reshape", [1, 3, 64, 64], [1, 3, 4096], names="{0:'a',1:'b',2:'c',3:'d'}",
-                         initializers={"shape": np.array([1, 3, 4096], np.int64)})
+def _bad_prototypes_model(path):
+    """A yolo-seg layout whose prototypes have 16 channels for 32 mask coefficients: it loads
+    (the prototype channel count is not checked up front) and mask assembly fails on frames."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = {"s0": [1, 40, 480], "s1": [1, 16, 30, 40]}  # 1x3x80x80 = 19200 values each way
+    box = np.zeros((1, 40, 1), np.float32)
+    box[0, :4, 0] = (40, 40, 20, 20)  # every candidate: a 20x20 box in the middle of the input
+    nodes = [helper.make_node("Reshape", ["images", "s0"], ["flat0"]), helper.make_node("Add", ["flat0", "box"], ["output0"]),
+             helper.make_node("Reshape", ["images", "s1"], ["output1"])]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in shapes.items()] + [numpy_helper.from_array(box, "box")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 80, 80])],
+        [helper.make_tensor_value_info(f"output{i}", TensorProto.FLOAT, v) for i, v in enumerate(shapes.values())], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in {"names": "{0:'a',1:'b',2:'c',3:'d'}", "task": "segment"}.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, str(path))
+    return path
 
 
 def test_failing_stage_exits_1_naming_it_and_keeps_only_partial(tmp_path):
-    model = _bad_layout_model(tmp_path / "bad.onnx")
+    model = _bad_prototypes_model(tmp_path / "bad.onnx")
     out = tmp_path / "o.mp4"
     t0 = time.monotonic()
     r = rtpipe("run", "synthetic:64x48@30?live=0&frames=100000", "--model", model, "--save", out)
-    assert r.returncode == 1
-    assert "stage 'postprocess' failed" in r.stderr and "fewer than 4 + 4 classes" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "stage 'postprocess' failed" in r.stderr
     assert not out.exists()
     assert time.monotonic() - t0 < 30
 

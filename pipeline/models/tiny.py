@@ -52,7 +52,7 @@ def build(path: str, seed: int = SEED, imgsz: int = IMGSZ, width: int = 32) -> N
     proto = conv(p4, width // 2, NM, 3, 1, "proto")
     nodes.append(helper.make_node("Identity", [proto], ["output1"]))
     # a positive coefficient bias makes the (random) masks cover part of their boxes
-    head = conv(x, width, 4 + nc + NM, 1, 1, "head", relu=False, bias=np.r_[np.zeros(4 + nc), np.full(NM, 0.5)])
+    head = conv(x, width, 4 + nc + NM, 1, 1, "head", relu=False, bias=np.r_[np.zeros(4 + nc), np.full(NM, 2.0)])
     g = imgsz // STRIDE
     nodes.append(helper.make_node("Reshape", [head, const("flat", np.array([0, 4 + nc + NM, g * g], np.int64))], ["raw"]))
     nodes.append(helper.make_node("Split", ["raw", const("sizes", np.array([2, 2, nc, NM], np.int64))],

@@ -65,13 +65,14 @@ class YoloDecoder:
         keep = nms(boxes, score, s.iou) if s.agnostic else batched_nms(boxes, score, cls, s.iou)
         keep = keep[: s.max_det]
         xyxy = meta.to_frame(boxes[keep])
-        mask = None
-        if protos is not None:
-            coef = pred[4 + self.nc :, idx[keep]].T
-            mask = masks_from_prototypes(
-                coef, protos, xyxy, meta.frame_hw, meta.input_hw, (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
-            )
-        return Detections(xyxy, score[keep], cls[keep], mask)
+        if protos is None:
+            return Detections(xyxy, score[keep], cls[keep])
+        coef = pred[4 + self.nc :, idx[keep]].T
+        scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
+        mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
+        # as Ultralytics' predictor does, a segmentation without a single mask pixel is no detection
+        has_mask = np.array([c.any() for c in mask.crops], bool)
+        return Detections(xyxy, score[keep], cls[keep], mask)[has_mask]
 
 
 # ---------------------------------------------------------------------------- metadata and checkpoints

@@ -45,19 +45,38 @@ def test_load_errors(spec, kwargs, message):
         load_model(spec, **kwargs)
 
 
-def test_load_refuses_non_onnx_and_garbage(tmp_path):
+def test_load_refuses_garbage_and_unknown_layouts(tmp_path):
     pt = tmp_path / "m.pt"
     pt.write_bytes(b"\x80\x04junk")
-    with pytest.raises(ModelError, match="only ONNX files"):
+    with pytest.raises(ModelError, match="pickled Python objects|not an Ultralytics model checkpoint"):
         load_model(str(pt))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+    with pytest.raises(ModelError, match="not a loadable ONNX file"):
         load_model(str(bad))
-    with pytest.raises(ModelError, match="no 'names' metadata"):
+    with pytest.raises(ModelError, match="unknown ONNX layout .* expected an Ultralytics export"):
         load_model(str(one_node_onnx(tmp_path / "plain.onnx", "Identity", [1, 3, 64, 64], [1, 3, 64, 64])))
-    ok = one_node_onnx(tmp_path / "ok.onnx", "Identity", [1, 3, 64, 64], [1, 3, 64, 64], names="{0: 'a'}")
-    assert load_model(str(ok)).metadata.names == ("a",)
+    named = one_node_onnx(tmp_path / "named.onnx", "Identity", [1, 3, 64, 64], [1, 3, 64, 64], names="{0: 'a'}")
+    with pytest.raises(ModelError, match=r"unknown output layout: expected output0 \[B, 5, N\]"):
+        load_model(str(named))
+    txt = tmp_path / "m.txt"
+    txt.write_text("x")
+    with pytest.raises(ModelError, match="unknown file type '.txt'"):
+        load_model(str(txt))
+
+
+def test_preset_names_the_model(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: tiny-seg\nconf: 0.5\n")
+    assert load_model(str(preset)).metadata.names == ("car", "pedestrian", "cyclist", "sign")
+    preset.write_text("conf: 0.5\n")
+    with pytest.raises(ModelError, match="names no model"):
+        load_model(str(preset))
+
+
+def test_torch_backend_needs_a_checkpoint():
+    with pytest.raises(ModelError, match="the torch backend runs checkpoints"):
+        load_model("tiny-seg", backend="torch")
 
 
 def test_builtin_file_is_shipped():

@@ -1,7 +1,14 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from pipeline.models import ModelError, load_model
 from pipeline.models.yolo import DecodeSettings, YoloDecoder, parse_names
+from pipeline.ops import box_iou
+from pipeline.ops.masks import rle_decode
+from pipeline.sources import SyntheticScene
 from pipeline.types import LetterboxMeta
 
 META = LetterboxMeta(frame_hw=(64, 128), input_hw=(64, 64), scale_x=0.5, scale_y=0.5, pad_x=0, pad_y=16)
@@ -52,10 +59,10 @@ def test_decode_masks_follow_coefficients():
     protos = np.ones((1, 2, 16, 16), np.float32)
     d = YoloDecoder(3, DecodeSettings())({"output0": raw(cands, nm=2), "output1": protos}, [META])[0]
     dense = d.mask.dense()
-    assert dense.shape == (2, 64, 128)
+    # negative coefficient: sigmoid < 0.5 everywhere, an empty mask, so (as in Ultralytics) no detection
+    assert dense.shape == (1, 64, 128) and d.class_id.tolist() == [0]
     x1, y1, x2, y2 = d.xyxy[0].astype(int)
     assert dense[0, y1:y2, x1:x2].all() and dense[0].sum() == (x2 - x1) * (y2 - y1)
-    assert not dense[1].any()  # negative coefficient: sigmoid < 0.5 everywhere
 
 
 def test_decode_rejects_too_few_channels():
@@ -75,3 +82,99 @@ def test_parse_names(value, expected):
 def test_parse_names_never_evaluates(value):
     with pytest.raises(ValueError, match="names"):
         parse_names(value)
+
+
+# ---------------------------------------------------------------------------- Ultralytics parity
+
+DATA = Path(__file__).parents[1] / "data"
+FIXTURE = DATA / "yolo11n-seg-320"
+
+
+def scene_image() -> np.ndarray:
+    return SyntheticScene(480, 270, 7).render(4)  # the image make_ultralytics_fixture.py used
+
+
+def assert_matches_reference(det, ref: dict) -> None:
+    """Every reference detection: IoU >= 0.95, same class, score within 1e-3; masks IoU >= 0.9.
+
+    Masks are looser than boxes by design: Ultralytics upsamples the prototype mix to the whole
+    frame and crops it to the box; rtpipe resamples only inside the box, widened to whole pixels.
+    """
+    rb = np.array(ref["xyxy"], np.float32)
+    assert len(det.xyxy) == len(rb)
+    iou = box_iou(rb, det.xyxy)
+    for i in range(len(rb)):
+        ok = (iou[i] >= 0.95) & (det.class_id == ref["classes"][i]) & (np.abs(det.confidence - ref["scores"][i]) <= 1e-3)
+        assert ok.any(), f"reference detection {i} unmatched"
+        j = int(np.flatnonzero(ok)[0])
+        want, got = rle_decode(ref["masks"][i]), det.mask.dense(j)
+        assert (want & got).sum() / max((want | got).sum(), 1) >= 0.9
+
+
+def test_ultralytics_onnx_export_matches_its_predictor():
+    """The committed ONNX is Ultralytics' own export; the reference is its predictor's output."""
+    ref = json.loads(FIXTURE.with_suffix(".reference.json").read_text())
+    model = load_model(str(FIXTURE.with_suffix(".onnx")), conf=ref["conf"], iou=ref["iou"])
+    info = model.metadata
+    assert (info.family, info.task, info.input_hw, len(info.names)) == ("yolo", "segment", (320, 320), 80)
+    assert len(ref["scores"]) >= 20
+    assert_matches_reference(model.predict([scene_image()])[0], ref)
+
+
+class Pickled:
+    """Stands in for the classes an Ultralytics checkpoint pickles."""
+
+
+def test_pickled_checkpoint_needs_trust(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save({"model": Pickled()}, path)
+    with pytest.raises(ModelError, match="pickled Python objects.*--trust-checkpoint"):
+        load_model(str(path))
+
+
+def test_state_dict_is_pointed_to_torchvision(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "sd.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(ModelError, match="not an Ultralytics model checkpoint.*torchvision:<arch> --weights"):
+        load_model(str(path))
+
+
+@pytest.fixture(scope="module")
+def ultralytics_fixture(tmp_path_factory):
+    """A fresh fixture made by the installed ultralytics (skipped where it is not installed)."""
+    pytest.importorskip("ultralytics")
+    from tests.data.make_ultralytics_fixture import main
+
+    out = tmp_path_factory.mktemp("ultralytics")
+    main(out)
+    return out / "yolo11n-seg-320"
+
+
+def test_pt_checkpoint_matches_ultralytics_predictor(ultralytics_fixture):
+    """With the package installed: the .pt on the torch backend vs Ultralytics' predictor on it.
+
+    ``rect=False`` makes the predictor letterbox to the full square as a fixed-size engine does
+    (its default for .pt pads only to a stride multiple)."""
+    from ultralytics import YOLO
+
+    from tests.data.make_ultralytics_fixture import as_reference
+
+    ref = json.loads(ultralytics_fixture.with_suffix(".reference.json").read_text())
+    pt = str(ultralytics_fixture.with_suffix(".pt"))
+    res = YOLO(pt).predict(scene_image(), imgsz=320, conf=ref["conf"], iou=ref["iou"], rect=False, retina_masks=True, verbose=False)[0]
+    live = as_reference(res)
+    for backend in ("torch", "onnxruntime"):
+        model = load_model(pt, backend=backend, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True)
+        assert_matches_reference(model.predict([scene_image()])[0], live)
+
+
+def test_pt_raw_outputs_agree_between_backends(ultralytics_fixture):
+    pt = str(ultralytics_fixture.with_suffix(".pt"))
+    a = load_model(pt, backend="torch", trust_checkpoint=True, imgsz=320)
+    b = load_model(pt, backend="onnxruntime", trust_checkpoint=True, imgsz=320)
+    x, _ = a.preprocess(scene_image())
+    ra, rb = a.infer(x[None]), b.infer(x[None])
+    for k in ra:
+        np.testing.assert_allclose(ra[k], rb[k], atol=1e-4, rtol=1e-5, err_msg=k)  # boxes are in pixels: rtol for fp32

@@ -1,0 +1,68 @@
+"""Make the Ultralytics fixture the yolo tests use (needs ``pip install ultralytics``; offline).
+
+    python tests/data/make_ultralytics_fixture.py tests/data
+
+writes, from a seeded random-init YOLO11n-seg built from Ultralytics' bundled yaml:
+- yolo11n-seg-320.pt    the checkpoint, as Ultralytics saves it (pickled classes)
+- yolo11n-seg-320.onnx  Ultralytics' own ONNX export at 320x320
+- yolo11n-seg-320.reference.json  Ultralytics' predictor on the ONNX, on the scene image below:
+  boxes, scores, classes, and masks as COCO RLE in frame pixels (retina_masks=True)
+
+The class head's last convolutions are scaled so scores spread over (0, 1) instead of sitting
+at the near-zero prior of a fresh model; nothing else is changed.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CONF, IOU, IMGSZ = 0.3, 0.45, 320
+
+
+def scene_image() -> np.ndarray:
+    from pipeline.sources import SyntheticScene
+
+    return SyntheticScene(480, 270, 7).render(4)
+
+
+def as_reference(res) -> dict:
+    """An Ultralytics Results -> boxes, scores, classes and masks (COCO RLE in frame pixels)."""
+    from pycocotools import mask as coco_mask
+
+    masks = res.masks.data.numpy().astype(np.uint8) if res.masks is not None else np.zeros((0, 1, 1), np.uint8)
+    rles = [coco_mask.encode(np.asfortranarray(m)) for m in masks]
+    return {
+        "xyxy": res.boxes.xyxy.numpy().tolist(), "scores": res.boxes.conf.numpy().tolist(),
+        "classes": res.boxes.cls.numpy().astype(int).tolist(),
+        "masks": [{"size": r["size"], "counts": r["counts"].decode()} for r in rles],
+    }
+
+
+def main(out: Path) -> None:
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    yolo = YOLO("yolo11n-seg.yaml", task="segment")
+    head = yolo.model.model[-1]
+    with torch.no_grad():
+        for seq in head.cv3:
+            seq[-1].weight.mul_(40.0)
+            seq[-1].bias.zero_()
+    pt = out / "yolo11n-seg-320.pt"
+    yolo.save(str(pt))
+    onnx_path = Path(YOLO(str(pt)).export(format="onnx", imgsz=IMGSZ, simplify=False, dynamic=False, opset=17))
+    onnx_path.rename(out / "yolo11n-seg-320.onnx")
+    image = scene_image()
+    res = YOLO(str(out / "yolo11n-seg-320.onnx"), task="segment").predict(
+        image, imgsz=IMGSZ, conf=CONF, iou=IOU, retina_masks=True, verbose=False
+    )[0]
+    ref = {"ultralytics": __import__("ultralytics").__version__, "conf": CONF, "iou": IOU, "imgsz": IMGSZ, **as_reference(res)}
+    (out / "yolo11n-seg-320.reference.json").write_text(json.dumps(ref))
+    print(f"{len(ref['scores'])} reference detections written to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent))
