@@ -1,7 +1,10 @@
+import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.preprocess import PAD_VALUE, letterbox, prepare, to_tensor
+from pipeline.preprocess import PAD_VALUE, Fit, fit_torchvision, letterbox, prepare, to_tensor, torchvision_size
 
 
 @pytest.mark.parametrize(
@@ -42,3 +45,41 @@ def test_prepare_combines_both():
     t, meta = prepare(np.zeros((90, 160, 3), np.uint8), (64, 64))
     assert t.shape == (3, 64, 64) and meta.frame_hw == (90, 160) and meta.input_hw == (64, 64)
     assert t[:, 0, 0] == pytest.approx([PAD_VALUE / 255] * 3)
+
+
+def _transform(min_size, max_size, fixed=None):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    return torch, GeneralizedRCNNTransform(min_size, max_size, [0.0] * 3, [1.0] * 3, size_divisible=1, fixed_size=fixed)
+
+
+@settings(max_examples=80, deadline=None)
+@given(h=st.integers(16, 2000), w=st.integers(16, 2000), min_size=st.sampled_from([256, 320, 384, 800]),
+       max_size=st.sampled_from([320, 427, 640, 1333]))
+def test_torchvision_size_matches_generalized_rcnn_transform(h, w, min_size, max_size):
+    torch, t = _transform(min_size, max_size)
+    images, _ = t([torch.zeros(3, h, w)])
+    assert torchvision_size((h, w), min_size, max_size) == tuple(images.image_sizes[0])
+
+
+@pytest.mark.parametrize("mode, frame_hw", [("torchvision", (480, 840)), ("stretch", (240, 400))])
+def test_fit_torchvision_gives_the_transform_input(mode, frame_hw):
+    """Same pixels as torchvision's resize (float, bilinear), top-left, padded with the mean."""
+    mean = (0.485, 0.456, 0.406)
+    fit = Fit((256, 448), mode, 256, 427, mean) if mode == "torchvision" else Fit((320, 320), "stretch", pad_rgb=mean)
+    torch, t = _transform(256, 427) if mode == "torchvision" else _transform(320, 320, (320, 320))
+    img = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (*frame_hw, 3), dtype=np.uint8), (0, 0), 2)
+    x, meta = fit_torchvision(img, fit)
+    rgb = torch.from_numpy(img[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
+    images, _ = t([rgb])
+    rh, rw = images.image_sizes[0]
+    np.testing.assert_allclose(x[:, :rh, :rw], images.tensors[0, :, :rh, :rw].numpy(), atol=1e-5)  # float rounding only
+    assert (x[:, rh:, :] == np.float32(mean)[:, None, None]).all() and (x[:, :, rw:] == np.float32(mean)[:, None, None]).all()
+    assert (meta.scale_x, meta.scale_y) == (rw / frame_hw[1], rh / frame_hw[0]) and (meta.pad_x, meta.pad_y) == (0, 0)
+
+
+def test_fit_torchvision_fits_frames_of_another_aspect_inside():
+    x, meta = fit_torchvision(np.zeros((1000, 300, 3), np.uint8), Fit((256, 448), "torchvision", 256, 427))
+    assert x.shape == (3, 256, 448) and round(1000 * meta.scale_y) <= 256

@@ -119,7 +119,7 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, frame_hw: tuple[int, int],
     crops, regions = [], np.zeros((n, 4), np.int32)
     for i, (bx1, by1, bx2, by2) in enumerate(grown):
         bw, bh = max(int(bx2 - bx1 + 1), 1), max(int(by2 - by1 + 1), 1)
-        x0, y0 = max(bx1, 0), max(by1, 0)
+        x0, y0 = min(max(bx1, 0), w), min(max(by1, 0), h)
         x1, y1 = max(min(bx2 + 1, w), x0), max(min(by2 + 1, h), y0)
         resized = cv2.resize(padded[i], (bw, bh), interpolation=cv2.INTER_LINEAR)
         crops.append(resized[y0 - by1 : y1 - by1, x0 - bx1 : x1 - bx1] > threshold)

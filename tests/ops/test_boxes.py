@@ -39,3 +39,46 @@ def test_box_iou_cases(a, b, expected):
 def test_cxcywh_to_xyxy():
     out = cxcywh_to_xyxy(np.array([[10, 20, 4, 6]], np.float32))
     assert out.tolist() == [[8, 17, 12, 23]]
+
+
+def test_scale_boxes_inverts_the_fit_and_clips():
+    from pipeline.ops import scale_boxes
+
+    boxes = np.array([[10, 20, 110, 60], [-5, -5, 500, 500]], np.float32)
+    out = scale_boxes(boxes, (0.5, 0.25), (10, 20), (200, 300))
+    np.testing.assert_allclose(out[0], [0, 0, 200, 160])
+    np.testing.assert_allclose(out[1], [0, 0, 300, 200])  # clipped to the frame
+    assert out.dtype == np.float32
+
+
+def _torchvision_coders():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
+
+    return torch, BoxCoder, BoxLinearCoder
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
+def test_decode_deltas_matches_torchvision_box_coder(weights):
+    from pipeline.ops import decode_deltas
+
+    torch, BoxCoder, _ = _torchvision_coders()
+    rng = np.random.default_rng(0)
+    anchors = np.sort(rng.uniform(0, 300, (200, 4)).astype(np.float32).reshape(200, 2, 2), axis=1).transpose(0, 2, 1).reshape(200, 4)
+    deltas = rng.normal(0, 2, (200, 4)).astype(np.float32)
+    deltas[0, 2:] = 50  # exp overflow guard: clamped
+    coder = BoxCoder(weights)
+    want = coder.decode_single(torch.from_numpy(deltas), torch.from_numpy(anchors)).numpy()
+    np.testing.assert_allclose(decode_deltas(deltas, anchors, weights, coder.bbox_xform_clip), want, rtol=1e-6, atol=1e-3)
+
+
+def test_decode_ltrb_matches_torchvision_linear_coder():
+    from pipeline.ops import decode_ltrb
+
+    torch, _, BoxLinearCoder = _torchvision_coders()
+    rng = np.random.default_rng(1)
+    anchors = np.concatenate([rng.uniform(0, 200, (50, 2)), rng.uniform(200, 400, (50, 2))], axis=1).astype(np.float32)
+    dist = rng.uniform(0, 3, (50, 4)).astype(np.float32)
+    want = BoxLinearCoder(normalize_by_size=True).decode(torch.from_numpy(dist), torch.from_numpy(anchors)).numpy()
+    np.testing.assert_allclose(decode_ltrb(dist, anchors), want, rtol=1e-6, atol=1e-4)

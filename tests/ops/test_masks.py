@@ -78,3 +78,29 @@ def test_rle_is_coco_column_major():
 
     assert cm.area({"size": [3, 4], "counts": rle_encode(m)["counts"].encode()}) == 1
     assert cm.toBbox({"size": [3, 4], "counts": rle_encode(m)["counts"].encode()}).tolist() == pytest.approx([1, 0, 1, 1])
+
+
+def test_paste_masks_matches_torchvision():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from pipeline.ops import paste_masks
+
+    rng = np.random.default_rng(0)
+    h, w, n = 120, 200, 12
+    masks = cv2.GaussianBlur(rng.random((n, 28, 28)).astype(np.float32).transpose(1, 2, 0), (0, 0), 2).transpose(2, 0, 1)
+    masks = np.ascontiguousarray(masks)
+    centre, half = rng.uniform(0, [w, h], (n, 2)), rng.uniform(1, 45, (n, 2))
+    boxes = np.hstack([centre - half, centre + half]).astype(np.float32)  # centres inside, some edges outside
+    want = paste_masks_in_image(torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), (h, w))[:, 0].numpy() > 0.5
+    got = paste_masks(masks, boxes, (h, w))
+    assert got.frame_hw == (h, w) and len(got) == n
+    np.testing.assert_array_equal(got.dense(), want)
+
+
+def test_paste_masks_outside_the_frame_is_empty():
+    from pipeline.ops import paste_masks
+
+    got = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[300, 300, 320, 330]], np.float32), (100, 100))
+    assert not got.dense().any() and got.crops[0].size == 0

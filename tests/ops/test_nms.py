@@ -49,3 +49,18 @@ def test_nms_keeps_overlapping_boxes_of_other_classes():
     scores = np.array([0.9, 0.8], np.float32)
     assert nms(boxes, scores, 0.5).tolist() == [0]
     assert batched_nms(boxes, scores, np.array([0, 1]), 0.5).tolist() == [0, 1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 80))
+def test_tensor_batched_nms_agrees_with_numpy(seed, n):
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from pipeline.ops import batched_nms_tensor
+
+    rng = np.random.default_rng(seed)
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 4, n)
+    got = batched_nms_tensor(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5)
+    assert got.tolist() == batched_nms(boxes, scores, classes, 0.5).tolist()
