@@ -121,3 +121,21 @@ def one_node_onnx(path: Path, op: str, in_shape: list, out_shape: list, names: s
         model.metadata_props.append(onnx.StringStringEntryProto(key="names", value=names))
     onnx.save(model, str(path))
     return path
+
+
+def spread_scores(model, seed: int = 1, gain: float = 1.0) -> None:
+    """Re-draw a torch model's convolutions (seeded) with variance gain / fan-in.
+
+    Random-init detection heads give near-identical scores everywhere (vanishing features, a
+    fixed class prior): comparisons become a matter of ties. With fan-in-scaled weights, features
+    keep their scale and scores vary with the image. Architecture and code paths are untouched.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * (gain / mod.weight[0].numel()) ** 0.5)
+                if mod.bias is not None:
+                    mod.bias.zero_()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import build_parser
-from tests.conftest import make_clip, probe
+from tests.conftest import make_clip, probe, spread_scores
 
 
 def rtpipe(*args, timeout=120, **kw):
@@ -47,6 +47,10 @@ def test_run_writes_video_and_jsonl_matching_the_input(tmp_path):
         (["run", "synthetic:64x48@30", "--show"], "--show needs OpenCV with GUI"),
         (["run"], "no source"),
         (["run", "synthetic:64x48@30", "--config", "nope.yaml"], "config file 'nope.yaml' not found"),
+        (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16"], "needs --weights"),
+        (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16", "--weights", "w.pth"], "weights file 'w.pth' not found"),
+        (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300", "--weights", "random"], "unknown torchvision architecture"),
+        (["run", "synthetic:64x48@30", "--device", "gpu"], "key 'device'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -134,3 +138,44 @@ def test_console_script_is_installed():
     exe = os.path.join(os.path.dirname(sys.executable), "rtpipe")
     r = subprocess.run([exe, "run", "synthetic:64x48@30?live=0&frames=3", "--quiet"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+MODELS = [
+    ("torchvision:ssdlite320_mobilenet_v3_large", "torchvision"),
+    (os.path.join(os.path.dirname(__file__), "data", "yolo11n-seg-320.onnx"), "yolo"),
+]
+
+
+@pytest.mark.parametrize("spec, family", MODELS)
+def test_run_other_model_families(tmp_path, spec, family):
+    """torchvision with a state_dict file, and Ultralytics' own ONNX export: video and JSONL."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(320, 240), fps=25)
+    out, js = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    extra = []
+    if family == "torchvision":
+        import torch
+
+        from pipeline.models import torchvision as tvf
+
+        model = tvf.build("ssdlite320_mobilenet_v3_large")
+        spread_scores(model, gain=2.0)  # MobileNet's features vanish at gain 1
+        torch.save(model.state_dict(), tmp_path / "w.pth")
+        extra = ["--weights", tmp_path / "w.pth", "--conf", "0.5"]
+    r = rtpipe("run", clip, "--model", spec, *extra, "--save", out, "--json", js, "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert probe(out)["frames"] == 8
+    lines = [json.loads(x) for x in js.read_text().splitlines()]
+    assert len(lines) == 8
+    dets = [d for line in lines for d in line["detections"]]
+    assert dets, "no detections to check the output format with"
+    assert all(len(d["xyxy"]) == 4 for d in dets)
+    if family == "yolo":
+        assert all("mask" in d for d in dets)
+
+
+def test_pickled_checkpoint_is_refused_without_trust(tmp_path):
+    import torch
+
+    torch.save({"model": build_parser}, tmp_path / "m.pt")  # any pickled object
+    r = rtpipe("run", "synthetic:64x48@30", "--model", tmp_path / "m.pt")
+    assert r.returncode == 2 and "--trust-checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
