@@ -48,7 +48,7 @@ def case(request, tmp_path_factory):
     model = tvf.build(arch, None, IMGSZ[arch])
     model.arch = arch
     # random-init heads score every anchor alike: ties would make the comparison moot
-    spread_scores(model, gain=2.0 if arch.startswith("ssdlite") else 1.0)  # its features vanish at gain 1
+    spread_scores(model, gain=1.6 if arch.startswith("ssdlite") else 1.0)  # its features vanish at gain 1
     path = tmp_path_factory.mktemp(arch) / "w.pth"
     torch.save(model.state_dict(), path)
     fit = tvf.describe(model, arch)["fit"]
