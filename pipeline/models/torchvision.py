@@ -163,12 +163,6 @@ def describe(model, arch: str, settings: DecodeSettings | None = None) -> dict:
         steps = [(iw / s, ih / s) for s in ag.steps] if ag.steps is not None else [(g[1], g[0]) for g in grids]
         whs = [(p.clamp(0, 1) if ag.clip else p).tolist() for p in ag._wh_pairs]
         meta["anchors"] = {"type": "default", "levels": [{"grid": g, "steps": s, "wh": wh} for g, s, wh in zip(grids, steps, whs)]}
-        meta["decode"] = {
-            "score": "softmax",
-            "coder": "deltas",
-            "weights": list(model.box_coder.weights),
-            "clip": model.box_coder.bbox_xform_clip,
-        }
     else:
         cells = (
             [c.tolist() for c in ag.cell_anchors]
@@ -177,15 +171,12 @@ def describe(model, arch: str, settings: DecodeSettings | None = None) -> dict:
         )
         levels = [{"grid": g, "stride": (ih // g[0], iw // g[1]), "cells": c} for g, c in zip(grids, cells)]
         meta["anchors"] = {"type": "grid", "levels": levels}
-        if kind == "retinanet":
-            meta["decode"] = {
-                "score": "sigmoid",
-                "coder": "deltas",
-                "weights": list(model.box_coder.weights),
-                "clip": model.box_coder.bbox_xform_clip,
-            }
-        else:
-            meta["decode"] = {"score": "sigmoid_ctrness", "coder": "ltrb"}
+    if kind == "fcos":
+        meta["decode"] = {"score": "sigmoid_ctrness", "coder": "ltrb"}
+    else:  # SSD: softmax over classes with a background class; RetinaNet: a sigmoid per class
+        coder = model.box_coder
+        meta["decode"] = {"score": "softmax" if kind == "ssd" else "sigmoid", "coder": "deltas",
+                          "weights": list(coder.weights), "clip": coder.bbox_xform_clip}
     meta["decode"]["topk"] = int(model.topk_candidates)
     return meta
 
