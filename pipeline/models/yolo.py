@@ -8,6 +8,7 @@ prototypes.
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,9 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     from pipeline.models import Graph
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the refusal below says what matters
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if not trust:
             raise ValueError(
