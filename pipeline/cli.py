@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", help="for torchvision:<arch>: a state_dict file, DEFAULT (torchvision's, downloads) or random")
     run.add_argument("--trust-checkpoint", action="store_true", default=None, dest="trust_checkpoint",
                      help="allow unpickling a .pt checkpoint's Python objects (runs code from the file: trusted files only)")
-    run.add_argument("--backend", help="runtime: auto, onnxruntime or torch (default: auto = the model's own: "
-                                       "ONNX on onnxruntime, checkpoints on torch)")
+    run.add_argument("--backend", help="runtime: auto, onnxruntime or torch (default: auto = the fastest here: "
+                                       "onnxruntime on the CPU, exporting checkpoints in memory; torch on CUDA)")
     run.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")

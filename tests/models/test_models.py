@@ -81,3 +81,12 @@ def test_torch_backend_needs_a_checkpoint():
 
 def test_builtin_file_is_shipped():
     assert BUILTIN["tiny-seg"].is_file() and BUILTIN["tiny-seg"].stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("device, expected", [("cpu", "onnxruntime"), ("cuda", "torch")])
+def test_auto_backend_for_checkpoints(device, expected):
+    from pipeline.models import Graph, pick_backend
+
+    checkpoint = Graph({"fit": {}}, "torchvision:x", module=object())
+    assert pick_backend(checkpoint, device) == expected
+    assert pick_backend(Graph({"fit": {}}, "x.onnx", onnx=b""), device) == "onnxruntime"
