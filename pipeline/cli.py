@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
-    run.add_argument("--imgsz", type=int, help="network input size; must match a fixed-size model")
+    run.add_argument("--imgsz", type=int, help="input size: checked against a fixed-size ONNX; sets it for checkpoints "
+                                               "(YOLO: NxN; torchvision: the short side)")
     run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
     run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     run.add_argument("--batch", type=int, help="frames per model call (default 1)")

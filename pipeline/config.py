@@ -34,7 +34,7 @@ class RunConfig(BaseModel):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda[:N]")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
-    imgsz: int | None = Field(None, gt=0, description="network input size (must match a fixed-size engine)")
+    imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
     max_det: int = Field(300, ge=1, description="detections kept per frame")
     classes: list[int] | None = Field(None, description="keep only these class ids")
     batch: int = Field(1, ge=1, le=256, description="frames per model call")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ class ModelInfo:
     input_hw: tuple[int, int]
     path: str
     backend: str
-    fit: Fit = field(default=None, compare=False)  # type: ignore[assignment]
+    fit: Fit  # how frames enter the network
     arch: str | None = None
 
     def to_dict(self) -> dict:
