@@ -90,3 +90,14 @@ def test_auto_backend_for_checkpoints(device, expected):
     checkpoint = Graph({"fit": {}}, "torchvision:x", module=object())
     assert pick_backend(checkpoint, device) == expected
     assert pick_backend(Graph({"fit": {}}, "x.onnx", onnx=b""), device) == "onnxruntime"
+
+
+def test_torchvision_preset_supplies_model_and_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    from pipeline.models import torchvision as tvf
+
+    torch.save(tvf.build("ssdlite320_mobilenet_v3_large").state_dict(), tmp_path / "w.pth")
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"model: torchvision:ssdlite320_mobilenet_v3_large\nweights: {tmp_path / 'w.pth'}\n")
+    info = load_model(str(preset), backend="torch").metadata
+    assert (info.family, info.arch, info.input_hw) == ("torchvision", "ssdlite320_mobilenet_v3_large", (320, 320))
