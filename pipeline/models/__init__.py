@@ -152,6 +152,15 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     return Graph(meta, label, module=tv_family.graph(model, meta))
 
 
+def _require_torch(label: str) -> None:
+    """Checkpoints need torch (and torchvision, onnx for export): say how to install them."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "torchvision", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelError(f"model '{label}' needs {', '.join(missing)}: pip install 'rtpipe[torch]'")
+
+
 def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeSettings | None = None, trust_checkpoint: bool = False) -> Graph:
     """A model spec -> its Graph (see the module docstring for what a spec may be)."""
     settings = settings or DecodeSettings()
@@ -159,6 +168,7 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
         return _onnx_graph(BUILTIN[spec], spec)
     if spec.startswith("torchvision:"):
         arch = spec.split(":", 1)[1]
+        _require_torch(spec)
         try:
             return _torchvision_graph(arch, weights, imgsz, settings, spec)
         except (ValueError, FileNotFoundError) as exc:
@@ -174,6 +184,7 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
     if suffix == ".onnx":
         return _onnx_graph(path, spec)
     if suffix in (".pt", ".pth"):
+        _require_torch(spec)
         try:
             return yolo_family.checkpoint_graph(path, imgsz, trust_checkpoint)
         except ValueError as exc:

@@ -101,3 +101,16 @@ def test_torchvision_preset_supplies_model_and_weights(tmp_path):
     preset.write_text(f"model: torchvision:ssdlite320_mobilenet_v3_large\nweights: {tmp_path / 'w.pth'}\n")
     info = load_model(str(preset), backend="torch").metadata
     assert (info.family, info.arch, info.input_hw) == ("torchvision", "ssdlite320_mobilenet_v3_large", (320, 320))
+
+
+@pytest.mark.parametrize("spec", ["torchvision:ssdlite320_mobilenet_v3_large", "m.pt"])
+def test_checkpoints_without_torch_say_what_to_install(tmp_path, monkeypatch, spec):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    if spec == "m.pt":
+        spec = str(tmp_path / spec)
+        open(spec, "wb").close()
+    with pytest.raises(ModelError, match=r"needs torch: pip install 'rtpipe\[torch\]'"):
+        load_model(spec)
