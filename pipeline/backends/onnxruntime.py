@@ -38,7 +38,7 @@ class OnnxRuntimeBackend:
                 path if isinstance(path, bytes) else str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ValueError(f"{self._label(path)}: not a loadable ONNX model ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+            raise ValueError(f"{self._label(path)}: not a loadable ONNX file ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError(f"{self._label(path)}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")

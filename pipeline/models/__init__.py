@@ -101,6 +101,7 @@ class Graph:
     label: str  # what to call it in messages and metadata
     onnx: Path | bytes | None = None
     module: object | None = None  # torch.nn.Module
+    cpu_backend: Backend | None = None  # the ONNX Runtime session opened to read the metadata
 
     def to_onnx(self) -> Path | bytes:
         if self.onnx is None:
@@ -114,24 +115,18 @@ class Graph:
 
 
 def _onnx_graph(path: Path, label: str) -> Graph:
-    import onnxruntime as ort
+    from pipeline.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelError(f"model '{label}': not a loadable ONNX file ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from exc
-    props = dict(session.get_modelmeta().custom_metadata_map)
-    inputs = session.get_inputs()
-    shape = inputs[0].shape if len(inputs) == 1 else None
-    if shape is None or len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]):
-        raise ModelError(
-            f"model '{label}': expected one image input (B, 3, H, W) with fixed H and W, found {[(i.name, i.shape) for i in inputs]}"
-        )
-    outputs = {o.name: o.shape for o in session.get_outputs()}
+        backend = OnnxRuntimeBackend(path)  # checks the input; reused as the CPU backend
+    except ValueError as exc:
+        raise ModelError(f"model '{label}': {exc}") from exc
+    props = backend.metadata()
+    outputs = {o.name: o.shape for o in backend.session.get_outputs()}
     if META_KEY in props:
         meta = json.loads(props[META_KEY])
     elif "names" in props:
-        meta = yolo_family.meta_from_ultralytics(props, (shape[2], shape[3]), outputs)
+        meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)
     else:
         raise ModelError(
             f"model '{label}': unknown ONNX layout (no Ultralytics 'names' or rtpipe metadata): "
@@ -140,7 +135,7 @@ def _onnx_graph(path: Path, label: str) -> Graph:
     problem = FAMILIES[meta["family"]].check_outputs(meta, outputs)
     if problem:
         raise ModelError(f"model '{label}': unknown output layout: {problem}")
-    return Graph(meta, label, onnx=path)
+    return Graph(meta, label, onnx=path, cpu_backend=backend)
 
 
 def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Graph:
@@ -213,6 +208,8 @@ def _preset_graph(path: Path, weights, imgsz, settings, trust) -> Graph:
 def _onnxruntime(graph: Graph, device: str) -> Backend:
     from pipeline.backends.onnxruntime import OnnxRuntimeBackend, providers_for
 
+    if device == "cpu" and graph.cpu_backend is not None:
+        return graph.cpu_backend
     return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
 
 
