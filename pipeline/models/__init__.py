@@ -143,7 +143,7 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     if weights is None:
         warnings.warn(f"{label}: no weights given, using random weights (seed 0): detections are meaningless", stacklevel=4)
     model = tv_family.build(arch, weights, imgsz, settings)
-    meta = tv_family.describe(model, arch, settings)
+    meta = tv_family.describe(model, arch)
     return Graph(meta, label, module=tv_family.graph(model, meta))
 
 

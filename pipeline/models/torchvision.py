@@ -74,22 +74,22 @@ def build(arch: str, weights: str | Path | None = None, imgsz: int | None = None
     from torchvision.models import detection
 
     kind = check_arch(arch)
+    if imgsz is not None and kind == "ssd":
+        raise ValueError(f"{arch} has a fixed input size; drop imgsz")
     kwargs: dict = {}
-    if imgsz is not None:
-        if kind == "ssd":
-            raise ValueError(f"{arch} has a fixed input size; drop imgsz")
-        default = getattr(detection, arch)(weights=None, weights_backbone=None).transform
-        kwargs["min_size"] = int(imgsz)
-        kwargs["max_size"] = int(math.ceil(imgsz * default.max_size / default.min_size[-1]))
     if kind == "rcnn" and settings is not None:
         kwargs.update(box_score_thresh=settings.conf, box_nms_thresh=settings.iou, box_detections_per_img=settings.max_det)
     fn = getattr(detection, arch)
     if isinstance(weights, str) and weights.upper() == "DEFAULT":
-        return fn(weights="DEFAULT", **kwargs).eval()
-    torch.manual_seed(seed)
-    model = fn(weights=None, weights_backbone=None, **kwargs).eval()
-    if weights is not None:
-        load_state_dict(model, weights, arch)
+        model = fn(weights="DEFAULT", **kwargs).eval()
+    else:
+        torch.manual_seed(seed)
+        model = fn(weights=None, weights_backbone=None, **kwargs).eval()
+        if weights is not None:
+            load_state_dict(model, weights, arch)
+    if imgsz is not None:  # the transform only reads these two: set them rather than build twice
+        t = model.transform
+        t.min_size, t.max_size = (int(imgsz),), int(math.ceil(imgsz * t.max_size / t.min_size[-1]))
     return model
 
 
@@ -126,7 +126,7 @@ def load_state_dict(model, path: str | Path, arch: str) -> None:
     model.load_state_dict(state)
 
 
-def describe(model, arch: str, settings: DecodeSettings | None = None) -> dict:
+def describe(model, arch: str) -> dict:
     """The engine metadata (JSON-able): everything needed to preprocess and decode the graph."""
     import torch
 
@@ -248,7 +248,7 @@ class OneStageDecoder:
     """
 
     def __init__(self, meta: dict, settings: DecodeSettings):
-        self.meta, self.s = meta, settings
+        self.s = settings
         self.decode_cfg = meta["decode"]
         ih, iw = meta["fit"]["input_hw"]
         a = meta["anchors"]
@@ -312,7 +312,7 @@ class OneStageDecoder:
         return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
 
     def _per_class(self, out: dict[str, np.ndarray], bounds: np.ndarray):
-        logits = out["cls_logits"].astype(np.float32)
+        logits = out["cls_logits"].astype(np.float32, copy=False)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = e / e.sum(axis=1, keepdims=True)
         a_idx, c_idx = np.nonzero(probs[:, 1:] > self.s.conf)  # class 0 is the background
@@ -331,7 +331,7 @@ class TwoStageDecoder:
     """Padded two-stage detections -> Detections: score and class filter, scaling, mask paste."""
 
     def __init__(self, meta: dict, settings: DecodeSettings):
-        self.meta, self.s = meta, settings
+        self.s = settings
 
     def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
         return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]

@@ -72,8 +72,9 @@ class YoloDecoder:
         scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
         mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
         # as Ultralytics' predictor does, a segmentation without a single mask pixel is no detection
+        det = Detections(xyxy, score[keep], cls[keep], mask)
         has_mask = np.array([c.any() for c in mask.crops], bool)
-        return Detections(xyxy, score[keep], cls[keep], mask)[has_mask]
+        return det if has_mask.all() else det[has_mask]
 
 
 # ---------------------------------------------------------------------------- metadata and checkpoints
