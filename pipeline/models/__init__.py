@@ -228,7 +228,7 @@ def pick_backend(graph: Graph, device: str) -> str:
     """``auto``: the fastest runtime available for the graph on the device.
 
     ONNX graphs run on ONNX Runtime. Checkpoints on the CPU too, after an in-memory export
-    (0.6-2 s at load; inference 1.3-3.6x faster than torch eager here, see
+    (0.7-2.4 s at load; inference 1.3-3.6x faster than torch eager here, see
     benchmarks/backend_choice.py); on CUDA, torch, which needs no extra package.
     """
     if graph.module is None or device == "cpu":
