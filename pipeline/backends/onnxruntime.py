@@ -54,7 +54,7 @@ class OnnxRuntimeBackend:
         return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: batch})))
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return run_in_chunks(self._run, batch, self.max_batch)
+        return run_in_chunks(self._run, batch, self.max_batch, exact=self.max_batch is not None)
 
     @staticmethod
     def _label(path) -> str:

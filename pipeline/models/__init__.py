@@ -9,7 +9,8 @@ spec                     what it is                                 graph
 ``tiny-seg``             builtin stand-in (random weights)          bundled ONNX
 ``x.onnx``               Ultralytics or rtpipe ONNX export          the file
 ``torchvision:<arch>``   torchvision detection model + ``weights``  built in torch
-``x.pt`` / ``x.pth``     Ultralytics checkpoint (needs ultralytics)  built in torch
+``x.pt`` / ``x.pth``     rtpipe (rtnet) or Ultralytics checkpoint    built in torch
+``x.pt2`` / ``x.engine`` engine made by ``rtpipe build`` + sidecar   the engine
 ``configs/x.yaml``       a preset: its ``model``/``weights``/``imgsz``  as the preset's model
 ======================== ========================================== =========================
 """
@@ -34,7 +35,8 @@ from pipeline.types import Detections, LetterboxMeta
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", "onnxruntime", "torch", "aoti", "tensorrt")
+ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}
 FAMILIES = {"yolo": yolo_family, "torchvision": tv_family}
 
 
@@ -102,6 +104,8 @@ class Graph:
     onnx: Path | bytes | None = None
     module: object | None = None  # torch.nn.Module
     cpu_backend: Backend | None = None  # the ONNX Runtime session opened to read the metadata
+    source: Path | None = None  # the file whose sha256 identifies the weights (checkpoint, ONNX, state_dict)
+    engine: Path | None = None  # a built .pt2 / .engine (its sidecar checked; see pipeline.build.sidecar)
 
     def to_onnx(self) -> Path | bytes:
         if self.onnx is None:
@@ -135,7 +139,7 @@ def _onnx_graph(path: Path, label: str) -> Graph:
     problem = FAMILIES[meta["family"]].check_outputs(meta, outputs)
     if problem:
         raise ModelError(f"model '{label}': unknown output layout: {problem}")
-    return Graph(meta, label, onnx=path, cpu_backend=backend)
+    return Graph(meta, label, onnx=path, cpu_backend=backend, source=path)
 
 
 def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Graph:
@@ -144,7 +148,8 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
         warnings.warn(f"{label}: no weights given, using random weights (seed 0): detections are meaningless", stacklevel=4)
     model = tv_family.build(arch, weights, imgsz, settings)
     meta = tv_family.describe(model, arch)
-    return Graph(meta, label, module=tv_family.graph(model, meta))
+    source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
+    return Graph(meta, label, module=tv_family.graph(model, meta), source=source)
 
 
 def _require_torch(label: str) -> None:
@@ -184,9 +189,15 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
             return yolo_family.checkpoint_graph(path, imgsz, trust_checkpoint)
         except ValueError as exc:
             raise ModelError(str(exc)) from exc
-    if suffix in (".engine", ".plan", ".pt2"):
-        raise ModelError(f"model '{spec}': {suffix} engines are not runnable in this version; run the .onnx it was built from")
-    raise ModelError(f"model '{spec}': unknown file type '{suffix}': expected .onnx, .pt/.pth, .yaml or torchvision:<arch>")
+    if suffix in ENGINE_SUFFIXES:
+        from pipeline.build.sidecar import SidecarError, load_checked
+
+        try:
+            meta = load_checked(path)["model"]
+        except SidecarError as exc:
+            raise ModelError(str(exc)) from exc
+        return Graph(meta, spec, engine=path, source=path)
+    raise ModelError(f"model '{spec}': unknown file type '{suffix}': expected .onnx, .pt/.pth, .pt2, .engine, .yaml or torchvision:<arch>")
 
 
 def _preset_graph(path: Path, weights, imgsz, settings, trust) -> Graph:
@@ -210,6 +221,8 @@ def _onnxruntime(graph: Graph, device: str) -> Backend:
 
     if device == "cpu" and graph.cpu_backend is not None:
         return graph.cpu_backend
+    if graph.onnx is None and graph.module is None:
+        raise ValueError(f"'{graph.label}' is a built engine: run it with --backend auto")
     return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
 
 
@@ -217,20 +230,49 @@ def _torch(graph: Graph, device: str) -> Backend:
     from pipeline.backends.torch import TorchBackend
 
     if graph.module is None:
-        raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is an ONNX graph: use --backend onnxruntime")
+        raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is not one: use --backend auto")
     return TorchBackend(graph.module, tuple(graph.meta["fit"]["input_hw"]), graph.meta["outputs"], graph.meta.get("batch"), device)
 
 
-BACKEND_FACTORIES: dict[str, Callable[[Graph, str], Backend]] = {"onnxruntime": _onnxruntime, "torch": _torch}
+def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
+    """aoti / tensorrt: a built engine runs as it is; a checkpoint is built first (engine cache)."""
+
+    def make(graph: Graph, device: str) -> Backend:
+        from pipeline.build.cache import cached_engine
+
+        if graph.engine is None:
+            if graph.module is None:
+                raise ValueError(f"the {fmt} backend needs a checkpoint or a .{'pt2' if fmt == 'aoti' else 'engine'} built by rtpipe build")
+            graph.engine = cached_engine(graph, fmt, device)
+        if ENGINE_SUFFIXES[graph.engine.suffix.lower()] != fmt:
+            raise ValueError(f"'{graph.engine}' is a {ENGINE_SUFFIXES[graph.engine.suffix.lower()]} engine: use --backend {ENGINE_SUFFIXES[graph.engine.suffix.lower()]}")
+        from pipeline.build.sidecar import check_device
+
+        check_device(graph.engine, device)
+        if fmt == "aoti":
+            from pipeline.backends.aoti import AotiBackend
+
+            return AotiBackend(graph.engine, graph.meta, device)
+        from pipeline.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(graph.engine, graph.meta, device)
+
+    return make
+
+
+BACKEND_FACTORIES: dict[str, Callable[[Graph, str], Backend]] = {
+    "onnxruntime": _onnxruntime, "torch": _torch, "aoti": _engine_backend("aoti"), "tensorrt": _engine_backend("tensorrt")}
 
 
 def pick_backend(graph: Graph, device: str) -> str:
     """``auto``: the fastest runtime available for the graph on the device.
 
-    ONNX graphs run on ONNX Runtime. Checkpoints on the CPU too, after an in-memory export
-    (0.7-2.4 s at load; inference 1.3-3.6x faster than torch eager here, see
-    benchmarks/backend_choice.py); on CUDA, torch, which needs no extra package.
+    A built engine runs on its own runtime. ONNX graphs run on ONNX Runtime. Checkpoints on the
+    CPU too, after an in-memory export (0.7-2.4 s at load; inference 1.3-3.6x faster than torch
+    eager here, see benchmarks/backend_choice.py); on CUDA, torch, which needs no extra package.
     """
+    if graph.engine is not None:
+        return ENGINE_SUFFIXES[graph.engine.suffix.lower()]
     if graph.module is None or device == "cpu":
         return "onnxruntime"
     return "torch"
@@ -269,7 +311,7 @@ def load_model(
     name = pick_backend(graph, device) if backend == "auto" else backend
     try:
         be = BACKEND_FACTORIES[name](graph, device)
-    except ValueError as exc:
+    except ValueError as exc:  # includes SidecarError and BuildError
         raise ModelError(f"model '{spec}': {exc}") from exc
     if "baked" in meta:
         _warn_baked(spec, meta["baked"], settings)

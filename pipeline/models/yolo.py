@@ -119,14 +119,15 @@ def decoder(meta: dict, settings: DecodeSettings) -> YoloDecoder:
 
 
 def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
-    """An Ultralytics .pt checkpoint -> Graph (torch module + metadata). Needs ``ultralytics``.
+    """A YOLO-layout .pt checkpoint -> Graph (torch module + metadata): rtpipe's own networks
+    (``pipeline.models.rtnet``, weights only) or an Ultralytics checkpoint (needs ``ultralytics``).
 
     Ultralytics checkpoints pickle the model's classes, which ``torch.load(weights_only=True)``
     refuses; only with ``trust`` are they unpickled (that runs code from the file).
     """
     import torch
 
-    from pipeline.models import Graph
+    from pipeline.models import Graph, rtnet
 
     try:
         with warnings.catch_warnings():
@@ -143,6 +144,9 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
         except ImportError as imp:
             raise ValueError(f"checkpoint '{path}' needs the ultralytics package: pip install 'rtpipe[ultralytics]'") from imp
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if rtnet.is_checkpoint(ckpt):
+        net = rtnet.from_checkpoint(ckpt, str(path), imgsz)
+        return Graph(rtnet.meta(net), str(path), module=net, source=path)
     model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
     if model is None or not hasattr(model, "model"):
         raise ValueError(
@@ -168,7 +172,7 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
         "fit": Fit((size, size)).to_dict(),
         "outputs": ["output0", "output1"] if task == "segment" else ["output0"],
     }
-    return Graph(meta, str(path), module=_YoloGraph(model))
+    return Graph(meta, str(path), module=_YoloGraph(model), source=path)
 
 
 def _YoloGraph(model):

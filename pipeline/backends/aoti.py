@@ -1,0 +1,43 @@
+"""AOTInductor backend: runs a ``.pt2`` package made by ``rtpipe build --format aoti`` (needs only torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.backends import run_in_chunks
+
+
+class AotiBackend:
+    name = "aoti"
+
+    def __init__(self, path: str | Path, meta: dict, device: str = "cpu"):
+        import torch
+        from torch._inductor import aoti_load_package
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' asked for, but this torch sees no CUDA GPU: use --device cpu")
+        self.torch = torch
+        self.device = torch.device(device)
+        try:
+            index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
+            self.runner = aoti_load_package(str(path), device_index=index)
+        except Exception as exc:
+            raise ValueError(f"'{path}': not a loadable AOTInductor package ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from exc
+        self.input_hw = tuple(meta["fit"]["input_hw"])
+        self.output_names = list(meta["outputs"])
+        self.exact = meta.get("batch") is not None
+        self.max_batch = meta.get("batch") or meta.get("batch_max")
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = self.torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        with self.torch.inference_mode():
+            out = self.runner(x)
+        return {k: v.cpu().numpy() for k, v in zip(self.output_names, out)}
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return run_in_chunks(self._run, batch, self.max_batch, exact=self.exact)
+
+    def metadata(self) -> dict[str, str]:
+        return {}
