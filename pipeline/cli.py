@@ -26,6 +26,21 @@ Second Ctrl-C: stop at once (outputs are kept only as .partial files).
 """
 
 
+BUILD_HELP = """\
+Build an engine from a checkpoint and check it: the exported graph is run on rendered sample
+inputs against the PyTorch module and kept only if they agree; NAME.json is written beside it.
+
+  --format onnx      ONNX (fp32, fp16 graph, or int8 Q/DQ), runs on ONNX Runtime
+  --format aoti      torch.export + AOTInductor .pt2, runs with PyTorch alone (CPU or CUDA)
+  --format tensorrt  TensorRT plan (needs tensorrt and a CUDA GPU; loadable by trtexec)
+
+int8 is calibrated on --calib frames; a quarter of them are held back to compare its detections
+with the fp32 reference, and the build fails above the loss limits unless --accept-accuracy-loss.
+"""
+
+INFO_HELP = "Print an engine's sidecar: what it is, how it was built and checked, and whether it can run here."
+
+
 def say(message: str) -> None:
     """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
     sys.stderr.write(f"rtpipe: {message}\n")
@@ -66,6 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-json", metavar="PATH", dest="metrics_json", help="write the run's metrics as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    b = sub.add_parser("build", help="build an engine (ONNX, AOTInductor .pt2, TensorRT plan) from a checkpoint",
+                       description=BUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("spec", metavar="SPEC", help="checkpoint (.pt/.pth), torchvision:<arch>, ONNX file or preset YAML")
+    b.add_argument("--format", default="onnx", choices=["onnx", "aoti", "tensorrt"], help="engine format (default onnx)")
+    b.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="default fp32")
+    b.add_argument("--imgsz", type=int, help="input size (default: the checkpoint's; torchvision: the short side)")
+    b.add_argument("--batch", default="1", help="N (fixed) or MIN:OPT:MAX (dynamic), default 1")
+    b.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where the engine will run (tensorrt: cuda)")
+    b.add_argument("--workspace", type=float, metavar="GIB", help="TensorRT workspace limit in GiB")
+    b.add_argument("--opt-level", type=int, default=3, dest="opt_level", help="TensorRT builder optimisation level 0-5 (default 3)")
+    b.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    b.add_argument("--calib", metavar="PATH", help="int8: calibration frames, a folder of images or a video")
+    b.add_argument("--calib-frames", type=int, default=64, dest="calib_frames", help="int8: frames taken from --calib (default 64)")
+    b.add_argument("--accept-accuracy-loss", action="store_true", dest="accept_accuracy_loss",
+                   help="int8: keep an engine that fails the accuracy check against the fp32 reference")
+    b.add_argument("--weights", help="for torchvision:<arch>: a state_dict file, DEFAULT (downloads) or random")
+    b.add_argument("--trust-checkpoint", action="store_true", dest="trust_checkpoint",
+                   help="allow unpickling a .pt checkpoint's Python objects (trusted files only)")
+    b.add_argument("-o", "--out", default="engines", metavar="DIR", help="output folder (default engines/)")
+    b.add_argument("--name", help="engine file name without extension (default: STEM-HxW-bBATCH-PRECISION)")
+    b.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    info = sub.add_parser("info", help="show what an engine is and whether it runs here", description=INFO_HELP)
+    info.add_argument("engine", metavar="ENGINE", help="an engine made by rtpipe build (.onnx, .pt2, .engine) or its .json")
+    info.add_argument("--json", action="store_true", help="print the sidecar as JSON")
+    info.add_argument("--device", help="check it against this device (default: the one it was built for)")
     return parser
 
 
@@ -174,18 +216,69 @@ def cmd_run(args, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_build(args, console: Console) -> int:
+    import time
+
+    from pydantic import ValidationError
+
+    from pipeline.build import BuildOptions, build
+    from pipeline.config import ConfigError, explain
+
+    try:
+        options = BuildOptions(**{k: getattr(args, k) for k in (
+            "format", "precision", "imgsz", "batch", "device", "workspace", "opt_level", "opset", "calib", "calib_frames",
+            "accept_accuracy_loss")})
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, "command line")) from None
+    weights = None if args.weights == "random" else args.weights
+    if args.spec.startswith("torchvision:") and args.weights is None:
+        raise ConfigError(f"{args.spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    started = time.perf_counter()
+    with console.status(f"building {args.spec}") as status:
+        def progress(step: str) -> None:
+            status.update(f"[bold]{args.spec}[/] [{time.perf_counter() - started:5.1f} s] {step}")
+            if step.startswith(("warning:", "wrote")):
+                console.print(step, highlight=False)
+
+        engine = build(args.spec, options, args.out, weights, args.trust_checkpoint, args.name, progress)
+    console.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",
+                  highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_info(args, console: Console) -> int:
+    from pipeline.build.sidecar import problems, read
+
+    path = Path(args.engine)
+    if path.suffix == ".json":
+        path = next((p for p in (path.with_suffix(s) for s in (".pt2", ".engine", ".plan", ".onnx")) if p.exists()), path.with_suffix(".onnx"))
+    record = read(path)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    from pipeline.build.info import render
+
+    console.print(render(path, record, problems(record, path, args.device or record.get("device"))), highlight=False)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     warnings.showwarning = lambda message, *_a, **_k: say(f"warning: {message}")
+    from pipeline.build.options import BuildError, CheckFailed
+    from pipeline.build.sidecar import SidecarError
     from pipeline.config import ConfigError
     from pipeline.models import ModelError
     from pipeline.sinks import SinkError
     from pipeline.sources import SourceError
 
     try:
-        return {"run": cmd_run}[args.command](args, console)
-    except (ConfigError, ModelError, SourceError, SinkError) as exc:
+        return {"run": cmd_run, "build": cmd_build, "info": cmd_info}[args.command](args, console)
+    except CheckFailed as exc:
+        say(f"error: {exc}")
+        return EXIT_FAILED
+    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError) as exc:
         say(f"error: {exc}")
         if getattr(args, "debug", False):
             console.print(traceback.format_exc(), highlight=False)

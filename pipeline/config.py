@@ -68,7 +68,7 @@ def known_keys() -> list[str]:
     return [f.alias or name for name, f in RunConfig.model_fields.items()]
 
 
-def _explain(err: ValidationError, origin: str) -> str:
+def explain(err: ValidationError, origin: str) -> str:
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]) or "(top level)"
     if e["type"] == "extra_forbidden":
@@ -108,9 +108,9 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
         try:
             RunConfig.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(_explain(exc, str(preset))) from None
+            raise ConfigError(explain(exc, str(preset))) from None
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
         return RunConfig.model_validate({**values, **given})
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, "command line")) from None
+        raise ConfigError(explain(exc, "command line")) from None

@@ -1,0 +1,201 @@
+"""TensorRT: engine builder and runtime backend -- the only module that imports ``tensorrt``.
+
+Written against the documented TensorRT 10.x and 11.x Python APIs; it needs ``tensorrt`` and
+a CUDA GPU, so it is tested only where both exist (tests/backends/test_tensorrt.py skips
+otherwise, and the README says where it has run).
+
+Build: parse the ONNX, one optimisation profile for the batch range, workspace limit, builder
+optimisation level, persistent timing cache. Precision: on 10.x fp16/int8 set the builder
+flags (int8 additionally needs the Q/DQ graph); on 11.x networks are strongly typed, so fp16
+arrives as an fp16 graph and int8 as Q/DQ nodes, and no flag is set. The result is a plain
+serialized plan (``trtexec --loadEngine`` reads it).
+
+Run: name-based I/O tensors, ``execute_async_v3`` on a dedicated ``torch.cuda.Stream``, torch
+CUDA tensors as buffers (no PyCUDA), ``set_input_shape`` for dynamic batch, and CUDA-graph
+replay for each fixed batch size once it has run, falling back to plain enqueue when capture
+fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.backends import run_in_chunks
+
+
+def _trt():
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise ValueError("TensorRT is not installed: pip install 'rtpipe[tensorrt]' (needs an NVIDIA GPU and driver)") from exc
+    return trt
+
+
+def major_version() -> int:
+    return int(_trt().__version__.split(".")[0])
+
+
+def wants_fp16_graph() -> bool:
+    """11.x builds fp16 only from an fp16 graph (strong typing); 10.x from fp32 + the FP16 flag."""
+    return major_version() >= 11
+
+
+def build_engine(onnx_bytes: bytes, options, timing_cache: Path, say) -> bytes:
+    """ONNX bytes -> a serialized TensorRT plan, built on ``options.device``."""
+    import torch
+
+    from pipeline.build.options import BuildError
+
+    trt = _trt()
+    if major_version() < 10:
+        raise BuildError(f"TensorRT {trt.__version__} is too old: rtpipe targets 10.x and 11.x")
+    torch.cuda.set_device(torch.device(options.device))
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0) if major_version() == 10 else builder.create_network()
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BuildError(f"TensorRT could not parse the ONNX graph: {errors[:300]}")
+    config = builder.create_builder_config()
+    if options.workspace:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace * (1 << 30)))
+    config.builder_optimization_level = options.opt_level
+    if major_version() == 10 and options.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+        if options.precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+    inp = network.get_input(0)
+    _, c, h, w = inp.shape
+    b = options.batch
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp.name, (b.min, c, h, w), (b.opt, c, h, w), (b.max, c, h, w))
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.exists() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.progress_monitor = _progress_monitor(trt, say)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise BuildError("TensorRT could not build the engine (see its log above); try --workspace with more GiB or --opt-level 2")
+    timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def _progress_monitor(trt, say):
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.phases: dict[str, tuple[str | None, int]] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.phases[phase_name] = (parent_phase, num_steps)
+            say(f"TensorRT: {phase_name}")
+
+        def step_complete(self, phase_name, step):
+            total = self.phases.get(phase_name, (None, 0))[1]
+            say(f"TensorRT: {phase_name} {step + 1}/{total}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            self.phases.pop(phase_name, None)
+
+    return Monitor()
+
+
+class TensorRTBackend:
+    """Runs a TensorRT plan: numpy batch in, numpy outputs out; device buffers stay torch tensors."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, meta: dict, device: str = "cuda"):
+        import torch
+
+        trt = _trt()
+        if not device.startswith("cuda") or not torch.cuda.is_available():
+            raise ValueError(f"TensorRT engines run on a CUDA GPU; device '{device}' is not one: use --device cuda")
+        self.torch, self.trt = torch, trt
+        self.device = torch.device(device)
+        self.stream = torch.cuda.Stream(self.device)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise ValueError(f"'{path}': TensorRT could not load the plan (built for another TensorRT version or GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        if len(self.inputs) != 1:
+            raise ValueError(f"'{path}': expected one image input, found {self.inputs}")
+        self.input_name = self.inputs[0]
+        self.input_hw = tuple(meta["fit"]["input_hw"])
+        self.output_names = list(meta["outputs"])
+        lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.exact = self.min_batch == self.max_batch
+        self.graphs: dict[int, tuple] = {}  # batch size -> (CUDA graph, input buffer, output buffers)
+        self.seen: set[int] = set()
+
+    def _dtype(self, name: str):
+        return {self.trt.float32: self.torch.float32, self.trt.float16: self.torch.float16, self.trt.int32: self.torch.int32,
+                self.trt.int64: self.torch.int64, self.trt.bool: self.torch.bool}[self.engine.get_tensor_dtype(name)]
+
+    def _buffers(self, n: int):
+        """Bind an input and output buffers for batch ``n``."""
+        torch = self.torch
+        x = torch.empty((n, 3, *self.input_hw), dtype=self._dtype(self.input_name), device=self.device)
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        self.context.set_tensor_address(self.input_name, x.data_ptr())
+        outs = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outs[name] = torch.empty(shape, dtype=self._dtype(name), device=self.device)
+            self.context.set_tensor_address(name, outs[name].data_ptr())
+        return x, outs
+
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+
+    def _capture(self, n: int):
+        """A CUDA graph of one enqueue at batch ``n``, or None when capture is not possible."""
+        torch = self.torch
+        x, outs = self._buffers(n)
+        try:
+            with torch.cuda.stream(self.stream):
+                self._enqueue()  # TensorRT allocates lazily on the first run: not while capturing
+                self.stream.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=self.stream):
+                    self._enqueue()
+            return graph, x, outs
+        except Exception:
+            return None
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        n = len(batch)
+        src = torch.from_numpy(np.ascontiguousarray(batch)).pin_memory()
+        entry = self.graphs.get(n)
+        if entry is None and n in self.seen:  # second time at this size: worth a graph
+            entry = self.graphs[n] = self._capture(n) or (None,)
+        self.seen.add(n)
+        with torch.cuda.stream(self.stream):
+            if entry and entry[0] is not None:
+                graph, x, outs = entry
+                x.copy_(src, non_blocking=True)
+                graph.replay()
+            else:
+                x, outs = self._buffers(n)
+                x.copy_(src, non_blocking=True)
+                self._enqueue()
+            host = {k: v.to("cpu", non_blocking=True) for k, v in outs.items()}
+        self.stream.synchronize()
+        return {k: host[k].float().numpy() if host[k].is_floating_point() else host[k].numpy() for k in self.output_names if k in host}
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return run_in_chunks(self._run, batch, self.max_batch, exact=self.exact)
+
+    def metadata(self) -> dict[str, str]:
+        return {}
