@@ -237,8 +237,8 @@ def cmd_build(args, console: Console) -> int:
     with console.status(f"building {args.spec}") as status:
         def progress(step: str) -> None:
             status.update(f"[bold]{args.spec}[/] [{time.perf_counter() - started:5.1f} s] {step}")
-            if step.startswith(("warning:", "wrote")):
-                console.print(step, highlight=False)
+            if step.startswith("warning:"):
+                say(step)
 
         engine = build(args.spec, options, args.out, weights, args.trust_checkpoint, args.name, progress)
     console.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",

@@ -139,3 +139,34 @@ def spread_scores(model, seed: int = 1, gain: float = 1.0) -> None:
                 mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * (gain / mod.weight[0].numel()) ** 0.5)
                 if mod.bias is not None:
                     mod.bias.zero_()
+
+
+def yolo_checkpoint(path: Path, imgsz: int = 160, width: int = 16, seed: int = 0) -> Path:
+    """A seeded rtpipe YOLO-layout (rtnet) segmentation checkpoint whose scores vary with the image."""
+    from pipeline.models import rtnet
+
+    net = rtnet.build(["car", "pedestrian", "cyclist", "sign"], imgsz=imgsz, width=width, seed=seed)
+    spread_scores(net, seed=seed + 1)
+    return rtnet.save(net, path)
+
+
+def pick_conf(scores: np.ndarray) -> float:
+    """A threshold in the widest gap between ranks 20 and 60, so no score sits on the boundary."""
+    s = np.sort(scores)[::-1][:61]
+    if len(s) < 21:
+        return 0.0
+    gaps = s[19:-1] - s[20:]
+    i = 19 + int(np.argmax(gaps))
+    return float((s[i] + s[i + 1]) / 2)
+
+
+def assert_same_detections(ref, got, where: str = "") -> None:
+    """Every reference detection has a match (IoU >= 0.95, same class, score within 1e-3), and no extras."""
+    from pipeline.ops import box_iou
+
+    assert len(ref) > 0, f"{where}: the reference has no detections to compare"
+    assert len(got) == len(ref), f"{where}: {len(got)} detections, the reference has {len(ref)}"
+    iou = box_iou(ref.xyxy, got.xyxy)
+    for i in range(len(ref)):
+        ok = (iou[i] >= 0.95) & (got.class_id == ref.class_id[i]) & (np.abs(got.confidence - ref.confidence[i]) <= 1e-3)
+        assert ok.any(), f"{where}: reference detection {i} ({ref.xyxy[i]}, class {ref.class_id[i]}, {ref.confidence[i]:.4f}) unmatched"

@@ -13,7 +13,7 @@ from pipeline.models import ModelError, load_model  # noqa: E402
 from pipeline.models import torchvision as tvf  # noqa: E402
 from pipeline.ops import box_iou  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
-from tests.conftest import spread_scores  # noqa: E402
+from tests.conftest import pick_conf, spread_scores  # noqa: E402
 
 IMGSZ = {arch: None if kind == "ssd" or "320" in arch else 384 for arch, kind in tvf.ARCHS.items()}
 IOU, MAX_DET = 0.5, 100
@@ -29,16 +29,6 @@ def reference(model, image: np.ndarray) -> dict:
     with torch.no_grad():
         out = model([t])[0]
     return {k: v.numpy() for k, v in out.items()}
-
-
-def pick_conf(scores: np.ndarray) -> float:
-    """A threshold in the widest gap between ranks 20 and 60, so no score sits on the boundary."""
-    s = np.sort(scores)[::-1][:61]
-    if len(s) < 21:
-        return 0.0
-    gaps = s[19:-1] - s[20:]
-    i = 19 + int(np.argmax(gaps))
-    return float((s[i] + s[i + 1]) / 2)
 
 
 @pytest.fixture(scope="module", params=list(tvf.ARCHS))
