@@ -1,0 +1,66 @@
+"""Engine cache: ``rtpipe run --model ckpt.pt --backend aoti|tensorrt`` builds on first use, reuses after.
+
+Engines live in ``$RTPIPE_ENGINE_DIR`` (default ``engines/`` in the working directory), named
+by the options that make them differ (see ``engine_name``). Before one is reused, the key its
+sidecar records -- checkpoint sha256, build options, library versions, GPU compute capability --
+is recomputed from the sidecar's fields and compared with the key of what is asked for now, and
+the engine file is checked against its recorded sha256; anything stale is rebuilt, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pipeline.build import SUFFIX, build_graph, engine_name
+from pipeline.build.options import BuildOptions
+from pipeline.build.sidecar import SidecarError, cache_key, gpu, problems, read, sha256, versions
+
+
+def engine_dir() -> Path:
+    return Path(os.environ.get("RTPIPE_ENGINE_DIR", "engines"))
+
+
+def _notice(message: str) -> None:
+    sys.stderr.write(f"rtpipe: {message}\n")
+
+
+def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
+    """The cached engine for ``graph`` (a checkpoint) in format ``fmt``, built if missing or stale."""
+    fixed = graph.meta.get("batch")
+    options = BuildOptions(format=fmt, device=device, batch=str(fixed) if fixed else "1:1:16")
+    out = engine_dir()
+    name = engine_name(graph.label, graph.meta, options)
+    engine = out / (name + SUFFIX[fmt])
+    checkpoint = sha256(graph.source) if graph.source and graph.source.is_file() else f"unhashed:{graph.label}"
+    wanted = {"checkpoint": checkpoint, "options": options.key_dict(), "versions": versions(), "gpu": gpu(device)}
+    reason = stale_reason(engine, wanted, device)
+    if reason is None:
+        return engine
+    if reason == "not built yet":
+        say(f"building the {fmt} engine for {graph.label} into {engine} (first use; reused afterwards)")
+    else:
+        say(f"engine {engine} is stale ({reason}): rebuilding")
+    return build_graph(graph, options, out, name, lambda m: say(f"build: {m}"))
+
+
+def stale_reason(engine: Path, wanted: dict, device: str) -> str | None:
+    """None if the cached engine is what ``wanted`` describes and can run here, else why not."""
+    if not engine.exists():
+        return "not built yet"
+    try:
+        rec = read(engine)
+    except SidecarError as exc:
+        return str(exc)
+    recorded = cache_key(rec["checkpoint"]["sha256"], rec["options"], rec["versions"], rec["gpu"])
+    if recorded != cache_key(wanted["checkpoint"], wanted["options"], wanted["versions"], wanted["gpu"]):
+        changed = [what for what, old, new in (
+            ("checkpoint sha256 changed", rec["checkpoint"]["sha256"], wanted["checkpoint"]),
+            ("build options changed", rec["options"], wanted["options"]),
+            ("library versions changed", rec["versions"], wanted["versions"]),
+            ("GPU changed", (rec["gpu"] or {}).get("compute_capability"), (wanted["gpu"] or {}).get("compute_capability")),
+        ) if old != new]
+        return ", ".join(changed) or "cache key changed"
+    found = problems(rec, engine, device)
+    return "; ".join(found) if found else None

@@ -1,0 +1,53 @@
+"""``rtpipe info``: an engine's sidecar as a readable table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+
+def render(engine: Path, record: dict, problems: list[str]) -> Table:
+    m = record["model"]
+    inp = record.get("input", {})
+    table = Table(title=f"{engine}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    names = m["names"]
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} classes)" if len(names) > 8 else f" ({len(names)} classes)")
+    batch = record["batch"]
+    rows = [
+        ("format", f"{record['format']}  {record['precision']}  ({record['engine_bytes'] / 1e6:.1f} MB)"),
+        ("family", f"{m['family']}" + (f" / {m['arch']}" if m.get("arch") else "") + f"  task {m['task']}"),
+        ("classes", shown),
+        ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} {inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
+        ("fit", ", ".join(f"{k} {v}" for k, v in m["fit"].items())),
+        ("normalisation", str(inp.get("normalisation"))),
+        ("outputs", "  ".join(f"{k} [B, {', '.join(map(str, v))}]" for k, v in record.get("outputs", {}).items())),
+        ("batch", f"{batch['max']} (fixed)" if batch["min"] == batch["max"] else f"{batch['min']}..{batch['max']} (opt {batch['opt']})"),
+        ("device", record["device"] + (f"  {record['gpu']['name']} (compute capability {record['gpu']['compute_capability']})" if record.get("gpu") else "")),
+        ("checkpoint", f"{record['checkpoint']['path']}  sha256 {record['checkpoint']['sha256'][:16]}"),
+        ("versions", "  ".join(f"{k} {v}" for k, v in record["versions"].items() if v)),
+        ("checked", _check_line(record.get("check", {}))),
+        ("built", f"{record.get('built_at')} in {record.get('build_seconds')} s"),
+        ("rebuild", record["command"]),
+        ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def _check_line(check: dict) -> str:
+    if not check:
+        return "not recorded"
+    worst = max((o["max_rel_diff"] for o in check.get("outputs", {}).values()), default=0.0)
+    line = f"vs {check.get('reference')} on {check.get('samples')} rendered inputs: max |diff|/(1+|ref|) {worst:.2g}"
+    if check.get("limit_rel") is not None:
+        line += f" (limit {check['limit_rel']:g})"
+    int8 = check.get("int8")
+    if int8:
+        rate = int8.get("box_match_rate")
+        line += (f"; int8 on {int8['frames']} held-back frames: {'n/a' if rate is None else f'{rate:.0%}'} of reference boxes found, "
+                 f"score drift {int8.get('mean_score_drift')}" + (" (loss accepted)" if int8.get("accepted_loss") else ""))
+    return line

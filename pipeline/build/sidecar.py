@@ -1,0 +1,144 @@
+"""Sidecar metadata: ``NAME.json`` beside every engine, and the checks made before one is loaded.
+
+The sidecar says what the engine is (family, task, names, input and normalisation, outputs,
+precision, batch range), how it was made (checkpoint sha256, build options, library versions,
+GPU), how it was checked against its checkpoint, and the command that rebuilds it. An engine
+whose file no longer matches its sidecar, or whose sidecar does not fit this machine, is refused
+with that command: never loaded silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+
+SCHEMA = 1
+# the libraries an engine of each format depends on: a different version means a rebuild
+RUNTIME_LIBS = {"onnx": ("onnxruntime",), "aoti": ("torch",), "tensorrt": ("tensorrt",)}
+BUILD_LIBS = ("rtpipe", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")
+
+
+class SidecarError(ValueError):
+    """An engine that cannot be used as it is; the message says how to rebuild it."""
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    return Path(engine).with_suffix(".json")
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions(names=BUILD_LIBS) -> dict[str, str | None]:
+    """Installed versions (None: not installed)."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = importlib.metadata.version(n)
+        except importlib.metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def gpu(device: str) -> dict | None:
+    """Name and compute capability of a CUDA device; None for the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    index = int(device.split(":")[1]) if ":" in device else 0
+    major, minor = torch.cuda.get_device_capability(index)
+    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
+
+
+def cache_key(checkpoint_sha256: str, options: dict, libs: dict, gpu_info: dict | None) -> str:
+    """What an engine depends on, hashed: weights, build options, library versions, GPU model."""
+    cc = gpu_info["compute_capability"] if gpu_info else None
+    blob = json.dumps({"checkpoint": checkpoint_sha256, "options": options, "versions": libs, "gpu": cc}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def write(engine: Path, record: dict) -> Path:
+    """Write the sidecar atomically (temporary name, then rename), after the engine itself."""
+    path = sidecar_path(engine)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read(engine: str | Path) -> dict:
+    engine = Path(engine)
+    path = sidecar_path(engine)
+    if not engine.exists() and not path.exists():
+        raise SidecarError(f"engine '{engine}' not found")
+    if not path.is_file():
+        raise SidecarError(f"engine '{engine}' has no sidecar {path.name}: rebuild it with rtpipe build (the sidecar says what the engine is)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"sidecar '{path}' is not valid JSON ({exc}): rebuild the engine with rtpipe build") from exc
+    missing = [k for k in ("format", "engine_sha256", "model", "versions", "options", "command") if k not in record]
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA or missing:
+        raise SidecarError(f"sidecar '{path}' is not an rtpipe engine record (missing {missing or ['schema']}): rebuild the engine with rtpipe build")
+    return record
+
+
+def problems(record: dict, engine: Path | None = None, device: str | None = None) -> list[str]:
+    """Why the engine described by ``record`` cannot run here (empty: it can).
+
+    engine: also check the file against its recorded sha256. device: the device it is asked to
+    run on (its compute capability must be the one it was built for).
+    """
+    found = []
+    if engine is not None:
+        if not engine.is_file():
+            found.append(f"engine file '{engine}' is missing")
+        elif engine.stat().st_size != record.get("engine_bytes") or sha256(engine) != record["engine_sha256"]:
+            found.append(f"'{engine.name}' does not match its sidecar (truncated, replaced or corrupt)")
+    now = versions(RUNTIME_LIBS[record["format"]])
+    for lib, v in now.items():
+        built = record["versions"].get(lib)
+        if v != built:
+            found.append(f"built with {lib} {built}, this machine has {lib} {v or '(not installed)'}")
+    gpu_built = record.get("gpu")
+    if gpu_built is not None and device is not None:
+        if not device.startswith("cuda"):
+            found.append(f"built for a CUDA GPU ({gpu_built['name']}), asked to run on {device}")
+        else:
+            here = gpu(device)
+            if here["compute_capability"] != gpu_built["compute_capability"]:
+                found.append(
+                    f"built for compute capability {gpu_built['compute_capability']} ({gpu_built['name']}), "
+                    f"this GPU is {here['compute_capability']} ({here['name']})"
+                )
+    elif gpu_built is None and device is not None and device.startswith("cuda") and record["format"] == "aoti":
+        found.append(f"built for the CPU, asked to run on {device}")
+    return found
+
+
+def check_device(engine: str | Path, device: str) -> None:
+    """Refuse to run ``engine`` on ``device`` when it was built for another (CPU/CUDA, GPU model)."""
+    record = read(engine)
+    found = problems(record, None, device)
+    if found:
+        hint = f"use --device {record['device']} or rebuild it with: " if record.get("device") != device else "rebuild it with: "
+        raise SidecarError(f"engine '{engine}' cannot run on {device}: {'; '.join(found)}; {hint}{record['command']}")
+
+
+def load_checked(engine: str | Path, device: str | None = None) -> dict:
+    """The sidecar of an engine that can run here, or a one-line refusal with the rebuild command."""
+    engine = Path(engine)
+    record = read(engine)
+    found = problems(record, engine, device)
+    if found:
+        raise SidecarError(f"engine '{engine}' cannot be used: {'; '.join(found)}; rebuild it with: {record['command']}")
+    return record
