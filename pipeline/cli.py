@@ -54,13 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                          description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("source", nargs="?", help="what to read (see above); may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
-    run.add_argument("--model", help="ONNX file, .pt checkpoint, torchvision:<arch>, preset YAML or builtin "
+    run.add_argument("--model", help="ONNX file, .pt checkpoint, built engine (.pt2/.engine), torchvision:<arch>, preset YAML or builtin "
                                      "(default: tiny-seg, the bundled stand-in)")
     run.add_argument("--weights", help="for torchvision:<arch>: a state_dict file, DEFAULT (torchvision's, downloads) or random")
     run.add_argument("--trust-checkpoint", action="store_true", default=None, dest="trust_checkpoint",
                      help="allow unpickling a .pt checkpoint's Python objects (runs code from the file: trusted files only)")
-    run.add_argument("--backend", help="runtime: auto, onnxruntime or torch (default: auto = the fastest here: "
-                                       "onnxruntime on the CPU, exporting checkpoints in memory; torch on CUDA)")
+    run.add_argument("--backend", help="runtime: auto, onnxruntime, torch, aoti or tensorrt (default: auto = an engine's own "
+                                       "runtime; onnxruntime on the CPU, exporting checkpoints in memory; torch on CUDA). "
+                                       "aoti/tensorrt with a checkpoint build an engine on first use and cache it in $RTPIPE_ENGINE_DIR "
+                                       "or engines/")
     run.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")

@@ -100,9 +100,10 @@ def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
     if ckpt.get("version") != VERSION or ckpt.get("arch") != "rtnet":
         raise ValueError(f"checkpoint '{label}': rtpipe checkpoint version {ckpt.get('version')} / arch {ckpt.get('arch')!r} is not known here")
     net = build(**{**ckpt["config"], **({"imgsz": imgsz} if imgsz else {})})
-    missing, unexpected = net.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint '{label}': weights do not fit the network (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"checkpoint '{label}': weights do not fit the network {ckpt['config']} ({str(exc).splitlines()[1].strip()[:160]})") from exc
     return net.eval()
 
 

@@ -27,3 +27,21 @@ def test_dynamic_spatial_size_is_refused(tmp_path):
     one_node_onnx(tmp_path / "dyn.onnx", "Neg", [1, 3, "h", "w"], [1, 3, "h", "w"])
     with pytest.raises(ValueError, match="input size must be fixed"):
         OnnxRuntimeBackend(tmp_path / "dyn.onnx")
+
+
+def test_run_in_chunks_pads_a_fixed_batch():
+    from pipeline.backends import run_in_chunks
+
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        return {"y": x.sum(axis=(1, 2, 3))}
+
+    batch = np.arange(5 * 3 * 2 * 2, dtype=np.float32).reshape(5, 3, 2, 2)
+    out = run_in_chunks(run, batch, 2, exact=True)
+    assert calls == [2, 2, 2] and np.array_equal(out["y"], batch.sum(axis=(1, 2, 3)))
+    calls.clear()
+    assert len(run_in_chunks(run, batch[:1], 4, exact=False)["y"]) == 1 and calls == [1]
+    calls.clear()
+    assert len(run_in_chunks(run, batch[:1], 4, exact=True)["y"]) == 1 and calls == [4]
