@@ -36,7 +36,8 @@ def test_batched_inference_equals_single(tiny_model):
     "spec, kwargs, message",
     [
         ("nope.onnx", {}, "not found"),
-        ("tiny-seg", {"backend": "tensorrt"}, "backend 'tensorrt' is not available"),
+        ("tiny-seg", {"backend": "tensorrt-x"}, "backend 'tensorrt-x' is not available"),
+        ("tiny-seg", {"backend": "aoti"}, "the aoti backend needs a checkpoint or a .pt2 built by rtpipe build"),
         ("tiny-seg", {"imgsz": 640}, "fixed input of 320x320"),
     ],
 )
