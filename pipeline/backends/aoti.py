@@ -24,7 +24,8 @@ class AotiBackend:
             index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
             self.runner = aoti_load_package(str(path), device_index=index)
         except Exception as exc:
-            raise ValueError(f"'{path}': not a loadable AOTInductor package ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from exc
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise ValueError(f"'{path}': not a loadable AOTInductor package ({exc.__class__.__name__}: {first})") from exc
         self.input_hw = tuple(meta["fit"]["input_hw"])
         self.output_names = list(meta["outputs"])
         self.exact = meta.get("batch") is not None

@@ -1,8 +1,9 @@
 """The builder's self-checks: an engine is kept only if it computes what its checkpoint computes.
 
 - Raw outputs (every precision): the engine and the reference on the same sample inputs; the
-  largest elementwise |engine - reference| / (1 + |reference|) per output (relative for large
-  values such as box pixels, absolute for scores) must stay under the precision's limit. A wrong export wrapper (a traced Python value, a baked branch) fails here.
+  largest elementwise |engine - reference| / (1 + |reference|) per output (relative for
+  large values such as box pixels, absolute for scores) must stay under the precision's
+  limit. A wrong export wrapper (a traced Python value, a baked branch) fails here.
 - Detections (INT8): both decoded on held-back calibration frames; the share of reference
   boxes the engine finds again (same class, IoU >= 0.5) and the mean score drift of those.
 """
@@ -38,10 +39,12 @@ def compare_outputs(expected: list[dict], results: list[dict], precision: str, l
     for exp, got in zip(expected, results):
         for name, ref in exp.items():
             if name not in got:
-                raise CheckFailed(f"{label}: the {fmt} engine has no output '{name}' (it has {list(got)}): the export wrapper is wrong")
+                raise CheckFailed(f"{label}: the {fmt} engine has no output '{name}' (it has {list(got)}): "
+                                  "the export wrapper is wrong")
             out = got[name]
             if out.shape != ref.shape:
-                raise CheckFailed(f"{label}: the {fmt} engine's output '{name}' has shape {list(out.shape)}, the checkpoint gives {list(ref.shape)}")
+                raise CheckFailed(f"{label}: the {fmt} engine's output '{name}' has shape {list(out.shape)}, "
+                                  f"the checkpoint gives {list(ref.shape)}")
             err = np.abs(out.astype(np.float64) - ref)
             diff = float(err.max()) if ref.size else 0.0
             rel = float((err / (1 + np.abs(ref))).max()) if ref.size else 0.0
@@ -90,11 +93,13 @@ def int8_report(reference, runner, meta: dict, options, say) -> dict:
                 free[j] = False
                 matched += 1
                 drift.append(abs(float(r.confidence[i] - g.confidence[j])))
-    report = {"frames": len(held), "reference_detections": total, "engine_detections": int(sum(len(g) for g in got)),
+    report = {"frames": len(held), "reference_detections": total,
+              "engine_detections": int(sum(len(g) for g in got)),
               "box_match_rate": matched / total if total else None, "mean_score_drift": float(np.mean(drift)) if drift else None,
               "limits": {"min_match": INT8_MIN_MATCH, "max_drift": INT8_MAX_DRIFT}, "accepted_loss": False}
     if total == 0:
-        problem = "the reference finds nothing on the held-back frames, so accuracy cannot be compared (calibrate on frames like the deployment's)"
+        problem = ("the reference finds nothing on the held-back frames, so accuracy cannot be compared "
+                   "(calibrate on frames like the deployment's)")
     elif report["box_match_rate"] < INT8_MIN_MATCH or (report["mean_score_drift"] or 0.0) > INT8_MAX_DRIFT:
         problem = (f"INT8 finds {report['box_match_rate']:.0%} of the reference detections (limit {INT8_MIN_MATCH:.0%}) "
                    f"with mean score drift {report['mean_score_drift'] or 0:.3f} (limit {INT8_MAX_DRIFT})")

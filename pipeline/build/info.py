@@ -16,16 +16,18 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
     names = m["names"]
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} classes)" if len(names) > 8 else f" ({len(names)} classes)")
     batch = record["batch"]
+    gpu = record.get("gpu")
     rows = [
         ("format", f"{record['format']}  {record['precision']}  ({record['engine_bytes'] / 1e6:.1f} MB)"),
         ("family", f"{m['family']}" + (f" / {m['arch']}" if m.get("arch") else "") + f"  task {m['task']}"),
         ("classes", shown),
-        ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} {inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
+        ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} "
+                  f"{inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
         ("fit", ", ".join(f"{k} {v}" for k, v in m["fit"].items())),
         ("normalisation", str(inp.get("normalisation"))),
         ("outputs", "  ".join(f"{k} [B, {', '.join(map(str, v))}]" for k, v in record.get("outputs", {}).items())),
         ("batch", f"{batch['max']} (fixed)" if batch["min"] == batch["max"] else f"{batch['min']}..{batch['max']} (opt {batch['opt']})"),
-        ("device", record["device"] + (f"  {record['gpu']['name']} (compute capability {record['gpu']['compute_capability']})" if record.get("gpu") else "")),
+        ("device", record["device"] + (f"  {gpu['name']} (compute capability {gpu['compute_capability']})" if gpu else "")),
         ("checkpoint", f"{record['checkpoint']['path']}  sha256 {record['checkpoint']['sha256'][:16]}"),
         ("versions", "  ".join(f"{k} {v}" for k, v in record["versions"].items() if v)),
         ("checked", _check_line(record.get("check", {}))),

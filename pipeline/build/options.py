@@ -112,7 +112,8 @@ class BuildOptions(BaseModel):
         if fmt == "aoti" and prec == "int8":
             raise BuildError("int8 is built for --format onnx or tensorrt (Q/DQ graphs); for aoti use fp32 or fp16")
         if fmt == "aoti" and prec == "fp16" and not dev.startswith("cuda"):
-            raise BuildError("fp16 AOTInductor engines need --device cuda (CPU half-precision kernels are slower than fp32): use fp32 on the CPU")
+            raise BuildError("fp16 AOTInductor engines need --device cuda (CPU half-precision kernels are slower than fp32): "
+                             "use fp32 on the CPU")
         if prec == "int8" and not self.calib:
             raise BuildError("int8 needs calibration frames: add --calib PATH (a folder of images or a video)")
         if dev.startswith("cuda"):

@@ -88,7 +88,8 @@ def read(engine: str | Path) -> dict:
         raise SidecarError(f"sidecar '{path}' is not valid JSON ({exc}): rebuild the engine with rtpipe build") from exc
     missing = [k for k in ("format", "engine_sha256", "model", "versions", "options", "command") if k not in record]
     if not isinstance(record, dict) or record.get("schema") != SCHEMA or missing:
-        raise SidecarError(f"sidecar '{path}' is not an rtpipe engine record (missing {missing or ['schema']}): rebuild the engine with rtpipe build")
+        raise SidecarError(f"sidecar '{path}' is not an rtpipe engine record (missing {missing or ['schema']}): "
+                           "rebuild the engine with rtpipe build")
     return record
 
 

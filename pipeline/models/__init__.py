@@ -244,8 +244,9 @@ def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
             if graph.module is None:
                 raise ValueError(f"the {fmt} backend needs a checkpoint or a .{'pt2' if fmt == 'aoti' else 'engine'} built by rtpipe build")
             graph.engine = cached_engine(graph, fmt, device)
-        if ENGINE_SUFFIXES[graph.engine.suffix.lower()] != fmt:
-            raise ValueError(f"'{graph.engine}' is a {ENGINE_SUFFIXES[graph.engine.suffix.lower()]} engine: use --backend {ENGINE_SUFFIXES[graph.engine.suffix.lower()]}")
+        kind = ENGINE_SUFFIXES[graph.engine.suffix.lower()]
+        if kind != fmt:
+            raise ValueError(f"'{graph.engine}' is a {kind} engine: use --backend {kind}")
         from pipeline.build.sidecar import check_device
 
         check_device(graph.engine, device)

@@ -98,12 +98,14 @@ def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
     """A loaded checkpoint dict -> the network (eval mode) at ``imgsz`` (default: the trained
     size; the weights do not depend on it); a one-line error on a bad file."""
     if ckpt.get("version") != VERSION or ckpt.get("arch") != "rtnet":
-        raise ValueError(f"checkpoint '{label}': rtpipe checkpoint version {ckpt.get('version')} / arch {ckpt.get('arch')!r} is not known here")
+        raise ValueError(f"checkpoint '{label}': rtpipe checkpoint version {ckpt.get('version')} / arch {ckpt.get('arch')!r} "
+                         "is not known to this rtpipe")
     net = build(**{**ckpt["config"], **({"imgsz": imgsz} if imgsz else {})})
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
-        raise ValueError(f"checkpoint '{label}': weights do not fit the network {ckpt['config']} ({str(exc).splitlines()[1].strip()[:160]})") from exc
+        detail = (str(exc).splitlines() + ["", ""])[1].strip()[:160]
+        raise ValueError(f"checkpoint '{label}': weights do not fit the network {ckpt['config']} ({detail})") from exc
     return net.eval()
 
 

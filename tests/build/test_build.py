@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from pipeline.build import BuildOptions, build, build_graph  # noqa: E402
-from pipeline.build.options import BuildError, CheckFailed  # noqa: E402
+from pipeline.build.options import CheckFailed  # noqa: E402
 from pipeline.build.sidecar import SidecarError, sidecar_path  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.models import Graph, ModelError, load_model, resolve  # noqa: E402
@@ -30,7 +30,8 @@ def checkpoints(tmp_path_factory):
     ssd = tvf.build("ssdlite320_mobilenet_v3_large", None, None)
     spread_scores(ssd, gain=1.6)  # random-init heads score every anchor alike; see tests/models/test_torchvision.py
     torch.save(ssd.state_dict(), tmp / "ssdlite.pth")
-    return {"yolo": (str(yolo_checkpoint(tmp / "rtnet.pt")), None), "torchvision": ("torchvision:ssdlite320_mobilenet_v3_large", tmp / "ssdlite.pth")}
+    return {"yolo": (str(yolo_checkpoint(tmp / "rtnet.pt")), None),
+            "torchvision": ("torchvision:ssdlite320_mobilenet_v3_large", tmp / "ssdlite.pth")}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def test_sidecar_and_info_are_complete(engines, checkpoints, capsys):
     record = json.loads(sidecar_path(engine).read_text())
     assert SIDECAR_KEYS <= set(record)
     m = record["model"]
-    assert (m["family"], m["task"], m["names"], m["fit"]["input_hw"]) == ("yolo", "segment", ["car", "pedestrian", "cyclist", "sign"], [160, 160])
+    names = ["car", "pedestrian", "cyclist", "sign"]
+    assert (m["family"], m["task"], m["names"], m["fit"]["input_hw"]) == ("yolo", "segment", names, [160, 160])
     assert record["outputs"] == {"output0": [40, 400], "output1": [32, 40, 40]}
     assert record["batch"] == {"min": 1, "opt": 2, "max": 4} and record["precision"] == "fp32" and record["gpu"] is None
     assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"] == torch.__version__
