@@ -188,3 +188,18 @@ def test_pt_raw_outputs_agree_between_backends(ultralytics_fixture):
     ra, rb = a.infer(x[None]), b.infer(x[None])
     for k in ra:
         np.testing.assert_allclose(ra[k], rb[k], atol=1e-4, rtol=1e-5, err_msg=k)  # boxes are in pixels: rtol for fp32
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "aoti"])
+def test_pt_builds_engines_that_match_ultralytics_predictor(ultralytics_fixture, tmp_path, fmt):
+    from ultralytics import YOLO
+
+    from pipeline.build import BuildOptions, build
+    from tests.data.make_ultralytics_fixture import as_reference
+
+    ref = json.loads(ultralytics_fixture.with_suffix(".reference.json").read_text())
+    pt = str(ultralytics_fixture.with_suffix(".pt"))
+    res = YOLO(pt).predict(scene_image(), imgsz=320, conf=ref["conf"], iou=ref["iou"], rect=False, retina_masks=True, verbose=False)[0]
+    engine = build(pt, BuildOptions(format=fmt, imgsz=320), tmp_path, trust_checkpoint=True)
+    model = load_model(str(engine), conf=ref["conf"], iou=ref["iou"])
+    assert_matches_reference(model.predict([scene_image()])[0], as_reference(res))
