@@ -202,3 +202,16 @@ def test_batch_option_parsing():
     for bad in ("0", "8:4:1", "1:2", "x", "2000"):
         with pytest.raises(ValueError, match="batch"):
             Batch.parse(bad)
+
+
+def test_fp16_onnx_is_a_half_graph_with_float_edges(checkpoints, tmp_path):
+    import onnx
+
+    engine = build(checkpoints["yolo"][0], BuildOptions(precision="fp16"), tmp_path)
+    proto = onnx.load(str(engine))
+    f16 = onnx.TensorProto.FLOAT16
+    assert any(t.data_type == f16 for t in proto.graph.initializer), "the weights are fp16"
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*proto.graph.input, *proto.graph.output])
+    check = json.loads(sidecar_path(engine).read_text())["check"]
+    assert check["limit_rel"] == 2e-2 and all(o["max_rel_diff"] <= 2e-2 for o in check["outputs"].values())
+    assert len(load_model(str(engine)).predict(images()[:2])) == 2
