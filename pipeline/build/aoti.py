@@ -48,13 +48,13 @@ def _first_line(exc: Exception) -> str:
 
 
 class _quiet_inductor:
-    """Inductor logs compiler notices (e.g. 'No CUDA runtime is found') at WARNING: hide them while building."""
+    """torch.export and Inductor log notices, and on a failed trace the whole graph: the BuildError says what matters."""
 
     def __enter__(self):
         self.loggers = [logging.getLogger(n) for n in ("torch", "torch._inductor", "torch.utils.cpp_extension")]
         self.levels = [lg.level for lg in self.loggers]
         for lg in self.loggers:
-            lg.setLevel(logging.ERROR)
+            lg.setLevel(logging.CRITICAL)
 
     def __exit__(self, *exc):
         for lg, level in zip(self.loggers, self.levels):

@@ -109,6 +109,9 @@ class BuildOptions(BaseModel):
             raise BuildError("TensorRT engines are built on the GPU they run on: add --device cuda")
         if fmt == "aoti" and not has_module:
             raise BuildError("--format aoti compiles a PyTorch module: build it from the checkpoint, not from an ONNX file")
+        if fmt == "aoti" and meta.get("kind") == "rcnn":
+            raise BuildError(f"{meta['arch']}: torch.export cannot trace two-stage models (data-dependent shapes in the RPN and RoI heads): "
+                             "use --format onnx")
         if fmt == "aoti" and prec == "int8":
             raise BuildError("int8 is built for --format onnx or tensorrt (Q/DQ graphs); for aoti use fp32 or fp16")
         if fmt == "aoti" and prec == "fp16" and not dev.startswith("cuda"):

@@ -131,6 +131,10 @@ def test_build_cli_errors_are_one_line(checkpoints, tmp_path, capsys):
         assert message in err and err.count("\n") == 1, err
     assert main(["build", "torchvision:maskrcnn_resnet50_fpn", "--weights", "random", "--batch", "2", "-o", str(tmp_path)]) == 2
     assert "exported at batch 1: use --batch 1" in capsys.readouterr().err
+    rcnn = "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn"
+    assert main(["build", rcnn, "--weights", "random", "--format", "aoti", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "torch.export cannot trace two-stage models" in err and err.count("\n") == 2  # the random-weights warning, the error
     assert list(tmp_path.iterdir()) == []
 
 
