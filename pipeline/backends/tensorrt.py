@@ -134,34 +134,40 @@ class TensorRTBackend:
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         self.exact = self.min_batch == self.max_batch
-        self.graphs: dict[int, tuple] = {}  # batch size -> (CUDA graph, input buffer, output buffers)
+        self.buffers: dict[int, tuple] = {}  # batch size -> (pinned host input, device input, device outputs)
+        self.graphs: dict[int, object] = {}  # batch size -> CUDA graph over those buffers, or None when capture failed
         self.seen: set[int] = set()
 
     def _dtype(self, name: str):
         return {self.trt.float32: self.torch.float32, self.trt.float16: self.torch.float16, self.trt.int32: self.torch.int32,
                 self.trt.int64: self.torch.int64, self.trt.bool: self.torch.bool}[self.engine.get_tensor_dtype(name)]
 
-    def _buffers(self, n: int):
-        """Bind an input and output buffers for batch ``n``."""
+    def _bind(self, n: int):
+        """Buffers for batch ``n`` (made once per size: pinned host input, device input, outputs), bound to the context."""
         torch = self.torch
-        x = torch.empty((n, 3, *self.input_hw), dtype=self._dtype(self.input_name), device=self.device)
+        bufs = self.buffers.get(n)
+        if bufs is None:
+            x = torch.empty((n, 3, *self.input_hw), dtype=self._dtype(self.input_name), device=self.device)
+            self.context.set_input_shape(self.input_name, tuple(x.shape))
+            outs = {name: torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self._dtype(name), device=self.device)
+                    for name in self.outputs}
+            host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+            bufs = self.buffers[n] = (host, x, outs)
+        host, x, outs = bufs
         self.context.set_input_shape(self.input_name, tuple(x.shape))
         self.context.set_tensor_address(self.input_name, x.data_ptr())
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            outs[name] = torch.empty(shape, dtype=self._dtype(name), device=self.device)
-            self.context.set_tensor_address(name, outs[name].data_ptr())
-        return x, outs
+        for name, t in outs.items():
+            self.context.set_tensor_address(name, t.data_ptr())
+        return bufs
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
 
     def _capture(self, n: int):
-        """A CUDA graph of one enqueue at batch ``n``, or None when capture is not possible."""
+        """A CUDA graph of one enqueue at batch ``n`` (on its bound buffers), or None when capture is not possible."""
         torch = self.torch
-        x, outs = self._buffers(n)
+        self._bind(n)
         try:
             with torch.cuda.stream(self.stream):
                 self._enqueue()  # TensorRT allocates lazily on the first run: not while capturing
@@ -169,30 +175,28 @@ class TensorRTBackend:
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, stream=self.stream):
                     self._enqueue()
-            return graph, x, outs
+            return graph
         except Exception:
             return None
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         torch = self.torch
         n = len(batch)
-        src = torch.from_numpy(np.ascontiguousarray(batch)).pin_memory()
-        entry = self.graphs.get(n)
-        if entry is None and n in self.seen:  # second time at this size: worth a graph
-            entry = self.graphs[n] = self._capture(n) or (None,)
+        if n not in self.graphs and n in self.seen:  # second time at this size: worth a graph
+            self.graphs[n] = self._capture(n)
         self.seen.add(n)
+        host, x, outs = self._bind(n)
+        host.numpy()[:] = batch
         with torch.cuda.stream(self.stream):
-            if entry and entry[0] is not None:
-                graph, x, outs = entry
-                x.copy_(src, non_blocking=True)
+            x.copy_(host, non_blocking=True)
+            graph = self.graphs.get(n)
+            if graph is not None:
                 graph.replay()
             else:
-                x, outs = self._buffers(n)
-                x.copy_(src, non_blocking=True)
                 self._enqueue()
-            host = {k: v.to("cpu", non_blocking=True) for k, v in outs.items()}
+            result = {k: v.to("cpu", non_blocking=True) for k, v in outs.items()}
         self.stream.synchronize()
-        return {k: host[k].float().numpy() if host[k].is_floating_point() else host[k].numpy() for k in self.output_names if k in host}
+        return {k: result[k].float().numpy() if result[k].is_floating_point() else result[k].numpy() for k in self.output_names if k in result}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return run_in_chunks(self._run, batch, self.max_batch, exact=self.exact)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.build.options import BuildError, BuildOptions
-from pipeline.build.sidecar import SCHEMA, cache_key, gpu, sha256, sidecar_path, versions
+from pipeline.build.sidecar import SCHEMA, cache_key, checkpoint_sha256, gpu, sha256, sidecar_path, versions
 from pipeline.build.sidecar import write as write_sidecar
 
 __all__ = ["BuildError", "BuildOptions", "build", "build_graph", "engine_name"]
@@ -59,7 +59,8 @@ def build(spec: str, options: BuildOptions | None = None, out: str | Path = "eng
 
 def engine_name(label: str, meta: dict, options: BuildOptions) -> str:
     """``STEM-HxW-bBATCH-PRECISION[-DEVICE]``: the options that make engines differ, readable."""
-    stem = Path(label.replace(":", "-")).stem if "/" in label or label.endswith((".pt", ".pth", ".onnx", ".yaml")) else label.replace(":", "-")
+    path = Path(label)  # a file: its stem; torchvision:<arch> or a builtin: the name itself
+    stem = path.stem if path.suffix or "/" in label else label.replace(":", "-")
     h, w = meta["fit"]["input_hw"]
     device = f"-{options.device.replace(':', '')}" if options.format == "aoti" else ""
     return f"{stem}-{h}x{w}-b{options.batch.label()}-{options.precision}{device}"
@@ -82,17 +83,22 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     say("running the PyTorch reference" if graph.module is not None else "running the source ONNX (reference)")
     reference = check.reference_runner(graph)
     expected = [reference(x) for x in samples]
+    calib = held = None
+    if options.precision == "int8":
+        from pipeline.build.samples import calibration_frames, split
+
+        calib, held = split(calibration_frames(options.calib, options.calib_frames))
 
     meta["batch"] = options.batch.max if options.batch.fixed else None  # fixed: exactly this many
     meta["batch_max"] = options.batch.max
     partial = engine.with_name(engine.stem + ".partial" + engine.suffix)
     try:
-        runner = _make_engine(graph, meta, options, partial, say)
+        runner = _make_engine(graph, meta, options, partial, say, calib)
         say("checking the engine against the reference")
         results = [runner(x) for x in samples]
         report = check.compare_outputs(expected, results, options.precision, graph.label, options.format)
         if options.precision == "int8":
-            report["int8"] = check.int8_report(reference, runner, meta, options, say)
+            report["int8"] = check.int8_report(reference, runner, meta, options, held, say)
         sidecar_path(engine).unlink(missing_ok=True)  # an old sidecar must never describe the new engine
         os.replace(partial, engine)
     finally:
@@ -101,8 +107,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     libs = versions()
     opts = options.key_dict()
     gpu_info = gpu(options.device) if options.format != "onnx" else None
-    checkpoint = {"path": str(graph.source) if graph.source else None,
-                  "sha256": sha256(graph.source) if graph.source and graph.source.is_file() else f"unhashed:{graph.label}"}
+    checkpoint = {"path": str(graph.source) if graph.source else None, "sha256": checkpoint_sha256(graph)}
     record = {
         "schema": SCHEMA,
         "engine": engine.name,
@@ -121,7 +126,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
         "gpu": gpu_info,
         "cache_key": cache_key(checkpoint["sha256"], opts, libs, gpu_info),
         "check": report,
-        "command": command or f"rtpipe build {shlex.quote(graph.label)} " + " ".join(options.cli_args()) + f" -o {shlex.quote(str(out))}",
+        "command": command or build_command(graph.label, options, out, None, False, name),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
@@ -130,8 +135,8 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     return engine
 
 
-def _make_engine(graph, meta: dict, options: BuildOptions, path: Path, say: Progress):
-    """Write the engine to ``path``; return a runner for it (batch -> named outputs)."""
+def _make_engine(graph, meta: dict, options: BuildOptions, path: Path, say: Progress, calib: list | None = None):
+    """Write the engine to ``path``; return a runner for it (batch -> named outputs). calib: int8 calibration frames."""
     if options.format == "aoti":
         from pipeline.backends.aoti import AotiBackend
         from pipeline.build.aoti import compile_package
@@ -146,7 +151,7 @@ def _make_engine(graph, meta: dict, options: BuildOptions, path: Path, say: Prog
         from pipeline.build.quantize import quantize
 
         say(f"calibrating INT8 on frames from {options.calib}")
-        onnx_bytes = quantize(onnx_bytes, meta, options)
+        onnx_bytes = quantize(onnx_bytes, meta, options, calib)
     if options.format == "onnx":
         from pipeline.backends.onnxruntime import OnnxRuntimeBackend
 

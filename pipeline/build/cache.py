@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.build import SUFFIX, build_graph, engine_name
 from pipeline.build.options import BuildOptions
-from pipeline.build.sidecar import SidecarError, cache_key, gpu, problems, read, sha256, versions
+from pipeline.build.sidecar import SidecarError, cache_key, checkpoint_sha256, gpu, problems, read, versions
 
 
 def engine_dir() -> Path:
@@ -33,7 +33,7 @@ def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
     out = engine_dir()
     name = engine_name(graph.label, graph.meta, options)
     engine = out / (name + SUFFIX[fmt])
-    checkpoint = sha256(graph.source) if graph.source and graph.source.is_file() else f"unhashed:{graph.label}"
+    checkpoint = checkpoint_sha256(graph)
     wanted = {"checkpoint": checkpoint, "options": options.key_dict(), "versions": versions(), "gpu": gpu(device)}
     reason = stale_reason(engine, wanted, device)
     if reason is None:

@@ -61,16 +61,14 @@ def compare_outputs(expected: list[dict], results: list[dict], precision: str, l
     return report
 
 
-def int8_report(reference, runner, meta: dict, options, say) -> dict:
-    """Compare the INT8 engine's detections with the reference's on held-back frames; raises
-    CheckFailed over the limits unless ``options.accept_accuracy_loss``."""
-    from pipeline.build.samples import calibration_frames, split
+def int8_report(reference, runner, meta: dict, options, held: list[np.ndarray], say) -> dict:
+    """Compare the INT8 engine's detections with the reference's on the held-back frames
+    ``held``; raises CheckFailed over the limits unless ``options.accept_accuracy_loss``."""
     from pipeline.models import FAMILIES
     from pipeline.models.settings import DecodeSettings
     from pipeline.ops import box_iou
     from pipeline.preprocess import Fit, prepare
 
-    _, held = split(calibration_frames(options.calib, options.calib_frames))
     say(f"comparing INT8 with the reference on {len(held)} held-back frames")
     fit = Fit.from_dict(meta["fit"])
     decode = FAMILIES[meta["family"]].decoder(meta, DecodeSettings())

@@ -93,7 +93,7 @@ class BuildOptions(BaseModel):
         if self.imgsz:
             args += ["--imgsz", str(self.imgsz)]
         if self.format == "tensorrt":
-            args += [f"--opt-level {self.opt_level}"] + ([f"--workspace {self.workspace:g}"] if self.workspace else [])
+            args += ["--opt-level", str(self.opt_level)] + (["--workspace", f"{self.workspace:g}"] if self.workspace else [])
         if self.opset != 17:
             args += ["--opset", str(self.opset)]
         if self.precision == "int8":

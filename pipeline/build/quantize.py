@@ -21,16 +21,15 @@ from pipeline.build.options import BuildError, BuildOptions
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm"]
 
 
-def quantize(onnx_bytes: bytes, meta: dict, options: BuildOptions) -> bytes:
+def quantize(onnx_bytes: bytes, meta: dict, options: BuildOptions, frames: list[np.ndarray]) -> bytes:
+    """The graph with Q/DQ nodes, calibrated on ``frames`` (BGR images)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from pipeline.build.samples import calibration_frames, split
     from pipeline.preprocess import Fit, prepare
 
     fit = Fit.from_dict(meta["fit"])
-    frames, _ = split(calibration_frames(options.calib, options.calib_frames))
     size = options.batch.max if options.batch.fixed else 1
     tensors = np.stack([prepare(f, fit)[0] for f in frames])
     usable = len(tensors) - len(tensors) % size

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from pipeline.preprocess import Fit, prepare
@@ -24,8 +22,7 @@ def split(frames: list) -> tuple[list, list]:
     return [f for i, f in enumerate(frames) if i % 4 != 3], frames[3::4]
 
 
-@functools.lru_cache(maxsize=2)
-def calibration_frames(path: str, count: int) -> tuple[np.ndarray, ...]:
+def calibration_frames(path: str, count: int) -> list[np.ndarray]:
     """Up to ``count`` BGR frames from a folder of images or a video, spread over the whole source."""
     from pipeline.build.options import BuildError
     from pipeline.sources import SourceError, open_source
@@ -45,4 +42,4 @@ def calibration_frames(path: str, count: int) -> tuple[np.ndarray, ...]:
                 break
     if len(frames) < 8:
         raise BuildError(f"--calib {path}: found {len(frames)} frames, need at least 8 (calibration + held-back check frames)")
-    return tuple(frames)
+    return frames

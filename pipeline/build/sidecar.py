@@ -37,6 +37,11 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def checkpoint_sha256(graph) -> str:
+    """What identifies a graph's weights: its source file's sha256 (or its label when it has none, e.g. random init)."""
+    return sha256(graph.source) if graph.source and graph.source.is_file() else f"unhashed:{graph.label}"
+
+
 def versions(names=BUILD_LIBS) -> dict[str, str | None]:
     """Installed versions (None: not installed)."""
     out = {}
