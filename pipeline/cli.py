@@ -147,6 +147,15 @@ def _check_paths(cfg) -> None:
         raise ConfigError("two outputs share one path: give --save, --json and --metrics-json different files")
 
 
+def _weights(spec: str, given: str | None) -> str | None:
+    """--weights as load_model and build take it (None: random init); torchvision specs must say which."""
+    if spec.startswith("torchvision:") and given is None:
+        from pipeline.config import ConfigError
+
+        raise ConfigError(f"{spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    return None if given == "random" else given
+
+
 def cmd_run(args, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -167,11 +176,7 @@ def cmd_run(args, console: Console) -> int:
 
         raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
     _check_paths(cfg)
-    if cfg.model.startswith("torchvision:") and cfg.weights is None:
-        from pipeline.config import ConfigError
-
-        raise ConfigError(f"{cfg.model} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
-    weights = None if cfg.weights == "random" else cfg.weights
+    weights = _weights(cfg.model, cfg.weights)
     model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
                        classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint)
     source = open_source(cfg.source)
@@ -232,9 +237,7 @@ def cmd_build(args, console: Console) -> int:
             "accept_accuracy_loss")})
     except ValidationError as exc:
         raise ConfigError(explain(exc, "command line")) from None
-    weights = None if args.weights == "random" else args.weights
-    if args.spec.startswith("torchvision:") and args.weights is None:
-        raise ConfigError(f"{args.spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    weights = _weights(args.spec, args.weights)
     started = time.perf_counter()
     with console.status(f"building {args.spec}") as status:
         def progress(step: str) -> None:
