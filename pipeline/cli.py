@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEMO_SEED = 7
 
 RUN_HELP = """\
 Run a model on a source: grab -> preprocess -> infer -> postprocess -> overlay -> sinks.
@@ -38,6 +39,22 @@ int8 is calibrated on --calib frames; a quarter of them are held back to compare
 with the fp32 reference, and the build fails above the loss limits unless --accept-accuracy-loss.
 """
 
+DEMO_HELP = """\
+The whole product on one generated clip, offline: render a dashcam clip from a seed with exact
+COCO ground truth, run the bundled demo model on it through the full pipeline (default
+backend), write the annotated video and the detections, print the run's metrics and the COCO
+box and mask mAP against the ground truth.
+
+Files in --out: clip.mp4, ground_truth.json, annotated.mp4, detections.jsonl, metrics.json,
+accuracy.json. Seeds from 1,000,000 up were used to train the model; the rest are unseen.
+"""
+
+EVAL_HELP = """\
+COCO box and mask mAP (pycocotools) of a detections JSONL written by 'rtpipe run --json' against
+COCO ground truth (e.g. the ground_truth.json of 'rtpipe demo'). Frames are matched by index,
+classes by name; only frames present in the JSONL are scored.
+"""
+
 INFO_HELP = "Print an engine's sidecar: what it is, how it was built and checked, and whether it can run here."
 
 
@@ -55,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("source", nargs="?", help="what to read (see above); may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
     run.add_argument("--model", help="ONNX file, .pt checkpoint, built engine (.pt2/.engine), torchvision:<arch>, preset YAML or builtin "
-                                     "(default: tiny-seg, the bundled stand-in)")
+                                     "(default: demo, the bundled model trained on generated driving scenes)")
     run.add_argument("--weights", help="for torchvision:<arch>: a state_dict file, DEFAULT (torchvision's, downloads) or random")
     run.add_argument("--trust-checkpoint", action="store_true", default=None, dest="trust_checkpoint",
                      help="allow unpickling a .pt checkpoint's Python objects (runs code from the file: trusted files only)")
@@ -105,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", default="engines", metavar="DIR", help="output folder (default engines/)")
     b.add_argument("--name", help="engine file name without extension (default: STEM-HxW-bBATCH-PRECISION)")
     b.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    d = sub.add_parser("demo", help="generate a clip, run the bundled model on it, score it against the ground truth",
+                       description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--seed", type=int, default=DEMO_SEED, help=f"which clip to generate (default {DEMO_SEED})")
+    d.add_argument("--frames", type=int, default=300, help="clip length in frames at 30 FPS (default 300)")
+    d.add_argument("--out", default="demo-out", metavar="DIR", help="where the files go (default demo-out/)")
+    d.add_argument("--backend", default="auto", help="runtime, as for rtpipe run (default auto)")
+    d.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars and no tables")
+    d.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    e = sub.add_parser("eval", help="COCO box and mask mAP of detections (JSONL) against ground truth (COCO JSON)",
+                       description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("predictions", metavar="PRED.jsonl", help="detections from rtpipe run --json")
+    e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth")
+    e.add_argument("--json", metavar="PATH", dest="json_out", help="also write the results as JSON")
+    e.add_argument("--debug", action="store_true", help="show tracebacks")
 
     info = sub.add_parser("info", help="show what an engine is and whether it runs here", description=INFO_HELP)
     info.add_argument("engine", metavar="ENGINE", help="an engine made by rtpipe build (.onnx, .pt2, .engine) or its .json")
@@ -157,14 +191,7 @@ def _weights(spec: str, given: str | None) -> str | None:
 
 
 def cmd_run(args, console: Console) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from pipeline.config import build_config
-    from pipeline.metrics import render_table
-    from pipeline.models import load_model
-    from pipeline.runtime import Pipeline, StageError
-    from pipeline.sinks import partial_path
-    from pipeline.sources import open_source
 
     overrides = {k: getattr(args, k) for k in (
         "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "classes",
@@ -175,6 +202,20 @@ def cmd_run(args, console: Console) -> int:
         from pipeline.config import ConfigError
 
         raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
+    code, _ = run_pipeline(cfg, console, args.quiet, args.debug)
+    return code
+
+
+def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> tuple[int, dict | None]:
+    """Run the pipeline ``cfg`` describes; (exit code, metrics or None when a stage failed)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from pipeline.metrics import render_table
+    from pipeline.models import load_model
+    from pipeline.runtime import Pipeline, StageError
+    from pipeline.sinks import partial_path
+    from pipeline.sources import open_source
+
     _check_paths(cfg)
     weights = _weights(cfg.model, cfg.weights)
     model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
@@ -186,7 +227,7 @@ def cmd_run(args, console: Console) -> int:
             console.print(f"browser view: {s.url}")
     total = source.total if cfg.frames is None else min(cfg.frames, source.total or cfg.frames)
     progress = None
-    if not args.quiet:
+    if not quiet:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
         task = progress.add_task(Path(cfg.source).name if not source.live else cfg.source, total=total)
@@ -201,25 +242,67 @@ def cmd_run(args, console: Console) -> int:
         kept = [partial_path(s.path).name for s in sinks if hasattr(s, "path") and partial_path(s.path).exists()]
         extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
         say(f"error: {exc}{extra}")
-        if args.debug:
+        if debug:
             console.print("".join(traceback.format_exception(exc.error)), highlight=False)
-        return EXIT_FAILED
+        return EXIT_FAILED, None
     finally:
         if progress is not None:
             progress.stop()
     if cfg.metrics_json is not None:
         Path(cfg.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    if not args.quiet:
+    if not quiet:
         console.print(render_table(metrics))
         for label, p in (("video", cfg.save), ("detections", cfg.json_path)):
             if p is not None and not metrics["aborted"]:
                 console.print(f"{label}: {p}")
     if metrics["aborted"]:
         say("aborted; outputs kept only as .partial files")
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, metrics
     if metrics["interrupted"]:
         say(f"interrupted after {metrics['frames_out']} frames; the outputs hold those frames")
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, metrics
+    return EXIT_OK, metrics
+
+
+def cmd_demo(args, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.config import ConfigError, build_config
+    from pipeline.demo.clip import write_clip
+    from pipeline.evaluate import evaluate, render_table
+
+    if args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: give at least 1 frame")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: give a folder")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=args.quiet) as progress:
+        task = progress.add_task(f"rendering clip {args.seed}", total=args.frames)
+        clip, gt = write_clip(out, args.seed, args.frames, progress=lambda n: progress.update(task, completed=n))
+    if not args.quiet:
+        console.print(f"clip: {clip} ({args.frames} frames, seed {args.seed}); ground truth: {gt}", highlight=False)
+    detections = out / "detections.jsonl"
+    cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
+                              "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json")})
+    code, _ = run_pipeline(cfg, console, args.quiet, args.debug)
+    if code != EXIT_OK:
+        return code
+    result = evaluate(detections, gt)
+    (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if not args.quiet:
+        console.print(render_table(result))
+        console.print(f"video: {cfg.save}\ndetections: {detections}\naccuracy: {out / 'accuracy.json'}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_eval(args, console: Console) -> int:
+    from pipeline.evaluate import evaluate, render_table
+
+    result = evaluate(args.predictions, args.ground_truth)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    console.print(render_table(result))
     return EXIT_OK
 
 
@@ -274,16 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.build.options import BuildError, CheckFailed
     from pipeline.build.sidecar import SidecarError
     from pipeline.config import ConfigError
+    from pipeline.evaluate import EvalError
     from pipeline.models import ModelError
     from pipeline.sinks import SinkError
     from pipeline.sources import SourceError
 
     try:
-        return {"run": cmd_run, "build": cmd_build, "info": cmd_info}[args.command](args, console)
+        commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "info": cmd_info}
+        return commands[args.command](args, console)
     except CheckFailed as exc:
         say(f"error: {exc}")
         return EXIT_FAILED
-    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError) as exc:
+    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError, EvalError) as exc:
         say(f"error: {exc}")
         if getattr(args, "debug", False):
             console.print(traceback.format_exc(), highlight=False)

@@ -27,7 +27,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     source: str | None = Field(None, description="video file, image(s), camera, stream URL or synthetic:WxH@FPS")
-    model: str = Field("tiny-seg", description="ONNX file, .pt checkpoint, torchvision:<arch> or builtin model name")
+    model: str = Field("demo", description="ONNX file, .pt checkpoint, torchvision:<arch> or builtin model name")
     weights: str | None = Field(None, description="torchvision:<arch> weights: state_dict file, DEFAULT (downloads) or random")
     trust_checkpoint: bool = Field(False, description="allow unpickling a .pt checkpoint's Python objects")
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]

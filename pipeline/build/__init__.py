@@ -42,13 +42,13 @@ def build(spec: str, options: BuildOptions | None = None, out: str | Path = "eng
     The engine is checked against the PyTorch module before it is kept; its sidecar NAME.json
     is written beside it. Raises BuildError (one line, says what to change) on failure.
     """
-    from pipeline.models import ModelError, resolve
+    from pipeline.models import ModelError, checkpoint_of, resolve
 
     options = options or BuildOptions()
     say = progress or (lambda _msg: None)
     say(f"loading {spec}")
     try:
-        graph = resolve(spec, weights, options.imgsz, trust_checkpoint=trust_checkpoint)
+        graph = resolve(checkpoint_of(spec), weights, options.imgsz, trust_checkpoint=trust_checkpoint)
     except ModelError as exc:
         raise BuildError(str(exc)) from exc
     if graph.engine is not None:

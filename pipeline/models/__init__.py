@@ -6,6 +6,8 @@ decode it; the backend (chosen by name) runs it:
 ======================== ========================================== =========================
 spec                     what it is                                 graph
 ======================== ========================================== =========================
+``demo``                 builtin: trained on generated driving       bundled ONNX; its
+                         scenes (``pipeline.demo``)                  checkpoint for torch/aoti
 ``tiny-seg``             builtin stand-in (random weights)          bundled ONNX
 ``x.onnx``               Ultralytics or rtpipe ONNX export          the file
 ``torchvision:<arch>``   torchvision detection model + ``weights``  built in torch
@@ -34,7 +36,9 @@ from pipeline.preprocess import Fit, prepare
 from pipeline.types import Detections, LetterboxMeta
 
 ASSETS = Path(__file__).parent / "assets"
-BUILTIN = {"tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
+BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
+# builtins trained here ship their checkpoint too; the ONNX is its export (rtpipe build, see assets/demo-seg.json)
+BUILTIN_CHECKPOINTS = {"demo": ASSETS / "demo-seg.pt"}
 BACKENDS = ("auto", "onnxruntime", "torch", "aoti", "tensorrt")
 ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}
 FAMILIES = {"yolo": yolo_family, "torchvision": tv_family}
@@ -159,6 +163,11 @@ def _require_torch(label: str) -> None:
     missing = [m for m in ("torch", "torchvision", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelError(f"model '{label}' needs {', '.join(missing)}: pip install 'rtpipe[torch]'")
+
+
+def checkpoint_of(spec: str) -> str:
+    """A builtin's checkpoint, for the runtimes and builds that need the PyTorch module; other specs as given."""
+    return str(BUILTIN_CHECKPOINTS[spec]) if spec in BUILTIN_CHECKPOINTS else spec
 
 
 def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeSettings | None = None, trust_checkpoint: bool = False) -> Graph:
@@ -302,6 +311,8 @@ def load_model(
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
     settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic)
+    if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu"):
+        spec = checkpoint_of(spec)
     graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
     meta = graph.meta
     fit = Fit.from_dict(meta["fit"])

@@ -1,0 +1,133 @@
+"""COCO accuracy of a detections JSONL (``rtpipe run --json``) against COCO ground truth.
+
+The metrics are pycocotools' COCOeval, box and (where the detections carry masks) mask:
+mAP@0.5:0.95, mAP@0.5, mAP@0.75 and per-class mAP@0.5:0.95. Frames are matched by the JSONL
+line's ``index`` and the ground-truth image's ``frame_index`` (or, without it, ``id - 1``);
+classes by name. Only frames present in the JSONL are scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class EvalError(ValueError):
+    """Files that cannot be scored against each other; the message says which and why."""
+
+
+def _load_gt(path: Path) -> dict:
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalError(f"ground truth '{path}' not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalError(f"ground truth '{path}' is not JSON ({exc})") from None
+    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
+        raise EvalError(f"ground truth '{path}' is not COCO JSON: it needs 'images', 'annotations' and 'categories'")
+    return gt
+
+
+def _load_predictions(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalError(f"detections '{path}' not found") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            int(rec["index"]), list(rec["detections"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise EvalError(f"detections '{path}' line {n} is not an rtpipe JSONL record (needs 'index' and 'detections')") from None
+        records.append(rec)
+    return records
+
+
+def evaluate(predictions: str | Path, ground_truth: str | Path) -> dict:
+    """Score ``predictions`` (JSONL) against ``ground_truth`` (COCO JSON); see the module docstring."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    pred_path, gt_path = Path(predictions), Path(ground_truth)
+    gt, records = _load_gt(gt_path), _load_predictions(pred_path)
+    image_of = {int(im.get("frame_index", im["id"] - 1)): im["id"] for im in gt["images"]}
+    category_of = {c["name"]: c["id"] for c in gt["categories"]}
+    dets, with_masks, image_ids = [], True, []
+    for rec in records:
+        index = int(rec["index"])
+        if index not in image_of:
+            raise EvalError(f"detections '{pred_path}' have frame {index}, which '{gt_path}' does not: are they for this clip?")
+        image_ids.append(image_of[index])
+        for d in rec["detections"]:
+            name = d.get("class_name")
+            if name not in category_of:
+                raise EvalError(f"class '{name}' in '{pred_path}' is not a category of '{gt_path}' ({', '.join(category_of)})")
+            x1, y1, x2, y2 = d["xyxy"]
+            det = {"image_id": image_of[index], "category_id": category_of[name], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d["score"]}
+            if "mask" in d:
+                det["segmentation"] = d["mask"]
+            else:
+                with_masks = False
+            dets.append(det)
+    coco_gt = COCO()
+    coco_gt.dataset = gt
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+    result = {"predictions": str(pred_path), "ground_truth": str(gt_path), "frames": len(image_ids),
+              "frames_not_scored": len(gt["images"]) - len(set(image_ids)), "detections": len(dets),
+              "objects": sum(1 for a in gt["annotations"] if a["image_id"] in set(image_ids) and not a.get("iscrowd"))}
+    for kind in ("bbox", "segm"):
+        if kind == "segm" and not with_masks:
+            continue
+        result["box" if kind == "bbox" else "mask"] = _score(coco_gt, dets, kind, image_ids, COCOeval)
+    return result
+
+
+def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int], COCOeval) -> dict:
+    names = {c["id"]: c["name"] for c in coco_gt.dataset["categories"]}
+    if not dets:
+        return {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": {n: {"mAP": 0.0, "mAP50": 0.0} for n in names.values()}}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes([dict(d) for d in dets])
+        ev = COCOeval(coco_gt, coco_dt, kind)
+        ev.params.imgIds = sorted(set(image_ids))
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # (iou thresholds, recall, class) at area all, maxDets 100
+
+    def mean(p):  # -1 marks a class with no ground truth in these frames
+        return round(float(p[p > -1].mean()), 4) if (p > -1).any() else None
+
+    per_class = {names[cid]: {"mAP": mean(precision[:, :, k]), "mAP50": mean(precision[0, :, k])}
+                 for k, cid in enumerate(ev.params.catIds)}
+    return {"mAP": round(float(ev.stats[0]), 4), "mAP50": round(float(ev.stats[1]), 4), "mAP75": round(float(ev.stats[2]), 4),
+            "per_class": per_class}
+
+
+def render_table(result: dict):
+    """A rich table of the box and mask mAPs, overall and per class."""
+    from rich.table import Table
+
+    kinds = [k for k in ("box", "mask") if k in result]
+    table = Table(title=f"accuracy: {result['frames']} frames, {result['objects']} objects, {result['detections']} detections",
+                  title_justify="left")
+    table.add_column("")
+    for k in kinds:
+        table.add_column(f"{k} mAP@.5:.95", justify="right")
+        table.add_column(f"{k} mAP@.5", justify="right")
+
+    def cell(v):
+        return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+    table.add_row("all", *[cell(result[k][m]) for k in kinds for m in ("mAP", "mAP50")])
+    for name in result[kinds[0]]["per_class"] if kinds else ():
+        table.add_row(name, *[cell(result[k]["per_class"][name][m]) for k in kinds for m in ("mAP", "mAP50")])
+    return table

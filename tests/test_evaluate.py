@@ -1,0 +1,88 @@
+"""rtpipe eval: COCO mAP of a detections JSONL against COCO ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.demo.clip import write_clip
+from pipeline.demo.scenes import CLASSES
+from pipeline.evaluate import EvalError, evaluate
+from tests.test_cli import rtpipe
+
+
+@pytest.fixture(scope="module")
+def gt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gt")
+    _, gt_path = write_clip(out, seed=3, frames=12, size=(480, 270))
+    return gt_path
+
+
+def predictions_from(gt_path, path, shift: float = 0.0, keep=lambda k: True, masks: bool = True):
+    """The ground truth written back as detections (optionally shifted right by ``shift`` box widths)."""
+    gt = json.loads(gt_path.read_text())
+    lines = []
+    for im in gt["images"]:
+        dets = []
+        for k, a in enumerate(x for x in gt["annotations"] if x["image_id"] == im["id"] and not x["iscrowd"]):
+            if not keep(k):
+                continue
+            x, y, w, h = a["bbox"]
+            d = {"xyxy": [x + shift * w, y, x + w + shift * w, y + h], "score": 0.9, "class_id": a["category_id"] - 1,
+                 "class_name": CLASSES[a["category_id"] - 1]}
+            if masks:
+                d["mask"] = a["segmentation"]
+            dets.append(d)
+        lines.append(json.dumps({"index": im["frame_index"], "pts": 0, "source_id": 0, "detections": dets}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ground_truth_as_predictions_scores_one(gt, tmp_path):
+    r = evaluate(predictions_from(gt, tmp_path / "p.jsonl"), gt)
+    assert r["box"]["mAP"] == pytest.approx(1.0) and r["mask"]["mAP"] == pytest.approx(1.0)
+    assert r["frames"] == 12 and r["frames_not_scored"] == 0 and r["detections"] == r["objects"] > 0
+    assert set(r["box"]["per_class"]) == set(CLASSES)
+
+
+def test_worse_predictions_score_lower(gt, tmp_path):
+    shifted = evaluate(predictions_from(gt, tmp_path / "s.jsonl", shift=0.15, masks=False), gt)
+    assert "mask" not in shifted  # no masks in the detections: box metrics only
+    assert 0 < shifted["box"]["mAP"] < 0.8 and shifted["box"]["mAP50"] == pytest.approx(1.0)
+    half = evaluate(predictions_from(gt, tmp_path / "h.jsonl", keep=lambda k: k % 2 == 0), gt)
+    assert 0.2 < half["box"]["mAP"] < 0.8 and half["mask"]["mAP"] < 0.8
+
+
+def test_only_frames_in_the_jsonl_are_scored(gt, tmp_path):
+    p = predictions_from(gt, tmp_path / "p.jsonl")
+    p.write_text("\n".join(p.read_text().splitlines()[:5]) + "\n")
+    r = evaluate(p, gt)
+    assert r["frames"] == 5 and r["frames_not_scored"] == 7 and r["box"]["mAP"] == pytest.approx(1.0)
+
+
+def test_mismatched_files_are_refused(gt, tmp_path):
+    p = predictions_from(gt, tmp_path / "p.jsonl")
+    lines = p.read_text().splitlines()
+    bad_frame = tmp_path / "f.jsonl"
+    bad_frame.write_text(lines[0].replace('"index": 0', '"index": 500') + "\n")
+    with pytest.raises(EvalError, match="frame 500"):
+        evaluate(bad_frame, gt)
+    bad_class = tmp_path / "c.jsonl"
+    bad_class.write_text(lines[0].replace('"class_name": "car"', '"class_name": "bus"') + "\n")
+    with pytest.raises(EvalError, match="class 'bus'"):
+        evaluate(bad_class, gt)
+    with pytest.raises(EvalError, match="is not JSON"):
+        evaluate(p, p)
+    (tmp_path / "x.json").write_text('{"images": []}')
+    with pytest.raises(EvalError, match="not COCO JSON"):
+        evaluate(p, tmp_path / "x.json")
+
+
+def test_eval_command(gt, tmp_path):
+    p = predictions_from(gt, tmp_path / "p.jsonl")
+    r = rtpipe("eval", p, gt, "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert "mask mAP@.5:.95" in r.stderr and json.loads((tmp_path / "r.json").read_text())["box"]["mAP"] == pytest.approx(1.0)
+    r = rtpipe("eval", tmp_path / "missing.jsonl", gt)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not found" in r.stderr
