@@ -25,7 +25,7 @@ from pipeline.models.rtnet import STRIDE
 
 RADIUS = 2.5  # strides
 MASK_CELLS = 48
-WEIGHTS = {"cls": 1.0, "box": 2.5, "mask": 1.0}
+WEIGHTS = {"cls": 1.0, "box": 2.5, "mask": 2.0}
 
 
 def assign(centres: torch.Tensor, boxes: torch.Tensor, crowd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 A small world seen from a car driving down a three-lane road: a pinhole camera at 1.4 m looks
 along the road; cars drive in the lanes, pedestrians and cyclists cross or walk the kerb,
-traffic signs stand by the road and come closer as the camera drives on. Objects are drawn
+traffic signs stand by the road and come closer as the camera drives on (a sign is its plate;
+its pole is scenery, as in Cityscapes or Mapillary, where poles are a class of their own). Objects are drawn
 far to near, so near ones hide far ones; each pixel remembers which object drew it last, which
 gives every instance its visible mask. Then the whole frame gets the clip's lighting (a slow
 brightness drift), blur and sensor noise.
@@ -244,12 +245,13 @@ class Scene:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return None
         canvas = img[y0:y1, x0:x1]
-        mask = np.zeros(canvas.shape[:2], np.uint8)
-        p = Painter(canvas, mask, (cx - x0) * ONE, (base - y0) * ONE, s * ONE)
+        mask, clutter = np.zeros(canvas.shape[:2], np.uint8), np.zeros(canvas.shape[:2], np.uint8)
+        p = Painter(canvas, mask, clutter, (cx - x0) * ONE, (base - y0) * ONE, s * ONE)
         [self._car, self._pedestrian, self._cyclist, self._sign][t.kind](p, t)
         full = int(np.count_nonzero(mask))
         if full == 0:
             return None
+        owner[y0:y1, x0:x1][clutter > 0] = -1  # a sign's pole hides what is behind it but is no instance
         owner[y0:y1, x0:x1][mask > 0] = t.id
         return (x0, y0, x1, y1), full, t.kind
 
@@ -290,12 +292,13 @@ class Scene:
         d = 1 if t.style else -1  # riding right or left
         r = 0.34
         frame, rider, tyre = t.colors[0], t.colors[1], (30, 30, 30)
-        for cx in (-w / 2 + r, w / 2 - r):
-            p.ring(cx, r, r, 0.07, tyre)
+        for cx in (-w / 2 + r, w / 2 - r):  # wheels: tyre and a grey hub disc (no see-through spokes)
+            p.circle(cx, r, r, tyre)
+            p.circle(cx, r, r * 0.75, (150, 150, 150))
         back, front = (-d * (w / 2 - r), r), (d * (w / 2 - r), r)
         seat, bar = (-d * 0.2, 0.95), (d * 0.45, 1.05)
         for a, b in ((back, seat), (seat, (0.05 * d, r)), ((0.05 * d, r), back), ((0.05 * d, r), bar), (bar, front), (seat, bar)):
-            p.line(a, b, 0.05, frame)
+            p.line(a, b, 0.07, frame)
         pedal = (0.05 * d + 0.15 * math.cos(t.phase), r + 0.15 * math.sin(t.phase))
         p.line((seat[0], seat[1] + 0.05), pedal, 0.1, rider)
         p.poly([(seat[0] - 0.12, 0.95), (seat[0] + 0.12, 0.95), (d * 0.25 + 0.1, 1.5), (d * 0.25 - 0.12, 1.52)], rider)
@@ -305,7 +308,7 @@ class Scene:
     @staticmethod
     def _sign(p: Painter, t: Thing) -> None:
         r, lift = t.width / 2, t.lift
-        p.box(-0.04, 0.0, 0.04, lift, (120, 120, 120))
+        p.box(-0.05, 0.0, 0.05, lift, (120, 120, 120), part=False)  # the pole is scenery: the sign is its plate
         red, white, blue, yellow = (40, 40, 200), (235, 235, 235), (170, 80, 20), (30, 200, 230)
         if t.style == 0:    # round: red ring, white face
             p.circle(0, lift, r, red)
@@ -323,31 +326,28 @@ class Scene:
 
 class Painter:
     """Draws shapes given in object metres (x right of the object's centre, y up from its base)
-    into an image region and its mask at once, with sub-pixel precision."""
+    into an image region and, at once, into the object's mask (or, for ``part=False``, into the
+    clutter mask: drawn, hiding what is behind, but not part of the instance), with sub-pixel
+    precision."""
 
-    def __init__(self, canvas: np.ndarray, mask: np.ndarray, ox: float, oy: float, scale: float):
-        self.canvas, self.mask, self.ox, self.oy, self.s = canvas, mask, ox, oy, scale
+    def __init__(self, canvas: np.ndarray, mask: np.ndarray, clutter: np.ndarray, ox: float, oy: float, scale: float):
+        self.canvas, self.mask, self.clutter, self.ox, self.oy, self.s = canvas, mask, clutter, ox, oy, scale
 
     def _pt(self, x: float, y: float) -> tuple[int, int]:
         return round(self.ox + x * self.s), round(self.oy - y * self.s)
 
-    def poly(self, pts, color) -> None:
+    def poly(self, pts, color, part: bool = True) -> None:
         arr = [np.array([self._pt(x, y) for x, y in pts], np.int32)]
         cv2.fillPoly(self.canvas, arr, color, cv2.LINE_8, SHIFT)
-        cv2.fillPoly(self.mask, arr, 255, cv2.LINE_8, SHIFT)
+        cv2.fillPoly(self.mask if part else self.clutter, arr, 255, cv2.LINE_8, SHIFT)
 
-    def box(self, x0, y0, x1, y1, color) -> None:
-        self.poly([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], color)
+    def box(self, x0, y0, x1, y1, color, part: bool = True) -> None:
+        self.poly([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], color, part)
 
     def circle(self, x, y, r, color) -> None:
         c, rad = self._pt(x, y), max(1, round(r * self.s))
         cv2.circle(self.canvas, c, rad, color, -1, cv2.LINE_8, SHIFT)
         cv2.circle(self.mask, c, rad, 255, -1, cv2.LINE_8, SHIFT)
-
-    def ring(self, x, y, r, thick, color) -> None:
-        c, rad, th = self._pt(x, y), max(1, round((r - thick / 2) * self.s)), max(1, round(thick * self.s / ONE))
-        cv2.circle(self.canvas, c, rad, color, th, cv2.LINE_8, SHIFT)
-        cv2.circle(self.mask, c, rad, 255, th, cv2.LINE_8, SHIFT)
 
     def line(self, a, b, thick, color) -> None:
         pa, pb, th = self._pt(*a), self._pt(*b), max(1, round(thick * self.s / ONE))

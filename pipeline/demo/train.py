@@ -128,7 +128,7 @@ def train(args) -> Path:
     minutes = (time.monotonic() - start) / 60
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     training = {"command": "python -m pipeline.demo.train " + " ".join(sys.argv[1:]), "config": config, "seed": args.seed,
-                "steps_done": step if stopped is None else stopped, "minutes": round(minutes, 1), "torch": torch.__version__,
+                "steps_done": step if stopped is None else stopped, "minutes": round(minutes, 1), "torch": str(torch.__version__),
                 "data": f"generated clips, seeds {data.TRAIN_SEED_BASE + args.seed * 100_000} and up, 1280x720, every 3rd frame"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ema.net.float()

@@ -1,0 +1,90 @@
+"""The bundled demo model and ``rtpipe demo``: shipped weights, backends that agree, accuracy floors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.demo.scenes import CLASSES, Scene
+from pipeline.models import BUILTIN, BUILTIN_CHECKPOINTS, load_model
+from pipeline.ops import box_iou
+from tests.test_cli import rtpipe
+
+CKPT, ONNX = BUILTIN_CHECKPOINTS["demo"], BUILTIN["demo"]
+# floors a few points below what the bundled weights score on the 60-frame unseen clip below
+# (README "Demo model" has the full-length numbers); they catch a broken decoder, export or clip
+FLOOR = {"box mAP": 0.55, "mask mAP50": 0.80}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    scene = Scene(7)
+    return [f.image for k, f in zip(range(24), scene.frames(24)) if k % 3 == 0]
+
+
+def test_bundled_weights_are_small_and_record_their_recipe():
+    torch = pytest.importorskip("torch")
+    assert CKPT.stat().st_size <= 10e6
+    ckpt = torch.load(CKPT, weights_only=True)
+    t = ckpt["training"]
+    assert t["command"].startswith("python -m pipeline.demo.train") and isinstance(t["seed"], int)
+    assert t["steps_done"] == t["config"]["steps"] and t["minutes"] <= 60
+    assert ckpt["config"]["names"] == list(CLASSES)
+
+
+def test_bundled_onnx_is_the_export_of_the_bundled_checkpoint(tmp_path, frames):
+    pytest.importorskip("torch")
+    from pipeline.build import BuildOptions, build
+
+    rebuilt = build(str(CKPT), BuildOptions(batch="1:1:16"), tmp_path, name="demo-seg")
+    shipped, fresh = load_model(str(ONNX)), load_model(str(rebuilt))
+    x = np.stack([shipped.preprocess(f)[0] for f in frames[:2]])
+    a, b = shipped.backend.infer(x), fresh.backend.infer(x)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-4)
+
+
+def assert_identical(ref, got, where):
+    assert len(ref) == len(got) > 0, f"{where}: {len(got)} detections vs {len(ref)}"
+    iou = box_iou(ref.xyxy, got.xyxy)
+    j = iou.argmax(1)
+    assert len(set(j.tolist())) == len(ref), f"{where}: detections do not pair up"
+    assert np.abs(ref.xyxy - got.xyxy[j]).max() < 0.05, where
+    assert np.array_equal(ref.class_id, got.class_id[j]) and np.abs(ref.confidence - got.confidence[j]).max() < 1e-4, where
+    a, b = ref.mask.dense(), got.mask.dense()[j]
+    assert (a != b).sum() <= 0.002 * max(a.sum(), 1), f"{where}: masks differ in {(a != b).sum()} pixels"
+
+
+@pytest.mark.parametrize("backend", ["torch", "aoti"])
+def test_backends_give_identical_detections_on_the_demo_clip(backend, frames, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("RTPIPE_ENGINE_DIR", str(tmp_path))
+    ref = load_model("demo")
+    assert ref.metadata.backend == "onnxruntime" and ref.metadata.path == "demo"
+    got = load_model("demo", backend=backend)
+    assert got.metadata.backend == backend
+    for k, (r, g) in enumerate(zip(ref.predict(frames), got.predict(frames))):
+        assert_identical(r, g, f"{backend} frame {k}")
+
+
+def test_demo_command_writes_everything_and_holds_the_accuracy_floor(tmp_path):
+    out = tmp_path / "demo"
+    r = rtpipe("demo", "--seed", 11, "--frames", 60, "--out", out, timeout=300)
+    assert r.returncode == 0, r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert names == {"clip.mp4", "ground_truth.json", "annotated.mp4", "detections.jsonl", "metrics.json", "accuracy.json"}
+    lines = (out / "detections.jsonl").read_text().splitlines()
+    assert len(lines) == 60 and json.loads((out / "metrics.json").read_text())["frames_out"] == 60
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["frames"] == 60 and acc["objects"] > 100
+    assert acc["box"]["mAP"] >= FLOOR["box mAP"] and acc["mask"]["mAP50"] >= FLOOR["mask mAP50"], acc
+    assert "box mAP@.5:.95" in r.stderr and "end to end" in r.stderr  # accuracy and metrics tables
+
+
+@pytest.mark.parametrize("args, message", [(["--frames", "0"], "--frames 0"), (["--out", "FILE"], "is a file")])
+def test_demo_refuses_bad_arguments(args, message, tmp_path):
+    (tmp_path / "FILE").write_text("x")
+    r = rtpipe("demo", *[str(tmp_path / a) if a == "FILE" else a for a in args])
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1
