@@ -7,6 +7,7 @@ import json
 import sys
 import traceback
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -288,7 +289,8 @@ def cmd_demo(args, console: Console) -> int:
     code, _ = run_pipeline(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
-    result = evaluate(detections, gt)
+    with console.status("scoring the detections against the ground truth (pycocotools)") if not args.quiet else nullcontext():
+        result = evaluate(detections, gt)
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         console.print(render_table(result))

@@ -113,15 +113,16 @@ class Scene:
                 vz = rng.uniform(1, 5)  # overtaking us: comes in from below
             t = Thing(self.next_id, kind, LANE * int(rng.integers(-1, 2)) + rng.uniform(-0.4, 0.4), z, rng.uniform(-0.3, 0.3), vz,
                       rng.uniform(1.6, 2.0), rng.uniform(1.3, 1.8), colors, style=int(rng.integers(0, 2)))
-        elif kind == PEDESTRIAN:
+        elif kind == PEDESTRIAN:  # walking along the kerb, or crossing (the camera's car slows down for them)
             crossing = rng.random() < 0.5
             z = rng.uniform(6, 28)
             x = side * rng.uniform(5.5, 8.5) if not crossing or initial else side * (self._edge_x(z) + 0.5)
-            vx = -side * rng.uniform(0.8, 1.6) if crossing else rng.uniform(-0.3, 0.3)
-            vz = -self.speed + (rng.uniform(-1.5, 1.5) if not crossing else 0)
-            t = Thing(self.next_id, kind, x, z, vx, vz if not crossing else -self.speed * 0.15, rng.uniform(0.45, 0.6),
-                      rng.uniform(1.55, 1.95), colors, phase=rng.uniform(0, 6.28))
-        elif kind == CYCLIST:
+            if crossing:
+                vx, vz = -side * rng.uniform(0.8, 1.6), -self.speed * 0.15
+            else:
+                vx, vz = rng.uniform(-0.3, 0.3), -self.speed + rng.uniform(-1.5, 1.5)
+            t = Thing(self.next_id, kind, x, z, vx, vz, rng.uniform(0.45, 0.6), rng.uniform(1.55, 1.95), colors, phase=rng.uniform(0, 6.28))
+        elif kind == CYCLIST:  # crossing from one side (slowly approached, like pedestrians)
             z = rng.uniform(7, 26)
             x = side * rng.uniform(4, 9) if initial else side * (self._edge_x(z) + 1)
             t = Thing(self.next_id, kind, x, z, -side * rng.uniform(2.5, 5), -self.speed * 0.1, rng.uniform(1.6, 1.85),

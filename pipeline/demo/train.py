@@ -65,13 +65,15 @@ class Ema:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m pipeline.demo.train", description="Train the demo detection + segmentation model on generated scenes.")
+    ap = argparse.ArgumentParser(prog="python -m pipeline.demo.train",
+                                 description="Train the demo detection + segmentation model on generated scenes.")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint to write (default {DEFAULT_OUT.name} in pipeline/models/assets)")
     ap.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     ap.add_argument("--batch", type=int, default=16, help="frames per step (default 16)")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
     ap.add_argument("--width", type=int, default=24, help="network width (default 24)")
-    ap.add_argument("--imgsz", type=int, nargs=2, default=[288, 512], metavar=("H", "W"), help="network input (default 288 512: 1280x720 at 0.4)")
+    ap.add_argument("--imgsz", type=int, nargs=2, default=[288, 512], metavar=("H", "W"),
+                    help="network input (default 288 512: 1280x720 at 0.4)")
     ap.add_argument("--seed", type=int, default=0, help="weights and data seed (default 0)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training (default 2)")
     ap.add_argument("--log-every", type=int, default=50, help="steps between progress lines (default 50)")
