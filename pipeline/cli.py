@@ -282,7 +282,7 @@ def cmd_demo(args, console: Console) -> int:
         task = progress.add_task(f"rendering clip {args.seed}", total=args.frames)
         clip, gt = write_clip(out, args.seed, args.frames, progress=lambda n: progress.update(task, completed=n))
     if not args.quiet:
-        console.print(f"clip: {clip} ({args.frames} frames, seed {args.seed}); ground truth: {gt}", highlight=False)
+        console.print(f"clip: {clip} ({args.frames} frames, seed {args.seed}); ground truth: {gt}", highlight=False, soft_wrap=True)
     detections = out / "detections.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
                               "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json")})
@@ -294,7 +294,7 @@ def cmd_demo(args, console: Console) -> int:
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         console.print(render_table(result))
-        console.print(f"video: {cfg.save}\ndetections: {detections}\naccuracy: {out / 'accuracy.json'}", highlight=False)
+        console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False)
     return EXIT_OK
 
 

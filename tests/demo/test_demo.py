@@ -13,9 +13,9 @@ from pipeline.ops import box_iou
 from tests.test_cli import rtpipe
 
 CKPT, ONNX = BUILTIN_CHECKPOINTS["demo"], BUILTIN["demo"]
-# floors a few points below what the bundled weights score on the 60-frame unseen clip below
+# floors a few points below what the bundled weights score on the 60-frame unseen clip (seed 11) below
 # (README "Demo model" has the full-length numbers); they catch a broken decoder, export or clip
-FLOOR = {"box mAP": 0.55, "mask mAP50": 0.80}
+FLOOR = {"box mAP": 0.58, "mask mAP50": 0.80}  # measured: 0.637 and 0.853
 
 
 @pytest.fixture(scope="module")
