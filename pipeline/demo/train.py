@@ -97,9 +97,10 @@ def train(args) -> Path:
     rest = [p for p in net.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}], lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.steps))
-    # the worker is spawned, not forked: a fork of a process whose thread pools (torch, ONNX Runtime) hold locks can deadlock
+    # the worker comes from a fork server, not a fork of this process: forking a process whose thread pools (torch, ONNX
+    # Runtime) hold locks can deadlock the child, and spawned workers abort in C++ destructors at exit
     loader = torch.utils.data.DataLoader(Samples(args.seed, hw), batch_size=args.batch, collate_fn=collate, num_workers=1,
-                                         prefetch_factor=4, multiprocessing_context="spawn")
+                                         prefetch_factor=4, multiprocessing_context="forkserver")
     gen = torch.Generator().manual_seed(args.seed)
     start, running, step = time.monotonic(), {}, 0
     stopped = None
