@@ -203,12 +203,11 @@ def cmd_run(args, console: Console) -> int:
         from pipeline.config import ConfigError
 
         raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
-    code, _ = run_pipeline(cfg, console, args.quiet, args.debug)
-    return code
+    return run_pipeline(cfg, console, args.quiet, args.debug)
 
 
-def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> tuple[int, dict | None]:
-    """Run the pipeline ``cfg`` describes; (exit code, metrics or None when a stage failed)."""
+def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
+    """Run the pipeline ``cfg`` describes, with progress and the metrics table; returns the exit code."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from pipeline.metrics import render_table
@@ -245,7 +244,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> tuple[int, 
         say(f"error: {exc}{extra}")
         if debug:
             console.print("".join(traceback.format_exception(exc.error)), highlight=False)
-        return EXIT_FAILED, None
+        return EXIT_FAILED
     finally:
         if progress is not None:
             progress.stop()
@@ -258,11 +257,11 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> tuple[int, 
                 console.print(f"{label}: {p}")
     if metrics["aborted"]:
         say("aborted; outputs kept only as .partial files")
-        return EXIT_INTERRUPTED, metrics
+        return EXIT_INTERRUPTED
     if metrics["interrupted"]:
         say(f"interrupted after {metrics['frames_out']} frames; the outputs hold those frames")
-        return EXIT_INTERRUPTED, metrics
-    return EXIT_OK, metrics
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def cmd_demo(args, console: Console) -> int:
@@ -286,7 +285,7 @@ def cmd_demo(args, console: Console) -> int:
     detections = out / "detections.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
                               "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json")})
-    code, _ = run_pipeline(cfg, console, args.quiet, args.debug)
+    code = run_pipeline(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
     with console.status("scoring the detections against the ground truth (pycocotools)") if not args.quiet else nullcontext():

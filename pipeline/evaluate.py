@@ -53,7 +53,6 @@ def _load_predictions(path: Path) -> list[dict]:
 def evaluate(predictions: str | Path, ground_truth: str | Path) -> dict:
     """Score ``predictions`` (JSONL) against ``ground_truth`` (COCO JSON); see the module docstring."""
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     pred_path, gt_path = Path(predictions), Path(ground_truth)
     gt, records = _load_gt(gt_path), _load_predictions(pred_path)
@@ -80,24 +79,28 @@ def evaluate(predictions: str | Path, ground_truth: str | Path) -> dict:
     coco_gt.dataset = gt
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt.createIndex()
+    scored = set(image_ids)
     result = {"predictions": str(pred_path), "ground_truth": str(gt_path), "frames": len(image_ids),
-              "frames_not_scored": len(gt["images"]) - len(set(image_ids)), "detections": len(dets),
-              "objects": sum(1 for a in gt["annotations"] if a["image_id"] in set(image_ids) and not a.get("iscrowd"))}
+              "frames_not_scored": len(gt["images"]) - len(scored), "detections": len(dets),
+              "objects": sum(1 for a in gt["annotations"] if a["image_id"] in scored and not a.get("iscrowd"))}
     for kind in ("bbox", "segm"):
         if kind == "segm" and not with_masks:
             continue
-        result["box" if kind == "bbox" else "mask"] = _score(coco_gt, dets, kind, image_ids, COCOeval)
+        result["box" if kind == "bbox" else "mask"] = _score(coco_gt, dets, kind, sorted(scored))
     return result
 
 
-def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int], COCOeval) -> dict:
+def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int]) -> dict:
+    """COCOeval of ``kind`` ("bbox" or "segm") on ``image_ids``; its printout is swallowed."""
+    from pycocotools.cocoeval import COCOeval
+
     names = {c["id"]: c["name"] for c in coco_gt.dataset["categories"]}
     if not dets:
         return {"mAP": 0.0, "mAP50": 0.0, "mAP75": 0.0, "per_class": {n: {"mAP": 0.0, "mAP50": 0.0} for n in names.values()}}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes([dict(d) for d in dets])
         ev = COCOeval(coco_gt, coco_dt, kind)
-        ev.params.imgIds = sorted(set(image_ids))
+        ev.params.imgIds = image_ids
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
