@@ -74,19 +74,19 @@ def losses(raw, targets: list[dict], generator: torch.Generator | None = None) -
         index, ignored = assign(cells, t["boxes"], t["crowd"])
         pos = index >= 0
         target = torch.zeros_like(cls[b].T)  # (N, nc)
-        if pos.any():
-            gi = index[pos]
-            gt = t["boxes"][gi]
-            total_box = total_box + generalized_box_iou_loss(pred[b][pos], gt, reduction="sum")
-            quality = pair_iou(pred[b][pos].detach(), gt).clamp(min=0.05)
-            target[pos.nonzero()[:, 0], t["classes"][gi]] = quality
-            positives += int(pos.sum())
+        cells_pos = pos.nonzero()[:, 0]
+        if len(cells_pos):
+            gi = index[cells_pos]
+            gt, boxes_pos = t["boxes"][gi], pred[b][cells_pos]
+            total_box = total_box + generalized_box_iou_loss(boxes_pos, gt, reduction="sum")
+            target[cells_pos, t["classes"][gi]] = pair_iou(boxes_pos.detach(), gt).clamp(min=0.05)
+            positives += len(cells_pos)
             if protos is not None:
-                cells_pos = pos.nonzero()[:, 0]
-                if len(cells_pos) > MASK_CELLS:
-                    cells_pos = cells_pos[torch.randperm(len(cells_pos), generator=generator)[:MASK_CELLS]]
-                total_mask = total_mask + _mask_loss(coef[b][:, cells_pos].T, protos[b], t["masks"][index[cells_pos]],
-                                                     t["boxes"][index[cells_pos]]) * pos.sum() / len(cells_pos)
+                some = cells_pos
+                if len(some) > MASK_CELLS:
+                    some = some[torch.randperm(len(some), generator=generator)[:MASK_CELLS]]
+                total_mask = total_mask + _mask_loss(coef[b][:, some].T, protos[b], t["masks"][index[some]],
+                                                     t["boxes"][index[some]]) * len(cells_pos) / len(some)
         logits = cls[b].T
         focal = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * (logits.sigmoid() - target).abs().pow(2)
         total_cls = total_cls + focal[~ignored].sum()
