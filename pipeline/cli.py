@@ -56,6 +56,22 @@ COCO ground truth (e.g. the ground_truth.json of 'rtpipe demo'). Frames are matc
 classes by name; only frames present in the JSONL are scored.
 """
 
+BENCH_HELP = """\
+Measure a model in the pipeline, in one run, on one machine:
+
+  engine only   the model alone on preprocessed frames, back to back (no decoding or writing)
+  sequential    every stage in one thread, one frame at a time, as a simple script does it
+  pipelined     rtpipe's pipeline: a thread per stage, bounded queues, batching
+
+and report FPS of each, efficiency (pipelined / engine only), pipelining gain (pipelined /
+sequential), per-stage p50/p95/p99, capture-to-overlay and capture-to-sink latency, dropped
+frames, peak RSS (peak GPU memory on CUDA) and the stage that holds the pipeline back. The
+timed runs write their outputs (--sink) to a temporary folder that is deleted afterwards.
+
+--sweep KEY=V1,V2 ... measures every combination (keys: model, backend, device, batch, imgsz,
+sink), prints one table, and with --plot draws one line per configuration.
+"""
+
 INFO_HELP = "Print an engine's sidecar: what it is, how it was built and checked, and whether it can run here."
 
 
@@ -140,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth")
     e.add_argument("--json", metavar="PATH", dest="json_out", help="also write the results as JSON")
     e.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    bn = sub.add_parser("bench", help="measure engine-only, sequential and pipelined FPS, per-stage latency and memory",
+                        description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bn.add_argument("source", metavar="SOURCE", help="what to read, as for rtpipe run (a file: the first --frames frames)")
+    bn.add_argument("--model", default="demo", help="as for rtpipe run (default demo)")
+    bn.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, aoti or tensorrt (default auto)")
+    bn.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    bn.add_argument("--batch", type=int, default=1, help="frames per model call in engine-only and pipelined runs (default 1)")
+    bn.add_argument("--imgsz", type=int, help="input size; a builtin or checkpoint is exported at it (needs torch)")
+    bn.add_argument("--frames", type=int, default=300, help="frames per timed run (default 300)")
+    bn.add_argument("--warmup", type=int, default=10, help="untimed model calls before timing (default 10)")
+    bn.add_argument("--sink", default="jsonl", help="what the timed runs write: none, jsonl, or video (annotated H.264 + jsonl); "
+                                                    "default jsonl")
+    bn.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", help="measure every combination, e.g. batch=1,2,4 backend=onnxruntime,aoti")
+    bn.add_argument("--json", metavar="PATH", dest="json_out", help="write the report as JSON")
+    bn.add_argument("--plot", metavar="PNG", help="draw throughput and latency per configuration (needs matplotlib: rtpipe[bench])")
+    bn.add_argument("--weights", help="for torchvision:<arch>, as for rtpipe run")
+    bn.add_argument("--trust-checkpoint", action="store_true", dest="trust_checkpoint", help="as for rtpipe run")
+    bn.add_argument("--quiet", action="store_true", help="no progress bars and no tables")
+    bn.add_argument("--debug", action="store_true", help="show tracebacks")
 
     info = sub.add_parser("info", help="show what an engine is and whether it runs here", description=INFO_HELP)
     info.add_argument("engine", metavar="ENGINE", help="an engine made by rtpipe build (.onnx, .pt2, .engine) or its .json")
@@ -335,6 +371,85 @@ def cmd_build(args, console: Console) -> int:
     return EXIT_OK
 
 
+def _check_outputs(*paths: str | None) -> None:
+    from pipeline.config import ConfigError
+
+    given = [Path(p).expanduser() for p in paths if p is not None]
+    for p in given:
+        if p.is_dir() or not p.parent.is_dir():
+            raise ConfigError(f"output '{p}': give a file name in an existing folder")
+    if len({p.resolve() for p in given}) != len(given):
+        raise ConfigError("--json and --plot share one path: give them different files")
+
+
+def _write_json(path: str, data: dict) -> None:
+    import os
+
+    from pipeline.sinks import partial_path
+
+    partial = partial_path(Path(path))
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def cmd_bench(args, console: Console) -> int:
+    import shlex
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.bench import expand, load, make_config, measure, parse_sweep
+    from pipeline.bench.plot import require_matplotlib, save_plot
+    from pipeline.bench.report import render_report, render_sweep
+    from pipeline.bench.system import machine
+
+    _check_outputs(args.json_out, args.plot)
+    if args.plot:
+        require_matplotlib()
+    base = {k: getattr(args, k) for k in ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink")}
+    base.update(weights=None if args.weights == "random" else args.weights, trust_checkpoint=args.trust_checkpoint)
+    axes = parse_sweep(args.sweep) if args.sweep else {}
+    configs = expand(base, axes) if axes else [make_config(base)]
+    for cfg in configs:
+        _weights(cfg.model, args.weights)  # torchvision specs must say which weights
+    labels = [c.label(tuple(axes)) for c in configs] if axes else [configs[0].label()]
+    command = shlex.join(["rtpipe", *sys.argv[1:]])
+    models, reports = {}, []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=args.quiet) as bar:
+        for cfg in configs:  # load every model first: a bad configuration fails before hours of timing
+            key = (cfg.model, cfg.backend, cfg.device, cfg.imgsz)
+            if key not in models:
+                task = bar.add_task(f"loading {cfg.model} ({cfg.backend}, {cfg.device}, imgsz {cfg.imgsz or 'default'})", total=None)
+                models[key] = load(cfg)
+                bar.remove_task(task)
+        for cfg, label in zip(configs, labels):
+            def phase(name: str, total: int | None, label=label):
+                task = bar.add_task(f"{label}: {name}" if axes else name, total=total)
+                return lambda done: bar.update(task, completed=done)
+
+            reports.append(measure(cfg, models[(cfg.model, cfg.backend, cfg.device, cfg.imgsz)], command, phase))
+    if axes:
+        result = {"command": command, "machine": machine(configs[0].device), "sweep": axes,
+                  "configs": [{"label": label, **r} for label, r in zip(labels, reports)]}
+    else:
+        result = reports[0]
+    if args.json_out:
+        _write_json(args.json_out, result)
+    if args.plot:
+        m = reports[0]["machine"]
+        save_plot(reports, labels, args.plot, f"{configs[0].source} · {m['cpu']}, {m['cores']} cores" + (f" · {m['gpu']}" if m["gpu"] else ""))
+    if not args.quiet:
+        if axes:
+            console.print(render_sweep(reports, labels))
+        else:
+            for table in render_report(reports[0]):
+                console.print(table)
+        for label, p in (("report", args.json_out), ("plot", args.plot)):
+            if p:
+                console.print(f"{label}: {p}", highlight=False)
+    return EXIT_OK
+
+
 def cmd_info(args, console: Console) -> int:
     from pipeline.build.sidecar import problems, read
 
@@ -364,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.sources import SourceError
 
     try:
-        commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "info": cmd_info}
+        commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info}
         return commands[args.command](args, console)
     except CheckFailed as exc:
         say(f"error: {exc}")

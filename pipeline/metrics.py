@@ -45,7 +45,8 @@ class RunMetrics:
 
     def __init__(self):
         self.stages: dict[str, LatencyStats] = {}
-        self.e2e = LatencyStats()
+        self.e2e = LatencyStats()         # capture -> written by the sinks
+        self.to_overlay = LatencyStats()  # capture -> drawn (what a viewer sees)
         self.queues: dict[str, object] = {}  # name -> StageQueue (has .stats())
         self.frames_in = 0
         self.frames_out = 0
@@ -78,10 +79,12 @@ class RunMetrics:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "dropped": dropped,
+            "source_drops": self.source_drops,
             "wall_s": round(wall, 3),
             "fps": round(self.frames_out / wall, 3),
             "stages": {name: s.summary() for name, s in self.stages.items()},
             "e2e_latency": self.e2e.summary(),
+            "overlay_latency": self.to_overlay.summary(),
             "queues": queues,
         }
 

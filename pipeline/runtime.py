@@ -27,6 +27,7 @@ from pipeline.sinks import Sink
 from pipeline.sources import Source
 from pipeline.types import Detections, Frame, LetterboxMeta
 
+STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
 END = object()  # end of stream, passed down the stages in order
 _WAIT = 0.05    # the longest any wait lasts before the stop event is checked again
 
@@ -269,6 +270,7 @@ class Pipeline:
                     hud = {"fps": self.metrics.recent_fps(), "latency_ms": self.metrics.e2e.last()}
                 item.image = draw(item.frame.image, item.detections, names, hud=hud)
                 stats.add((time.perf_counter() - t0) * 1000)
+            self.metrics.to_overlay.add((time.monotonic() - item.frame.captured_at) * 1000)
             out.put(item)
         out.put(END)
 
@@ -294,9 +296,8 @@ class Pipeline:
         and the second aborts. Raises StageError if a stage failed; the sinks are then closed
         as incomplete (their partial files are kept under a ``.partial`` name).
         """
-        bodies = [("grab", self._grab), ("preprocess", self._preprocess), ("infer", self._infer),
-                  ("postprocess", self._postprocess), ("overlay", self._overlay), ("sink", self._sink)]
-        for name, _ in bodies:  # every stage appears in the metrics, in pipeline order
+        bodies = list(zip(STAGES, (self._grab, self._preprocess, self._infer, self._postprocess, self._overlay, self._sink)))
+        for name in STAGES:  # every stage appears in the metrics, in pipeline order
             self.metrics.stage(name)
         previous = None
         if handle_sigint and threading.current_thread() is threading.main_thread():

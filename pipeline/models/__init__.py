@@ -311,8 +311,8 @@ def load_model(
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
     settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic)
-    if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu"):
-        spec = checkpoint_of(spec)
+    if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu") or imgsz is not None:
+        spec = checkpoint_of(spec)  # a builtin's bundled ONNX has one input size; its checkpoint exports at any
     graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
     meta = graph.meta
     fit = Fit.from_dict(meta["fit"])

@@ -1,0 +1,131 @@
+"""The three measurements of ``rtpipe bench``; each reads the source afresh.
+
+- ``engine_only``: ``Model.infer`` on one preprocessed batch, back to back: no decoding,
+  preprocessing, postprocessing or writing. What "FPS = 1000 / inference ms" reports.
+- ``sequential``: every stage in one thread, one frame at a time, as a simple script does it.
+- ``pipelined``: the ``Pipeline`` (a thread per stage, bounded queues, batching).
+
+``progress(done)`` is called with the frames (or engine calls) done so far.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.bench.system import Usage
+from pipeline.metrics import LatencyStats, RunMetrics
+from pipeline.models import Model
+from pipeline.overlay import draw
+from pipeline.runtime import STAGES, Pipeline
+from pipeline.sinks import JsonlSink, Sink, VideoSink
+from pipeline.sources import Source, SourceError
+
+Progress = Callable[[int], None]
+
+
+def make_sinks(kind: str, folder: Path, tag: str, source: Source, names) -> list[Sink]:
+    """The outputs a timed run writes: none, ``TAG.jsonl``, or ``TAG.mp4`` (annotated H.264) + ``TAG.jsonl``."""
+    sinks: list[Sink] = []
+    if kind == "video":
+        sinks.append(VideoSink(folder / f"{tag}.mp4", source.fps, live=source.live))
+    if kind in ("jsonl", "video"):
+        sinks.append(JsonlSink(folder / f"{tag}.jsonl", names))
+    return sinks
+
+
+def sample_batch(source: Source, model: Model, batch: int) -> np.ndarray:
+    """The first ``batch`` frames of the source, preprocessed and stacked (repeated if the source is shorter)."""
+    frames = source.frames()
+    try:
+        tensors = [model.preprocess(f.image)[0] for f, _ in zip(frames, range(batch))]
+    finally:
+        frames.close()
+    if not tensors:
+        raise SourceError(f"source '{source.uri}' gave no frames to benchmark")
+    return np.stack([tensors[i % len(tensors)] for i in range(batch)])
+
+
+def engine_only(model: Model, batch: np.ndarray, calls: int, warmup: int, progress: Progress | None = None) -> dict:
+    """``calls`` timed ``infer`` calls after ``warmup`` untimed ones -> fps (frames/s) and per-call latency."""
+    for _ in range(warmup):
+        model.infer(batch)
+    stats = LatencyStats()
+    started = time.perf_counter()
+    for i in range(calls):
+        t0 = time.perf_counter()
+        model.infer(batch)
+        stats.add((time.perf_counter() - t0) * 1000)
+        if progress is not None:
+            progress(i + 1)
+    wall = time.perf_counter() - started
+    return {"fps": round(calls * len(batch) / wall, 3), "calls": calls, "batch": len(batch), "latency_ms": stats.summary()}
+
+
+@contextmanager
+def _timed(stats: LatencyStats):
+    t0 = time.perf_counter()
+    yield
+    stats.add((time.perf_counter() - t0) * 1000)
+
+
+def sequential(source: Source, model: Model, sinks: list[Sink], frames: int, device: str,
+               progress: Progress | None = None) -> tuple[dict, Usage]:
+    """One thread, one frame at a time through every stage -> (a metrics dict shaped as ``Pipeline.run``'s, its usage)."""
+    with Usage(device) as usage:
+        metrics = _sequential(source, model, sinks, frames, progress)
+    return metrics, usage
+
+
+def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, progress: Progress | None) -> dict:
+    m = RunMetrics()
+    stage = {name: m.stage(name) for name in STAGES}
+    annotate = any(s.needs_image for s in sinks)
+    names = model.metadata.names
+    stream = source.frames()
+    complete = False
+    m.started = time.monotonic()
+    try:
+        while m.frames_in < frames:
+            with _timed(stage["grab"]):
+                frame = next(stream, None)
+            if frame is None:
+                break
+            m.frames_in += 1
+            with _timed(stage["preprocess"]):
+                tensor, meta = model.preprocess(frame.image)
+            with _timed(stage["infer"]):
+                outputs = model.infer(tensor[None])
+            with _timed(stage["postprocess"]):
+                detections = model.decode(outputs, [meta])[0]
+            image = None
+            if annotate:
+                with _timed(stage["overlay"]):
+                    image = draw(frame.image, detections, names)
+            m.to_overlay.add((time.monotonic() - frame.captured_at) * 1000)
+            with _timed(stage["sink"]):
+                for s in sinks:
+                    s.write(frame, detections, image)
+            m.frame_out(frame.captured_at)
+            if progress is not None:
+                progress(m.frames_out)
+        complete = True
+    finally:
+        stream.close()
+        m.ended = time.monotonic()
+        m.source_drops = source.drops
+        for s in sinks:
+            s.close(complete)
+    return m.to_dict()
+
+
+def pipelined(source: Source, model: Model, sinks: list[Sink], frames: int, batch: int, device: str,
+              progress: Progress | None = None) -> tuple[dict, Usage]:
+    """The threaded pipeline on ``frames`` frames -> (its metrics dict, its usage)."""
+    with Usage(device) as usage:
+        metrics = Pipeline(source, model, sinks, batch=batch, max_frames=frames, on_frame=progress).run(handle_sigint=False)
+    return metrics, usage

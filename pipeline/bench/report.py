@@ -1,0 +1,156 @@
+"""The benchmark report (a JSON-ready dict) and its tables.
+
+Ratios come from measurements taken in the same run: efficiency = pipelined end-to-end FPS /
+engine-only FPS; pipelining gain = pipelined / sequential FPS. The bottleneck is the stage
+that is busy longest per frame in the pipelined run: with a thread per stage, throughput
+cannot beat one frame per that time (for a live source, ``grab`` waits on the camera, so a
+``grab`` bottleneck means the source's own rate).
+"""
+
+from __future__ import annotations
+
+from pipeline.bench.system import Usage
+
+PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def _percentiles(summary: dict) -> dict:
+    return {k: summary[k] for k in PERCENTILES}
+
+
+def stage_table(metrics: dict) -> dict:
+    """Per stage: p50/p95/p99 of one call, mean, calls, and busy time per frame out (ms)."""
+    out = {}
+    frames = max(metrics["frames_out"], 1)
+    for name, s in metrics["stages"].items():
+        busy = None if s["count"] == 0 else round(s["count"] * s["mean_ms"] / frames, 3)
+        out[name] = {**_percentiles(s), "mean_ms": s["mean_ms"], "calls": s["count"], "busy_ms_per_frame": busy}
+    return out
+
+
+def bottleneck(stages: dict, e2e_fps: float, cores_busy: float | None, cores: int | None) -> dict | None:
+    """What holds the pipelined run back.
+
+    ``stage``: the stage busy longest per frame, and that time against the frame interval.
+    ``limit``: "cpu" when the process kept >= 90 % of the cores busy (then every stage is
+    slowed by the others and ``stage`` is only the largest user), else "stage".
+    """
+    busy = {k: v["busy_ms_per_frame"] for k, v in stages.items() if v["busy_ms_per_frame"] is not None}
+    if not busy:
+        return None
+    name = max(busy, key=busy.get)
+    interval = 1000 / e2e_fps if e2e_fps else None
+    cpu_bound = cores_busy is not None and cores is not None and cores_busy >= 0.9 * cores
+    return {"stage": name, "busy_ms_per_frame": busy[name], "frame_interval_ms": None if interval is None else round(interval, 3),
+            "share_of_interval": None if interval is None else round(busy[name] / interval, 3),
+            "cores_busy": cores_busy, "cores": cores, "limit": "cpu" if cpu_bound else "stage"}
+
+
+def make_report(config: dict, engine: dict, sequential: tuple[dict, Usage], pipelined: tuple[dict, Usage], *,
+                command: str, machine: dict) -> dict:
+    """Everything one configuration measured, with the ratios and the bottleneck.
+
+    engine: ``phases.engine_only``'s dict; sequential, pipelined: (metrics dict, Usage) of those runs.
+    """
+    (seq, seq_use), (pipe, use) = sequential, pipelined
+    e2e_fps, seq_fps, engine_fps = pipe["fps"], seq["fps"], engine["fps"]
+    stages = stage_table(pipe)
+    produced = pipe["frames_in"] + pipe["source_drops"]  # frames the source made while the run took frames
+    infer_p50 = stages["infer"]["p50_ms"]
+    return {
+        "command": command,
+        "machine": machine,
+        "config": config,
+        "source": pipe["source"],
+        "model": pipe["model"],
+        "engine_fps": engine_fps,
+        "sequential_fps": seq_fps,
+        "e2e_fps": e2e_fps,
+        "efficiency": _ratio(e2e_fps, engine_fps),
+        "pipelining_gain": _ratio(e2e_fps, seq_fps),
+        "frames": pipe["frames_out"],
+        "dropped_frames": pipe["dropped"],
+        "dropped_fraction": _ratio(pipe["dropped"], produced) if produced else 0.0,
+        "peak_rss_mb": use.rss_mb,
+        "peak_rss_scope": use.rss_scope,
+        "peak_gpu_mem_mb": use.gpu_mb,
+        "cpu_cores_busy": use.cores_busy,
+        "stages": stages,
+        "latency_ms": {"capture_to_overlay": _percentiles(pipe["overlay_latency"]),
+                       "capture_to_sink": _percentiles(pipe["e2e_latency"])},
+        "bottleneck": bottleneck(stages, e2e_fps, use.cores_busy, machine.get("cores")),
+        "engine": {"calls": engine["calls"], "batch": engine["batch"], "latency_ms": _percentiles(engine["latency_ms"]),
+                   "infer_in_pipeline_over_alone": _ratio(infer_p50, engine["latency_ms"]["p50_ms"]) if infer_p50 else None},
+        "sequential": {"frames": seq["frames_out"], "wall_s": seq["wall_s"], "dropped_frames": seq["dropped"],
+                       "cpu_cores_busy": seq_use.cores_busy, "peak_rss_mb": seq_use.rss_mb,
+                       "stages": stage_table(seq), "latency_ms": {"capture_to_sink": _percentiles(seq["e2e_latency"])}},
+        "pipelined": {"wall_s": pipe["wall_s"], "queues": pipe["queues"]},
+    }
+
+
+def _f(v, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def render_report(report: dict):
+    """Two rich Tables: the measurements and ratios, then the stages of both runs."""
+    from rich.table import Table
+
+    cfg, bn, eng = report["config"], report["bottleneck"], report["engine"]
+    title = (f"{report['model']['path']} ({report['model']['backend']}, batch {cfg['batch']}) on {cfg['source']}: "
+             f"{report['frames']} frames, sink {cfg['sink']}")
+    summary = Table(title=title, show_header=False)
+    summary.add_column(justify="left")
+    summary.add_column(justify="right")
+    summary.add_column(justify="left", style="dim")
+    lat = report["latency_ms"]
+    rows = [
+        ("engine only", f"{_f(report['engine_fps'])} FPS", f"p50 {_f(eng['latency_ms']['p50_ms'])} ms a call, no I/O"),
+        ("sequential", f"{_f(report['sequential_fps'])} FPS", "one thread, one frame at a time"),
+        ("pipelined", f"{_f(report['e2e_fps'])} FPS", "a thread per stage"),
+        ("efficiency", _f(report["efficiency"], 3), "pipelined / engine only"),
+        ("pipelining gain", _f(report["pipelining_gain"], 3), "pipelined / sequential"),
+        ("dropped", f"{report['dropped_frames']} ({100 * (report['dropped_fraction'] or 0):.1f} %)", "of the frames the source made"),
+        ("capture → overlay", "/".join(_f(lat["capture_to_overlay"][k]) for k in PERCENTILES), "ms p50/p95/p99"),
+        ("capture → sink", "/".join(_f(lat["capture_to_sink"][k]) for k in PERCENTILES), "ms p50/p95/p99"),
+        ("peak RSS", f"{_f(report['peak_rss_mb'])} MB", "pipelined run"),
+    ]
+    if report["peak_gpu_mem_mb"] is not None:
+        rows.append(("peak GPU memory", f"{_f(report['peak_gpu_mem_mb'])} MB", "torch's CUDA allocator"))
+    rows.append(("CPU", f"{_f(report['cpu_cores_busy'], 2)} cores busy", f"of {report['machine']['cores']}; sequential "
+                 f"{_f(report['sequential']['cpu_cores_busy'], 2)}"))
+    if bn:
+        busy = f"{bn['stage']} busy {_f(bn['busy_ms_per_frame'], 2)} ms of each {_f(bn['frame_interval_ms'], 2)} ms frame"
+        rows.append(("held back by", "the CPU" if bn["limit"] == "cpu" else bn["stage"],
+                     f"all cores busy; largest user: {busy}" if bn["limit"] == "cpu" else busy))
+    for row in rows:
+        summary.add_row(*row)
+    stages = Table(title="stages: ms per call, and busy ms per frame")
+    for col in ("stage", "p50", "p95", "p99", "busy/frame", "sequential busy/frame"):
+        stages.add_column(col, justify="left" if col == "stage" else "right")
+    seq = report["sequential"]["stages"]
+    for name, s in report["stages"].items():
+        mark = " ◀" if bn and name == bn["stage"] else ""
+        stages.add_row(name + mark, _f(s["p50_ms"]), _f(s["p95_ms"]), _f(s["p99_ms"]), _f(s["busy_ms_per_frame"], 2),
+                       _f(seq[name]["busy_ms_per_frame"], 2))
+    return summary, stages
+
+
+def render_sweep(reports: list[dict], labels: list[str]):
+    """One row per configuration."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(reports)} configurations on {reports[0]['config']['source']}")
+    for col in ("configuration", "engine FPS", "sequential FPS", "pipelined FPS", "efficiency", "gain", "e2e p50/p95 ms",
+                "dropped", "bottleneck"):
+        table.add_column(col, justify="left" if col in ("configuration", "bottleneck") else "right")
+    for label, r in zip(labels, reports):
+        lat = r["latency_ms"]["capture_to_sink"]
+        table.add_row(label, _f(r["engine_fps"]), _f(r["sequential_fps"]), _f(r["e2e_fps"]), _f(r["efficiency"], 3),
+                      _f(r["pipelining_gain"], 3), f"{_f(lat['p50_ms'])}/{_f(lat['p95_ms'])}", str(r["dropped_frames"]),
+                      r["bottleneck"]["stage"] if r["bottleneck"] else "-")
+    return table
