@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--seed", type=int, default=DEMO_SEED, help=f"which clip to generate (default {DEMO_SEED})")
     d.add_argument("--frames", type=int, default=300, help="clip length in frames at 30 FPS (default 300)")
+    d.add_argument("--size", default="1280x720", metavar="WxH", help="clip size (default 1280x720; the model was trained on 16:9)")
     d.add_argument("--out", default="demo-out", metavar="DIR", help="where the files go (default demo-out/)")
     d.add_argument("--backend", default="auto", help="runtime, as for rtpipe run (default auto)")
     d.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -300,6 +301,17 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     return EXIT_OK
 
 
+def _size(text: str) -> tuple[int, int]:
+    import re
+
+    from pipeline.config import ConfigError
+
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower())
+    if not m or not (64 <= int(m[1]) <= 7680 and 64 <= int(m[2]) <= 4320) or int(m[1]) % 2 or int(m[2]) % 2:
+        raise ConfigError(f"--size {text}: give WIDTHxHEIGHT, even numbers from 64x64 to 7680x4320, e.g. 1920x1080")
+    return int(m[1]), int(m[2])
+
+
 def cmd_demo(args, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -309,15 +321,17 @@ def cmd_demo(args, console: Console) -> int:
 
     if args.frames < 1:
         raise ConfigError(f"--frames {args.frames}: give at least 1 frame")
+    size = _size(args.size)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: give a folder")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=args.quiet) as progress:
         task = progress.add_task(f"rendering clip {args.seed}", total=args.frames)
-        clip, gt = write_clip(out, args.seed, args.frames, progress=lambda n: progress.update(task, completed=n))
+        clip, gt = write_clip(out, args.seed, args.frames, size, progress=lambda n: progress.update(task, completed=n))
     if not args.quiet:
-        console.print(f"clip: {clip} ({args.frames} frames, seed {args.seed}); ground truth: {gt}", highlight=False, soft_wrap=True)
+        console.print(f"clip: {clip} ({args.frames} frames of {size[0]}x{size[1]}, seed {args.seed}); ground truth: {gt}",
+                      highlight=False, soft_wrap=True)
     detections = out / "detections.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
                               "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json")})

@@ -179,3 +179,49 @@ def test_pickled_checkpoint_is_refused_without_trust(tmp_path):
     torch.save({"model": build_parser}, tmp_path / "m.pt")  # any pickled object
     r = rtpipe("run", "synthetic:64x48@30", "--model", tmp_path / "m.pt")
     assert r.returncode == 2 and "--trust-checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bench_writes_report_and_plot(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=20)
+    r = rtpipe("bench", clip, "--model", "tiny-seg", "--frames", 15, "--warmup", 1, "--sink", "video",
+               "--json", tmp_path / "r.json", "--plot", tmp_path / "p.png")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["frames"] == 15 and report["config"]["sink"] == "video" and report["stages"]["overlay"]["calls"] == 15
+    assert report["command"].startswith("rtpipe bench ") and "--sink video" in report["command"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "pipelining gain" in r.stderr and "held back by" in r.stderr
+
+
+def test_bench_sweep_measures_every_configuration(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=10)
+    r = rtpipe("bench", clip, "--model", "tiny-seg", "--frames", 10, "--warmup", 0, "--sweep", "batch=1,2", "sink=none,jsonl",
+               "--json", tmp_path / "r.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["sweep"] == {"batch": ["1", "2"], "sink": ["none", "jsonl"]}
+    assert [c["label"] for c in out["configs"]] == ["batch=1 sink=none", "batch=1 sink=jsonl", "batch=2 sink=none", "batch=2 sink=jsonl"]
+    assert [(c["config"]["batch"], c["engine"]["batch"]) for c in out["configs"]] == [(1, 1), (1, 1), (2, 2), (2, 2)]
+    assert all(c["frames"] == 10 for c in out["configs"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sweep", "batch=1,x"], "--sweep batch=x: key 'batch'"),
+    (["--sweep", "speed=1,2"], "'speed' cannot be swept"),
+    (["--model", "nope.onnx"], "model 'nope.onnx' not found"),
+    (["--frames", "0"], "key 'frames'"),
+    (["--json", "missing/r.json"], "give a file name in an existing folder"),
+    (["--backend", "aoti", "--model", "tiny-seg"], "aoti"),
+])
+def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    r = rtpipe("bench", clip, "--frames", 5, *args, "--json", tmp_path / "r.json", cwd=tmp_path) if "--json" not in args else \
+        rtpipe("bench", clip, "--frames", 5, *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_bad_source_is_one_line(tmp_path):
+    r = rtpipe("bench", tmp_path / "none.mp4", "--model", "tiny-seg")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -87,14 +87,15 @@ def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, pr
     annotate = any(s.needs_image for s in sinks)
     names = model.metadata.names
     stream = source.frames()
-    complete = False
+    complete, found = False, 0
     m.started = time.monotonic()
     try:
         while m.frames_in < frames:
-            with _timed(stage["grab"]):
-                frame = next(stream, None)
+            t0 = time.perf_counter()
+            frame = next(stream, None)
             if frame is None:
                 break
+            stage["grab"].add((time.perf_counter() - t0) * 1000)
             m.frames_in += 1
             with _timed(stage["preprocess"]):
                 tensor, meta = model.preprocess(frame.image)
@@ -102,6 +103,7 @@ def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, pr
                 outputs = model.infer(tensor[None])
             with _timed(stage["postprocess"]):
                 detections = model.decode(outputs, [meta])[0]
+            found += len(detections)
             image = None
             if annotate:
                 with _timed(stage["overlay"]):
@@ -120,7 +122,7 @@ def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, pr
         m.source_drops = source.drops
         for s in sinks:
             s.close(complete)
-    return m.to_dict()
+    return {**m.to_dict(), "detections_per_frame": round(found / max(m.frames_out, 1), 2)}
 
 
 def pipelined(source: Source, model: Model, sinks: list[Sink], frames: int, batch: int, device: str,

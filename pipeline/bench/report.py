@@ -73,6 +73,7 @@ def make_report(config: dict, engine: dict, sequential: tuple[dict, Usage], pipe
         "efficiency": _ratio(e2e_fps, engine_fps),
         "pipelining_gain": _ratio(e2e_fps, seq_fps),
         "frames": pipe["frames_out"],
+        "detections_per_frame": seq["detections_per_frame"],
         "dropped_frames": pipe["dropped"],
         "dropped_fraction": _ratio(pipe["dropped"], produced) if produced else 0.0,
         "peak_rss_mb": use.rss_mb,
@@ -102,7 +103,7 @@ def render_report(report: dict):
 
     cfg, bn, eng = report["config"], report["bottleneck"], report["engine"]
     title = (f"{report['model']['path']} ({report['model']['backend']}, batch {cfg['batch']}) on {cfg['source']}: "
-             f"{report['frames']} frames, sink {cfg['sink']}")
+             f"{report['frames']} frames, {report['detections_per_frame']} detections a frame, sink {cfg['sink']}")
     summary = Table(title=title, show_header=False)
     summary.add_column(justify="left")
     summary.add_column(justify="right")

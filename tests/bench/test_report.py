@@ -1,0 +1,87 @@
+import json
+import os
+
+import pytest
+
+from pipeline.bench import load, make_config, measure
+from pipeline.bench.report import bottleneck, render_report, render_sweep, stage_table
+from pipeline.runtime import STAGES
+from tests.conftest import SlowModel, make_clip
+
+REQUIRED = {"engine_fps", "sequential_fps", "e2e_fps", "efficiency", "pipelining_gain", "dropped_frames", "peak_rss_mb", "stages",
+            "command", "machine"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, tiny_model):
+    clip = make_clip(tmp_path_factory.mktemp("bench") / "clip.mp4", frames=24)
+    cfg = make_config({"source": str(clip), "model": "tiny-seg", "frames": 100, "warmup": 2, "batch": 2})
+    return measure(cfg, tiny_model, "rtpipe bench clip.mp4")
+
+
+def test_report_has_the_promised_keys_and_is_json(report):
+    assert REQUIRED <= set(report)
+    assert json.loads(json.dumps(report)) == report
+    assert list(report["stages"]) == list(STAGES)
+    for s in report["stages"].values():
+        assert {"p50_ms", "p95_ms", "p99_ms"} <= set(s)
+    assert report["command"] == "rtpipe bench clip.mp4" and report["machine"]["cores"] == os.cpu_count()
+
+
+def test_report_is_consistent_with_itself(report):
+    assert report["frames"] == report["sequential"]["frames"] == 24  # the clip is shorter than --frames
+    assert report["dropped_frames"] == 0 and report["dropped_fraction"] == 0  # a file loses nothing
+    assert report["efficiency"] == round(report["e2e_fps"] / report["engine_fps"], 3)
+    assert report["pipelining_gain"] == round(report["e2e_fps"] / report["sequential_fps"], 3)
+    assert abs(report["e2e_fps"] * report["pipelined"]["wall_s"] - 24) < 0.1
+    assert report["engine"]["calls"] == 12 and report["engine"]["batch"] == 2  # ceil(24 / 2), at least 10
+    assert report["stages"]["infer"]["calls"] == 12 and report["stages"]["grab"]["calls"] == 24
+    assert report["stages"]["overlay"]["calls"] == 0  # jsonl sink: nothing drawn
+    for s in [*report["stages"].values(), *report["latency_ms"].values()]:
+        if s["p50_ms"] is not None:
+            assert s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"]
+    busy = {k: v["busy_ms_per_frame"] for k, v in report["stages"].items() if v["busy_ms_per_frame"] is not None}
+    assert report["bottleneck"]["stage"] == max(busy, key=busy.get)
+    assert report["peak_rss_mb"] > 50 and report["peak_gpu_mem_mb"] is None
+    assert report["model"]["backend"] == "onnxruntime" and report["config"]["batch"] == 2
+
+
+def test_a_slow_engine_is_named_as_the_bottleneck(tmp_path, tiny_model):
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    cfg = make_config({"source": str(clip), "frames": 8, "warmup": 0, "sink": "none"})
+    r = measure(cfg, SlowModel(tiny_model, 0.04), "rtpipe bench")
+    assert r["bottleneck"]["stage"] == "infer" and r["bottleneck"]["limit"] == "stage"  # sleeping takes no CPU
+    assert r["stages"]["infer"]["busy_ms_per_frame"] >= 40 and r["engine"]["latency_ms"]["p50_ms"] >= 40
+
+
+def test_bottleneck_rules():
+    stages = {"grab": {"busy_ms_per_frame": 2.0}, "infer": {"busy_ms_per_frame": 8.0}, "overlay": {"busy_ms_per_frame": None}}
+    b = bottleneck(stages, 100.0, cores_busy=1.0, cores=2)
+    assert b == {"stage": "infer", "busy_ms_per_frame": 8.0, "frame_interval_ms": 10.0, "share_of_interval": 0.8,
+                 "cores_busy": 1.0, "cores": 2, "limit": "stage"}
+    assert bottleneck(stages, 100.0, cores_busy=1.9, cores=2)["limit"] == "cpu"
+    assert bottleneck({"grab": {"busy_ms_per_frame": None}}, 0.0, None, 2) is None
+
+
+def test_stage_table_busy_time_is_per_frame_out():
+    metrics = {"frames_out": 10, "stages": {
+        "infer": {"count": 5, "mean_ms": 20.0, "p50_ms": 19.0, "p95_ms": 25.0, "p99_ms": 26.0},  # batches of 2
+        "overlay": {"count": 0, "mean_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None}}}
+    t = stage_table(metrics)
+    assert t["infer"]["busy_ms_per_frame"] == 10.0 and t["overlay"]["busy_ms_per_frame"] is None
+
+
+def test_tables_render(report):
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    for table in render_report(report):
+        console.print(table)
+    console.print(render_sweep([report, report], ["a", "b"]))
+    text = console.export_text()
+    assert "pipelining gain" in text and "held back by" in text and "2 configurations" in text
+
+
+def test_load_uses_the_configured_backend():
+    m = load(make_config({"source": "x", "model": "tiny-seg", "backend": "onnxruntime"}))
+    assert m.metadata.backend == "onnxruntime"
