@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from pipeline.runtime import END, Pipeline, StageError, StageQueue, Stopped
+from pipeline.runtime import END, OTHER_STAGES_NICE, Pipeline, StageError, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import open_source
 from tests.conftest import FailingModel, SlowModel, make_clip, rss_mb
@@ -227,3 +228,25 @@ def test_live_batches_fill_within_the_wait_and_stay_bounded(tiny_model):
     assert m["queues"]["infer"]["capacity"] == 4
     # a frame waits at most one model call plus the batch wait before its own call
     assert m["e2e_latency"]["p95_ms"] < 3 * model_s * 1000 + 2 * 20
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread niceness is Linux-only")
+def test_only_the_infer_stage_keeps_normal_priority(tiny_model):
+    seen = {}
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    class Recording(SlowModel):
+        def infer(self, batch):
+            seen["infer"] = niceness()
+            return super().infer(batch)
+
+    class NiceSink(Sink):
+        def write(self, frame, detections, image):
+            seen["sink"] = niceness()
+
+    base = niceness()
+    Pipeline(open_source("synthetic:160x120@30?live=0&frames=3"), Recording(tiny_model, 0.0), [NiceSink()]).run(handle_sigint=False)
+    assert seen == {"infer": base, "sink": min(base + OTHER_STAGES_NICE, 19)}
+    assert niceness() == base  # the caller's thread is untouched
