@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.runtime import END, OTHER_STAGES_NICE, Pipeline, StageError, StageQueue, Stopped
+from pipeline.runtime import END, FEEDER_NICE, Pipeline, StageError, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import open_source
 from tests.conftest import FailingModel, SlowModel, make_clip, rss_mb
@@ -231,13 +231,17 @@ def test_live_batches_fill_within_the_wait_and_stay_bounded(tiny_model):
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread niceness is Linux-only")
-def test_only_the_infer_stage_keeps_normal_priority(tiny_model):
+def test_the_feeding_stages_yield_to_the_model_and_the_outputs(tiny_model):
     seen = {}
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     class Recording(SlowModel):
+        def preprocess(self, image):
+            seen["preprocess"] = niceness()
+            return super().preprocess(image)
+
         def infer(self, batch):
             seen["infer"] = niceness()
             return super().infer(batch)
@@ -248,5 +252,5 @@ def test_only_the_infer_stage_keeps_normal_priority(tiny_model):
 
     base = niceness()
     Pipeline(open_source("synthetic:160x120@30?live=0&frames=3"), Recording(tiny_model, 0.0), [NiceSink()]).run(handle_sigint=False)
-    assert seen == {"infer": base, "sink": min(base + OTHER_STAGES_NICE, 19)}
+    assert seen == {"preprocess": min(base + FEEDER_NICE, 19), "infer": base, "sink": base}
     assert niceness() == base  # the caller's thread is untouched

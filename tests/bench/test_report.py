@@ -33,7 +33,7 @@ def test_report_is_consistent_with_itself(report):
     assert report["dropped_frames"] == 0 and report["dropped_fraction"] == 0  # a file loses nothing
     assert report["efficiency"] == round(report["e2e_fps"] / report["engine_fps"], 3)
     assert report["pipelining_gain"] == round(report["e2e_fps"] / report["sequential_fps"], 3)
-    assert abs(report["e2e_fps"] * report["pipelined"]["wall_s"] - 24) < 0.1
+    assert report["e2e_fps"] == pytest.approx(24 / report["pipelined"]["wall_s"], rel=0.02)  # wall_s is rounded to ms
     assert report["engine"]["calls"] == 12 and report["engine"]["batch"] == 2  # ceil(24 / 2), at least 10
     assert report["stages"]["infer"]["calls"] == 12 and report["stages"]["grab"]["calls"] == 24
     assert report["stages"]["overlay"]["calls"] == 0  # jsonl sink: nothing drawn
@@ -43,6 +43,10 @@ def test_report_is_consistent_with_itself(report):
     busy = {k: v["busy_ms_per_frame"] for k, v in report["stages"].items() if v["busy_ms_per_frame"] is not None}
     assert report["bottleneck"]["stage"] == max(busy, key=busy.get)
     assert report["peak_rss_mb"] > 50 and report["peak_gpu_mem_mb"] is None
+    seq_cores = report["sequential"]["cpu_cores_busy"]
+    assert report["cpu_bound_fps"] == round(os.cpu_count() * report["sequential_fps"] / seq_cores, 3)
+    assert report["ceilings"]["pipelining_gain"] == round(report["cpu_bound_fps"] / report["sequential_fps"], 3)
+    assert report["ceilings"]["efficiency"] <= 1
     assert report["model"]["backend"] == "onnxruntime" and report["config"]["batch"] == 2
 
 
