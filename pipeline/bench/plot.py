@@ -31,20 +31,24 @@ def figure(reports: list[dict], labels: list[str], title: str):
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5), layout="constrained")
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
     fps_ax, lat_ax = fig.subplots(1, 2)
-    for report, label in zip(reports, labels):
-        fps_ax.plot([name for name, _ in THROUGHPUT], [report[key] for _, key in THROUGHPUT], marker="o", label=label)
+    colours = colormaps["tab10" if len(reports) <= 10 else "tab20"].colors
+    for i, (report, label) in enumerate(zip(reports, labels)):
+        style = {"color": colours[i % len(colours)], "marker": "osD^v<>"[i % 7], "linestyle": ("-", "--", ":")[i // len(colours) % 3],
+                 "label": label}
+        fps_ax.plot([name for name, _ in THROUGHPUT], [report[key] for _, key in THROUGHPUT], **style)
         lat = report["latency_ms"]["capture_to_sink"]
-        lat_ax.plot([name for name, _ in LATENCY], [lat[key] for _, key in LATENCY], marker="o", label=label)
+        lat_ax.plot([name for name, _ in LATENCY], [lat[key] for _, key in LATENCY], **style)
     fps_ax.set(title="Throughput", xlabel="measurement", ylabel="frames per second")
     lat_ax.set(title="Capture-to-sink latency (pipelined)", xlabel="percentile", ylabel="milliseconds")
     for ax in (fps_ax, lat_ax):
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    fps_ax.legend(fontsize="small")
+    fig.legend(*fps_ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", title="configuration")
     fig.suptitle(title, fontsize="medium")
     return fig
 

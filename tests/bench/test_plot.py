@@ -17,9 +17,16 @@ def test_one_line_per_configuration_on_labelled_axes():
     for ax in (fps_ax, lat_ax):
         assert len(ax.get_lines()) == 3
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
-    assert [t.get_text() for t in fps_ax.get_legend().get_texts()] == labels
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == labels
+    assert len({tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color() for line in fps_ax.get_lines()}) == 3
     assert list(fps_ax.get_lines()[1].get_ydata()) == [200, 80, 140]
     assert list(lat_ax.get_lines()[0].get_ydata()) == [20, 30, 35]
+
+
+def test_many_configurations_stay_distinguishable():
+    fig = figure([fake_report(1 + i / 10) for i in range(12)], [f"c{i}" for i in range(12)], "t")
+    lines = fig.axes[0].get_lines()
+    assert len({(str(line.get_color()), line.get_marker()) for line in lines}) == 12
 
 
 def test_save_plot_writes_a_png_and_no_partial(tmp_path):
