@@ -46,6 +46,6 @@ def measure(cfg: BenchConfig, model: Model, command: str, progress: PhaseProgres
                          progress("sequential", frames))
         source = open_source(cfg.source)
         pipe = pipelined(source, model, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
-                               cfg.device, progress("pipelined", frames))
+                         cfg.device, progress("pipelined", frames))
     return make_report(cfg.model_dump(exclude={"weights", "trust_checkpoint"}), engine, seq, pipe, command=command,
                        machine=machine(cfg.device))

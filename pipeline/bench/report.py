@@ -4,7 +4,9 @@ Ratios come from measurements taken in the same run: efficiency = pipelined end-
 engine-only FPS; pipelining gain = pipelined / sequential FPS. The bottleneck is the stage
 that is busy longest per frame in the pipelined run: with a thread per stage, throughput
 cannot beat one frame per that time (for a live source, ``grab`` waits on the camera, so a
-``grab`` bottleneck means the source's own rate).
+``grab`` bottleneck means the source's own rate). ``cpu_bound_fps`` spreads the sequential
+run's CPU time per frame over every core: no schedule of that work is faster, which caps
+both ratios (``ceilings``).
 """
 
 from __future__ import annotations
