@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-wait-ms", type=float, dest="batch_wait_ms",
                      help="live sources: longest wait to fill a batch (default 10)")
     run.add_argument("--frames", type=int, help="stop after reading N frames from the source")
+    run.add_argument("--reconnect", type=float, metavar="SECONDS",
+                     help="how long a dropped camera or network stream is retried, with backoff, before the run ends "
+                          "(default 30; 0: never)")
     run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
     run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")
@@ -234,7 +237,7 @@ def cmd_run(args, console: Console) -> int:
     overrides = {k: getattr(args, k) for k in (
         "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "classes",
         "batch", "batch_wait_ms",
-        "frames", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
+        "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
     cfg = build_config(args.config, overrides)
     if cfg.source is None:
         from pipeline.config import ConfigError
@@ -257,7 +260,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     weights = _weights(cfg.model, cfg.weights)
     model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
                        classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint)
-    source = open_source(cfg.source)
+    source = open_source(cfg.source, reconnect=cfg.reconnect)
     sinks = _make_sinks(cfg, source, model)
     for s in sinks:
         if hasattr(s, "url"):

@@ -40,6 +40,7 @@ class RunConfig(BaseModel):
     batch: int = Field(1, ge=1, le=256, description="frames per model call")
     batch_wait_ms: float = Field(10.0, ge=0.0, le=10_000, description="live sources: longest wait to fill a batch")
     frames: int | None = Field(None, gt=0, description="stop after this many frames")
+    reconnect: float = Field(30.0, ge=0.0, le=86_400, description="seconds a dropped camera or stream is retried (0: never)")
     save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov)")
     json_path: Path | None = Field(None, alias="json", description="JSONL detections output")
     show: bool = Field(False, description="show a window (needs OpenCV with GUI)")

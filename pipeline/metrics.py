@@ -100,6 +100,11 @@ def render_table(metrics: dict):
         f"{metrics['frames_out']} frames in {metrics['wall_s']:.2f} s · {metrics['fps']:.1f} FPS · "
         f"dropped {metrics['dropped']}" + (" · interrupted" if metrics.get("interrupted") else "")
     )
+    source = metrics.get("source") or {}
+    if source.get("gaps"):
+        title += f" · {len(source['gaps'])} reconnect(s), {source['gap_s']:.1f} s without frames"
+    if source.get("corrupt_packets"):
+        title += f" · {source['corrupt_packets']} damaged packet(s) skipped"
     table = Table(title=title)
     for col in ("stage", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "queue in (mean/max/cap)"):
         table.add_column(col, justify="left" if col == "stage" else "right")

@@ -177,11 +177,13 @@ class Pipeline:
     def drain(self) -> None:
         """Stop taking frames; finish the ones in flight and finalise the outputs."""
         self._drain.set()
+        self.source.interrupt()  # e.g. stop waiting to reconnect
 
     def abort(self) -> None:
         """Stop every stage now; outputs are closed as incomplete."""
         self._aborted = True
         self._stop.set()
+        self.source.interrupt()
 
     # ---- stages --------------------------------------------------------------------------
 

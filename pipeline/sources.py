@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob as globlib
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -29,6 +30,10 @@ class SourceError(ValueError):
     """A source that cannot be opened or read; the message names it and says what to do."""
 
 
+RECONNECT_S = 30.0            # default: how long a dropped live source is retried before the run ends
+BACKOFF_S = (0.25, 8.0)      # first and longest wait between reconnection attempts (doubling)
+
+
 class Source(ABC):
     """A stream of frames. ``live`` sources may be dropped from; others never are."""
 
@@ -42,78 +47,201 @@ class Source(ABC):
     def frames(self) -> Iterator[Frame]:
         """Yield frames until the source ends. Closing the generator releases the source."""
 
+    def interrupt(self) -> None:
+        """Stop waiting (e.g. between reconnection attempts): the stream ends at the next chance."""
+        self._interrupted().set()
+
+    def _interrupted(self) -> threading.Event:
+        if "_stop" not in self.__dict__:
+            self._stop = threading.Event()
+        return self._stop
+
     def describe(self) -> dict:
         return {"uri": self.uri, "live": self.live, "fps": None if self.fps is None else float(self.fps), "total": self.total}
 
 
-class PyAVSource(Source):
-    """A video file or network stream, demuxed and decoded by FFmpeg through PyAV."""
+class Reconnecting(Source):
+    """A live source that reopens itself when it drops: bounded exponential backoff, for at
+    most ``reconnect`` seconds per outage (0: never; the stream's end is the run's end).
 
-    def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0):
-        import av
+    Subclasses give ``_open()`` (raise SourceError when it fails) and ``_read(handle)``
+    (yield (image, pts or None) until the stream ends or raises). Every outage is recorded in
+    ``gaps`` (reported in the run's metrics under ``source``); frame indices keep counting and
+    pts keep the wall-clock time lost, so a recording shows the gap.
+    """
 
-        self.uri, self.live, self.source_id = uri, live, source_id
-        # TCP for RTSP: no smeared frames from lost UDP packets. (No 'fflags nobuffer': it
-        # discards the packets read while probing; stale frames are dropped downstream instead.)
-        options = {"rtsp_transport": "tcp"} if uri.startswith("rtsp") else {}
-        try:
-            self.container = av.open(uri, options=options, timeout=(open_timeout, open_timeout) if live else None)
-        except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"cannot open '{uri}': {exc}") from exc
-        if not self.container.streams.video:
-            self.container.close()
-            raise SourceError(f"'{uri}' has no video stream: give a video file, a stream URL or an image")
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"  # frame + slice threads in the decoder
-        rate = self.stream.average_rate or self.stream.guessed_rate
-        self.fps = Fraction(rate) if rate else None
-        self.total = (self.stream.frames or None) if not live else None
+    reconnect: float = 0.0
+    finite = False  # True: a clean end of stream is the end (e.g. a file served over HTTP), not a drop
+
+    def __init__(self):
+        self.gaps: list[dict] = []
+
+    def _open(self):
+        raise NotImplementedError
+
+    def _read(self, handle) -> Iterator[tuple[np.ndarray, float | None]]:
+        raise NotImplementedError
+
+    def _close(self, handle) -> None:
+        raise NotImplementedError
+
+    def _reopen(self, reason: str, last_frame_at: float):
+        """A new handle, or None when reconnecting is off, interrupted or out of time."""
+        stop, started = self._interrupted(), time.monotonic()
+        wait, attempts = BACKOFF_S[0], 0
+        while self.reconnect > 0 and not stop.is_set():
+            attempts += 1
+            try:
+                handle = self._open()
+            except SourceError:
+                left = started + self.reconnect - time.monotonic()
+                if left <= 0:
+                    raise SourceError(f"'{self.uri}' dropped ({reason}) and did not come back in {self.reconnect:g} s "
+                                      f"({attempts} attempts): check the source, or raise --reconnect") from None
+                stop.wait(min(wait, left))
+                wait = min(wait * 2, BACKOFF_S[1])
+                continue
+            self.gaps.append({"after_frame": self._index, "reason": reason, "attempts": attempts,
+                              "seconds": round(time.monotonic() - last_frame_at, 3)})
+            return handle
+        return None
 
     def frames(self) -> Iterator[Frame]:
+        handle, self._index, start = self._handle, 0, time.monotonic()
+        last_at, last_pts = start, 0.0
+        try:
+            while handle is not None:
+                shift, first = 0.0, True
+                try:
+                    for img, pts in self._read(handle):
+                        now = time.monotonic()
+                        if pts is None:
+                            pts = now - start
+                        else:
+                            if first and self._index:  # a reopened stream restarts its clock: continue across the gap
+                                shift = last_pts + (now - last_at) - pts
+                            pts += shift
+                        first, last_at, last_pts = False, now, pts
+                        yield Frame(img, self._index, pts, now, self.source_id)
+                        self._index += 1
+                    reason = None
+                except SourceError as exc:
+                    reason = str(exc)
+                self._close(handle)
+                handle = None
+                if not self.live or self.reconnect <= 0 or (reason is None and self.finite):
+                    if reason is not None:
+                        raise SourceError(reason)
+                    return
+                handle = self._reopen(reason or "the stream ended", last_at)
+        finally:
+            if handle is not None:
+                self._close(handle)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "reconnect_s": self.reconnect, "gaps": list(self.gaps),
+                "gap_s": round(sum(g["seconds"] for g in self.gaps), 3)}
+
+
+class PyAVSource(Reconnecting):
+    """A video file or network stream, demuxed and decoded by FFmpeg through PyAV.
+
+    Files: packets that do not decode are skipped and counted (``corrupt_packets``); the rest
+    is read. Network streams (live) reconnect as ``Reconnecting`` says.
+    """
+
+    def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0, reconnect: float = RECONNECT_S):
+        super().__init__()
+        self.uri, self.live, self.source_id = uri, live, source_id
+        self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
+        self.corrupt_packets = 0
+        self._handle = self._open()
+        stream = self._handle.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = Fraction(rate) if rate else None
+        self.total = (stream.frames or None) if not live else None
+        self.finite = self._handle.duration is not None  # live streams have no duration; served files do
+
+    def _open(self):
         import av
 
-        tb = self.stream.time_base
+        # RTSP over TCP first: no smeared frames from lost UDP packets; FFmpeg's default (UDP,
+        # then TCP) when the server refuses it. (No 'fflags nobuffer': it discards the packets
+        # read while probing; stale frames are dropped downstream instead.)
+        tries = [{"rtsp_transport": "tcp"}, {}] if self.uri.startswith("rtsp") else [{}]
+        timeout = (self.open_timeout, self.open_timeout) if self.live else None
+        for k, options in enumerate(tries):
+            try:
+                container = av.open(self.uri, options=options, timeout=timeout)
+                break
+            except (av.error.FFmpegError, OSError) as exc:
+                refused = isinstance(exc, av.error.HTTPBadRequestError) or "400" in str(exc) or "461" in str(exc)
+                if not (refused and k + 1 < len(tries)):
+                    raise SourceError(f"cannot open '{self.uri}': {exc}") from exc
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
+        container.streams.video[0].thread_type = "AUTO"  # frame + slice threads in the decoder
+        return container
+
+    def _read(self, container) -> Iterator[tuple[np.ndarray, float | None]]:
+        import av
+
+        stream = container.streams.video[0]
+        tb, i = stream.time_base, 0
         try:
-            for i, vf in enumerate(self.container.decode(self.stream)):
-                now = time.monotonic()
-                if vf.pts is not None and tb is not None:
-                    pts = float(vf.pts * tb)
-                else:
-                    pts = i / float(self.fps) if self.fps else 0.0
-                yield Frame(vf.to_ndarray(format="bgr24"), i, pts, now, self.source_id)
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError:
+                    self.corrupt_packets += 1  # a damaged packet: skip it, keep the rest
+                    continue
+                for vf in decoded:
+                    if vf.pts is not None and tb is not None:
+                        pts = float(vf.pts * tb)
+                    else:
+                        pts = i / float(self.fps) if self.fps else 0.0
+                    i += 1
+                    yield vf.to_ndarray(format="bgr24"), pts
         except av.error.FFmpegError as exc:
             raise SourceError(f"reading '{self.uri}' failed: {exc}") from exc
-        finally:
-            self.container.close()
+
+    def _close(self, container) -> None:
+        container.close()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "corrupt_packets": self.corrupt_packets}
 
 
-class CameraSource(Source):
-    """A local camera through OpenCV: an index (``0``) or a device path (``/dev/video0``)."""
+class CameraSource(Reconnecting):
+    """A local camera through OpenCV: an index (``0``) or a device path (``/dev/video0``).
+    A camera that stops giving frames is reopened as ``Reconnecting`` says."""
 
     live = True
 
-    def __init__(self, uri: str, source_id: int = 0):
-        self.uri, self.source_id = uri, source_id
-        target = int(uri) if uri.isdigit() else uri
-        self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            self.cap.release()
-            raise SourceError(f"cannot open camera '{uri}': check that it exists and is not in use (ls /dev/video*)")
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
+    def __init__(self, uri: str, source_id: int = 0, reconnect: float = RECONNECT_S):
+        super().__init__()
+        self.uri, self.source_id, self.reconnect = uri, source_id, reconnect
+        self._handle = self._open()
+        fps = self._handle.get(cv2.CAP_PROP_FPS)
         self.fps = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else None
 
-    def frames(self) -> Iterator[Frame]:
-        start, i = time.monotonic(), 0
-        try:
-            while True:
-                ok, img = self.cap.read()
-                now = time.monotonic()
-                if not ok:
-                    return
-                yield Frame(img, i, now - start, now, self.source_id)
-                i += 1
-        finally:
-            self.cap.release()
+    def _open(self):
+        cap = cv2.VideoCapture(int(self.uri) if self.uri.isdigit() else self.uri)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open camera '{self.uri}': check that it exists and is not in use (ls /dev/video*)")
+        return cap
+
+    def _read(self, cap) -> Iterator[tuple[np.ndarray, float | None]]:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                return
+            yield img, None
+
+    def _close(self, cap) -> None:
+        cap.release()
 
 
 class ImageSource(Source):
@@ -222,7 +350,7 @@ class SyntheticScene:
         return img
 
 
-def open_source(uri: str, source_id: int = 0) -> Source:
+def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S) -> Source:
     """Open any supported source by its URI; raises SourceError with a fix when it cannot.
 
     - ``0``, ``1``, ``/dev/video0``: a camera (OpenCV)
@@ -230,15 +358,17 @@ def open_source(uri: str, source_id: int = 0) -> Source:
     - ``clip.mp4`` (mp4/mkv/avi/mov/webm ...): a video file (PyAV, threaded decoding)
     - ``img.jpg``, ``folder/``, ``"frames/*.png"``: images
     - ``synthetic:1280x720@30``: generated frames (see :class:`SyntheticSource`)
+
+    reconnect: seconds a dropped camera or network stream is retried before the run ends (0: never).
     """
     uri = str(uri)
     if uri.startswith("synthetic:"):
         return SyntheticSource(uri, source_id)
     if uri.isdigit() or uri.startswith("/dev/video"):
-        return CameraSource(uri, source_id)
+        return CameraSource(uri, source_id, reconnect)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
-        return PyAVSource(uri, live=True, source_id=source_id)
+        return PyAVSource(uri, live=True, source_id=source_id, reconnect=reconnect)
     if scheme:
         raise SourceError(f"unsupported source scheme '{scheme}://': use one of {', '.join(NETWORK_SCHEMES)}")
     if any(ch in uri for ch in "*?["):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.models import Model, load_model
-from pipeline.sources import SyntheticScene
+from pipeline.sources import SyntheticScene, open_source
 
 
 def make_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction | int = 25) -> Path:
@@ -170,3 +173,88 @@ def assert_same_detections(ref, got, where: str = "") -> None:
     for i in range(len(ref)):
         ok = (iou[i] >= 0.95) & (got.class_id == ref.class_id[i]) & (np.abs(got.confidence - ref.confidence[i]) <= 1e-3)
         assert ok.any(), f"{where}: reference detection {i} ({ref.xyxy[i]}, class {ref.class_id[i]}, {ref.confidence[i]:.4f}) unmatched"
+
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg command (.ci/run installs Debian's ffmpeg)")
+needs_rtsp_server = pytest.mark.skipif(FFMPEG is None or shutil.which("rtsp-server-perl") is None,
+                                       reason="needs ffmpeg and rtsp-server-perl (.ci/run installs both from Debian)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Publisher:
+    """ffmpeg playing a clip in a loop, in real time, as a live stream on 127.0.0.1.
+
+    kind: "http" or "tcp" (MPEG-TS from ``ffmpeg -listen``, one client) or "rtsp" (published into
+    a local rtsp-server-perl, which ``start_server``/``kill_server`` control). ``kill()`` ends
+    the publisher abruptly, ``start()`` brings it back.
+    """
+
+    def __init__(self, clip: Path, kind: str):
+        self.clip, self.kind = clip, kind
+        self.port, self.server_port = free_port(), free_port()
+        self.url = {"http": f"http://127.0.0.1:{self.port}/live.ts", "tcp": f"tcp://127.0.0.1:{self.port}",
+                    "rtsp": f"rtsp://127.0.0.1:{self.port}/live"}[kind]
+        self.proc = self.server = None
+
+    def start_server(self) -> None:
+        self.server = subprocess.Popen(["rtsp-server-perl", "-c", str(self.port), "-s", str(self.server_port), "-l", "0"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.server_port)
+
+    def start(self) -> None:
+        if self.kind == "rtsp" and self.server is None:
+            self.start_server()
+        out = {"http": ["-f", "mpegts", "-listen", "1", self.url], "tcp": ["-f", "mpegts", f"{self.url}?listen=1"],
+               "rtsp": ["-f", "rtsp", f"rtsp://127.0.0.1:{self.server_port}/live"]}[self.kind]
+        self.proc = subprocess.Popen([FFMPEG, "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(self.clip),
+                                      "-c", "copy", *out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        for p in (self.proc,):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def kill_server(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+            self.server.wait()
+            self.server = None
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+        self.kill_server()
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def open_when_up(url: str, reconnect: float, timeout: float = 15.0):
+    """open_source(url), retried until the publisher is up (a listening ffmpeg takes a moment)."""
+    from pipeline.sources import SourceError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return open_source(url, reconnect=reconnect)
+        except SourceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import build_parser
-from tests.conftest import make_clip, probe, spread_scores
+from tests.conftest import Publisher, make_clip, needs_ffmpeg, open_when_up, probe, spread_scores
 
 
 def rtpipe(*args, timeout=120, **kw):
@@ -225,3 +225,28 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message)
 def test_bench_bad_source_is_one_line(tmp_path):
     r = rtpipe("bench", tmp_path / "none.mp4", "--model", "tiny-seg")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@needs_ffmpeg
+def test_run_keeps_going_through_a_dropped_stream_and_reports_the_gap(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    js, mj = tmp_path / "out.jsonl", tmp_path / "m.json"
+    with Publisher(clip, "tcp") as pub:
+        open_when_up(pub.url, reconnect=0).frames().close()  # wait until it listens (one client at a time)
+        pub.kill()
+        pub.start()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", pub.url, "--model", "tiny-seg", "--frames", "90",
+                                 "--reconnect", "20", "--json", str(js), "--metrics-json", str(mj), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out.jsonl.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first frame is through
+        pub.kill()
+        time.sleep(1.0)
+        pub.start()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    m = json.loads(mj.read_text())
+    assert m["frames_in"] == 90 and len(m["source"]["gaps"]) == 1 and m["source"]["gap_s"] > 0.5
+    indices = [json.loads(x)["index"] for x in js.read_text().splitlines()]
+    assert len(indices) == m["frames_out"] == 90 - m["dropped"] and indices == sorted(set(indices)) and indices[-1] == 89

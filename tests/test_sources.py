@@ -1,3 +1,4 @@
+import threading
 import time
 from fractions import Fraction
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.sources import CameraSource, ImageSource, PyAVSource, SourceError, SyntheticSource, open_source
-from tests.conftest import make_clip
+from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up
 
 
 def test_video_file_frames_are_ordered_with_pts(tmp_path):
@@ -138,10 +139,115 @@ def test_http_stream_through_pyav(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/c.ts")
+        # MPEG-TS carries no duration, so its end looks like a dropped live stream: no reconnecting here
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}/c.ts", reconnect=0)
         assert isinstance(src, PyAVSource) and src.live and src.total is None
         frames = list(src.frames())
         assert [f.index for f in frames] == list(range(15)) and frames[0].image.shape == (64, 96, 3)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _read_through_outage(src, pub, before: int, after: int, outage_s: float, kill=None) -> list:
+    """Read ``before`` frames, kill the publisher (or ``kill``), bring it back after ``outage_s``, read ``after`` more."""
+    frames, got = src.frames(), []
+    try:
+        for f in frames:
+            got.append(f)
+            if len(got) == before:
+                (kill or pub.kill)()
+                threading.Timer(outage_s, pub.start).start()
+            if len(got) == before + after:
+                break
+    finally:
+        frames.close()
+    return got
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind", ["http", "tcp"])
+def test_a_live_stream_reconnects_when_its_publisher_comes_back(tmp_path, kind):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, kind) as pub:
+        src = open_when_up(pub.url, reconnect=20)
+        got = _read_through_outage(src, pub, before=15, after=30, outage_s=1.0)
+    assert [f.index for f in got] == list(range(45))  # the run went on, indices unbroken
+    assert len(src.gaps) == 1 and src.gaps[0]["attempts"] >= 2  # refused while it was down
+    gap = src.gaps[0]["seconds"]
+    assert gap >= 0.5  # it was down for 1 s (minus what was buffered)
+    pts = [f.pts for f in got]
+    assert all(b > a for a, b in zip(pts, pts[1:]))  # time keeps going forward across the gap
+    assert max(b - a for a, b in zip(pts, pts[1:])) >= 0.5  # and shows the gap
+    d = src.describe()
+    assert d["gaps"] == src.gaps and d["gap_s"] == round(gap, 3) and d["reconnect_s"] == 20
+
+
+@needs_rtsp_server
+def test_rtsp_reconnects_after_the_server_restarts(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, "rtsp") as pub:
+        src = open_when_up(pub.url, reconnect=20)
+
+        def server_down():
+            pub.kill()
+            pub.kill_server()
+
+        got = _read_through_outage(src, pub, before=15, after=30, outage_s=1.0, kill=server_down)
+    assert [f.index for f in got] == list(range(45)) and len(src.gaps) == 1
+
+
+@needs_ffmpeg
+def test_a_stream_that_stays_down_ends_the_run_with_one_line(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, "tcp") as pub:
+        src = open_when_up(pub.url, reconnect=1.5)
+        frames = src.frames()
+        next(frames)
+        pub.kill()
+        with pytest.raises(SourceError, match=r"did not come back in 1.5 s .*raise --reconnect"):
+            for _ in frames:
+                pass
+
+
+@needs_ffmpeg
+def test_reconnect_0_ends_the_stream_when_it_drops(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, "tcp") as pub:
+        src = open_when_up(pub.url, reconnect=0)
+        frames, n = src.frames(), 0
+        for _ in frames:
+            n += 1
+            if n == 10:
+                pub.kill()
+    assert n >= 10 and src.gaps == []
+
+
+def test_interrupt_stops_the_wait_for_a_reconnect(tmp_path):
+    from pipeline.sources import Reconnecting
+
+    class Flaky(Reconnecting):
+        uri, live, source_id, reconnect = "flaky", True, 0, 60.0
+
+        def __init__(self):
+            super().__init__()
+            self.opened = 0
+            self._handle = self._open()
+
+        def _open(self):
+            self.opened += 1
+            if self.opened > 1:
+                raise SourceError("down")
+            return object()
+
+        def _read(self, handle):
+            yield np.zeros((4, 4, 3), np.uint8), None
+
+        def _close(self, handle):
+            pass
+
+    src = Flaky()
+    threading.Timer(0.5, src.interrupt).start()
+    t0 = time.monotonic()
+    assert len(list(src.frames())) == 1  # the stream ends quietly instead of retrying for 60 s
+    assert time.monotonic() - t0 < 30 and src.opened >= 2
