@@ -177,7 +177,8 @@ class PyAVSource(Reconnecting):
             except (av.error.FFmpegError, OSError) as exc:
                 refused = isinstance(exc, av.error.HTTPBadRequestError) or "400" in str(exc) or "461" in str(exc)
                 if not (refused and k + 1 < len(tries)):
-                    raise SourceError(f"cannot open '{self.uri}': {exc}") from exc
+                    hint = "" if self.live else " (damaged, truncated — an MP4 cut short loses its index — or not a video)"
+                    raise SourceError(f"cannot open '{self.uri}'{hint}: {exc}") from exc
         if not container.streams.video:
             container.close()
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
@@ -205,6 +206,9 @@ class PyAVSource(Reconnecting):
                     yield vf.to_ndarray(format="bgr24"), pts
         except av.error.FFmpegError as exc:
             raise SourceError(f"reading '{self.uri}' failed: {exc}") from exc
+        if i == 0 and not self.live:
+            raise SourceError(f"no frame of '{self.uri}' could be decoded ({self.corrupt_packets} damaged packets): "
+                              "the file is damaged or not a video")
 
     def _close(self, container) -> None:
         container.close()

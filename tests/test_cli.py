@@ -250,3 +250,26 @@ def test_run_keeps_going_through_a_dropped_stream_and_reports_the_gap(tmp_path):
     assert m["frames_in"] == 90 and len(m["source"]["gaps"]) == 1 and m["source"]["gap_s"] > 0.5
     indices = [json.loads(x)["index"] for x in js.read_text().splitlines()]
     assert len(indices) == m["frames_out"] == 90 - m["dropped"] and indices == sorted(set(indices)) and indices[-1] == 89
+
+
+def test_run_on_a_damaged_file_skips_what_does_not_decode_and_finishes_valid_outputs(tmp_path):
+    from tests.test_sources import _damage
+
+    clip = make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(_damage(clip.read_bytes()))
+    out, mj = tmp_path / "out.mp4", tmp_path / "m.json"
+    r = rtpipe("run", bad, "--model", "tiny-seg", "--save", out, "--metrics-json", mj)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(mj.read_text())
+    assert m["source"]["corrupt_packets"] > 0 and 0 < m["frames_out"] < 60
+    assert probe(out)["frames"] == m["frames_out"]  # a valid, complete file of what was read
+    assert "damaged packet(s) skipped" in r.stderr
+
+
+def test_run_on_a_file_that_is_not_video_is_one_line_and_writes_nothing(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n" * 100)
+    r = rtpipe("run", bad, "--model", "tiny-seg", "--save", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not a video" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]

@@ -5,6 +5,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.sources import CameraSource, ImageSource, PyAVSource, SourceError, SyntheticSource, open_source
 from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up
@@ -251,3 +253,62 @@ def test_interrupt_stops_the_wait_for_a_reconnect(tmp_path):
     t0 = time.monotonic()
     assert len(list(src.frames())) == 1  # the stream ends quietly instead of retrying for 60 s
     assert time.monotonic() - t0 < 30 and src.opened >= 2
+
+
+def _damage(data: bytes, seed: int = 0, hits: int = 20) -> bytes:
+    """Overwrite ``hits`` 200-byte runs in the middle half of a file with random bytes."""
+    rng, bad = np.random.default_rng(seed), bytearray(data)
+    for _ in range(hits):
+        i = int(rng.integers(len(data) // 4, 3 * len(data) // 4))
+        bad[i:i + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+    return bytes(bad)
+
+
+def test_damaged_packets_are_skipped_and_counted(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(_damage(clip.read_bytes()))
+    src = open_source(str(bad))
+    frames = list(src.frames())
+    assert 0 < len(frames) < 60 and src.corrupt_packets > 0
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert src.describe()["corrupt_packets"] == src.corrupt_packets
+
+
+def test_a_truncated_stream_file_gives_its_first_part(tmp_path):
+    clip = make_clip(tmp_path / "c.ts", frames=60, size=(160, 120))
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    frames = list(open_source(str(cut)).frames())
+    assert 10 < len(frames) < 60
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda clip: clip.read_bytes()[: clip.stat().st_size // 2], "truncated"),  # MP4 index (moov) is at the end
+    (lambda clip: b"this is not a video\n" * 50, "not a video"),
+    (lambda clip: bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8)), "not a video"),
+])
+def test_unreadable_files_are_one_line_errors(tmp_path, content, message):
+    clip = make_clip(tmp_path / "c.mp4", frames=20, size=(96, 64))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content(clip))
+    with pytest.raises(SourceError, match=message) as err:
+        list(open_source(str(bad)).frames())
+    assert "\n" not in str(err.value)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(min_size=0, max_size=4000), cut=st.floats(0.0, 1.0))
+def test_fuzzed_bytes_as_video_fail_cleanly_or_decode(tmp_path, data, cut):
+    """Random bytes, or a real clip cut anywhere, as video input: frames or a SourceError, nothing else."""
+    clip = tmp_path / "fuzz-src.ts"
+    if not clip.exists():
+        make_clip(clip, frames=10, size=(64, 48))
+    path = tmp_path / "fuzz.ts"
+    real = clip.read_bytes()
+    path.write_bytes(data if len(data) % 2 else real[: int(len(real) * cut)] + data)
+    try:
+        for f in open_source(str(path)).frames():
+            assert f.image.ndim == 3 and f.image.dtype == np.uint8
+    except SourceError as exc:
+        assert "\n" not in str(exc)
