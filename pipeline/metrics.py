@@ -13,7 +13,7 @@ class LatencyStats:
     so a run of any length uses the same memory."""
 
     def __init__(self, keep: int = 65536):
-        self._buf = np.zeros(keep, dtype=np.float64)
+        self._buf = np.full(keep, np.nan)  # written now, so its memory is resident from the start (flat RSS)
         self._lock = threading.Lock()
         self.count = 0
         self.total_ms = 0.0
