@@ -71,7 +71,7 @@ def known_keys() -> list[str]:
 
 def explain(err: ValidationError, origin: str) -> str:
     e = err.errors()[0]
-    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in e["loc"]).encode("unicode_escape").decode("ascii") or "(top level)"  # one line, whatever the key
     if e["type"] == "extra_forbidden":
         norm = key.replace("-", "_")
         close = [k for k in known_keys() if norm.startswith(k) or k.startswith(norm)]
@@ -93,7 +93,8 @@ def read_preset(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"{p}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from exc
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise ConfigError(f"{p}: not valid YAML{line}: {detail}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

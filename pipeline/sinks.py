@@ -52,6 +52,15 @@ def _check_writable(path: Path) -> Path:
         raise SinkError(f"output folder '{path.parent}' does not exist: create it first")
     if not os.access(path.parent, os.W_OK):
         raise SinkError(f"output folder '{path.parent}' is not writable")
+    probe = partial_path(path)
+    try:  # the folder may still refuse (read-only file system, quota, root-squashed mount): try it now
+        with open(probe, "x"):
+            pass
+        probe.unlink()
+    except FileExistsError:
+        pass  # a .partial left by an earlier run: it will be overwritten
+    except OSError as exc:
+        raise SinkError(f"cannot write in '{path.parent}': {exc.strerror}: choose another output folder") from None
     return path
 
 

@@ -273,3 +273,44 @@ def test_run_on_a_file_that_is_not_video_is_one_line_and_writes_nothing(tmp_path
     r = rtpipe("run", bad, "--model", "tiny-seg", "--save", tmp_path / "o.mp4", "--json", tmp_path / "o.jsonl")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not a video" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
+
+
+def test_unwritable_output_is_refused_before_the_run():
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", "/proc/rtpipe-out.jsonl")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "/proc" in r.stderr and ("choose another output folder" in r.stderr or "not writable" in r.stderr)
+
+
+def test_a_full_disk_fails_the_run_and_leaves_nothing_that_looks_complete(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from pipeline import cli
+    from pipeline.sinks import JsonlSink
+
+    real = JsonlSink.write
+
+    def write(self, frame, detections, image):
+        if frame.index == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, frame, detections, image)
+
+    monkeypatch.setattr(JsonlSink, "write", write)
+    clip = make_clip(tmp_path / "c.mp4", frames=20)
+    code = cli.main(["run", str(clip), "--model", "tiny-seg", "--json", str(tmp_path / "o.jsonl"), "--save", str(tmp_path / "o.mp4"),
+                     "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.mp4").exists()
+    assert (tmp_path / "o.jsonl.partial").exists() and "partial outputs kept" in err
+
+
+@pytest.mark.parametrize("yaml_text, key", [("iou: 1.5\n", "iou"), ("reconect: 5\n", "reconect"), ("reconnect: -1\n", "reconnect"),
+                                            ("batch: [1]\n", "batch")])
+def test_bad_preset_is_one_line_naming_file_and_key(tmp_path, yaml_text, key):
+    preset = tmp_path / "my.yaml"
+    preset.write_text(yaml_text)
+    r = rtpipe("run", "synthetic:64x48@30", "--config", preset)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(preset) in r.stderr and f"'{key}'" in r.stderr and "Traceback" not in r.stderr
+    r = rtpipe("run", "synthetic:64x48@30", "--config", preset, "--debug")
+    assert r.returncode == 2 and "Traceback" in r.stdout + r.stderr

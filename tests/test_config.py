@@ -1,8 +1,10 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pipeline.config import ConfigError, build_config, read_preset
+from pipeline.config import ConfigError, build_config, known_keys, read_preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,3 +70,29 @@ def test_serve_address(serve, addr):
 @pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_presets_are_valid(preset):
     build_config(preset)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=20),
+                   st.lists(st.integers(-5, 100), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.dictionaries(st.one_of(st.sampled_from(known_keys()), st.text(min_size=1, max_size=12)), VALUES, max_size=6))
+def test_fuzzed_settings_validate_or_fail_in_one_line(values):
+    try:
+        cfg = build_config(None, values)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("command line: ")
+    else:
+        assert 0 <= cfg.conf <= 1 and 0 <= cfg.iou <= 1 and cfg.batch >= 1 and cfg.reconnect >= 0
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_fuzzed_preset_files_never_escape_as_other_errors(tmp_path, text):
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(text, encoding="utf-8")
+    try:
+        build_config(p)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)

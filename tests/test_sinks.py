@@ -10,10 +10,12 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.ops.masks import rle_decode
 from pipeline.sinks import BrowserView, JsonlSink, SinkError, VideoSink, WindowSink, opencv_has_gui, partial_path
-from pipeline.types import Detections, Frame
+from pipeline.types import BoxMasks, Detections, Frame
 from tests.conftest import probe
 
 
@@ -188,3 +190,23 @@ def test_live_video_keeps_real_time_when_frames_were_dropped(tmp_path):
     assert len(times) == 6
     assert times[-1] - times[0] == pytest.approx(1.0, abs=1 / 30)  # plays over 1 s, not 6/30 s
     assert all(b > a for a, b in zip(times, times[1:]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 30), w=st.integers(1, 30), n=st.integers(0, 5), seed=st.integers(0, 10_000))
+def test_jsonl_lines_decode_back_to_the_detections(tmp_path, h, w, n, seed):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n, h, w)) > rng.random()
+    dense[:, rng.integers(0, h), rng.integers(0, w)] = True  # every mask has a pixel
+    masks = BoxMasks.from_dense(dense)
+    xyxy = masks.regions.astype(np.float32)
+    dets = Detections(xyxy, rng.random(n).astype(np.float32), rng.integers(0, 3, n).astype(np.int32), masks)
+    path = tmp_path / f"f{seed}-{n}.jsonl"
+    sink = JsonlSink(path, ["a", "b", "c"])
+    sink.write(Frame(np.zeros((h, w, 3), np.uint8), 7, 0.25, 0.0), dets, None)
+    sink.close(True)
+    line = json.loads(path.read_text())
+    assert line["index"] == 7 and len(line["detections"]) == n
+    for k, d in enumerate(line["detections"]):
+        assert d["xyxy"] == [round(float(v), 2) for v in xyxy[k]] and d["class_name"] == "abc"[d["class_id"]]
+        np.testing.assert_array_equal(rle_decode(d["mask"]), dense[k])
