@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import build_parser
-from tests.conftest import Publisher, make_clip, needs_ffmpeg, open_when_up, probe, spread_scores
+from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up, probe, spread_scores
 
 
 def rtpipe(*args, timeout=120, **kw):
@@ -227,14 +227,16 @@ def test_bench_bad_source_is_one_line(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-@needs_ffmpeg
-def test_run_keeps_going_through_a_dropped_stream_and_reports_the_gap(tmp_path):
+@pytest.mark.parametrize("kind", [pytest.param("tcp", marks=needs_ffmpeg), pytest.param("rtsp", marks=needs_rtsp_server)])
+def test_run_keeps_going_through_a_dropped_stream_and_reports_the_gap(tmp_path, kind):
+    """The publisher (tcp) or the RTSP server and its publisher (rtsp) die mid-run and come back a second later."""
     clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
     js, mj = tmp_path / "out.jsonl", tmp_path / "m.json"
-    with Publisher(clip, "tcp") as pub:
-        open_when_up(pub.url, reconnect=0).frames().close()  # wait until it listens (one client at a time)
-        pub.kill()
-        pub.start()
+    with Publisher(clip, kind) as pub:
+        open_when_up(pub.url, reconnect=0).frames().close()  # wait until it is up
+        if kind == "tcp":  # ffmpeg -listen serves one client: start it again for rtpipe
+            pub.kill()
+            pub.start()
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", pub.url, "--model", "tiny-seg", "--frames", "90",
                                  "--reconnect", "20", "--json", str(js), "--metrics-json", str(mj), "--quiet"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -242,6 +244,7 @@ def test_run_keeps_going_through_a_dropped_stream_and_reports_the_gap(tmp_path):
         while not (tmp_path / "out.jsonl.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # the first frame is through
         pub.kill()
+        pub.kill_server()
         time.sleep(1.0)
         pub.start()
         out, err = proc.communicate(timeout=120)
