@@ -165,6 +165,21 @@ def test_engines_that_do_not_fit_are_refused_with_the_rebuild_command(engines, t
         load_model(str(tmp_path / "absent.pt2"))
 
 
+def test_run_with_an_engine_that_does_not_fit_is_one_line_with_the_fix(engines, tmp_path, capsys):
+    import shutil
+
+    src = engines["yolo"]["aoti"]
+    engine = tmp_path / src.name
+    shutil.copy(src, engine)
+    record = json.loads(sidecar_path(src).read_text())
+    sidecar_path(engine).write_text(json.dumps({**record, "versions": {**record["versions"], "torch": "1.0.0"}}))
+    out = tmp_path / "o.jsonl"
+    code = main(["run", "synthetic:64x48@30?live=0&frames=2", "--model", str(engine), "--json", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "rebuild it with: rtpipe build " in err, err
+    assert not out.exists() and not (tmp_path / "o.jsonl.partial").exists()
+
+
 def test_int8_is_checked_against_the_reference_on_held_back_frames(checkpoints, tmp_path, capsys, monkeypatch):
     import cv2
     import onnx
