@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.bench.system import rss_mb  # noqa: E402
 from pipeline.models import Model, load_model  # noqa: E402
 from pipeline.runtime import Pipeline  # noqa: E402
 from pipeline.sinks import JsonlSink  # noqa: E402
@@ -35,13 +36,6 @@ class Slowed(Model):
         out = super().infer(batch)
         time.sleep(max(0.0, self.seconds - (time.perf_counter() - t0)))
         return out
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

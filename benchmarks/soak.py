@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.bench.system import rss_mb  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.runtime import Pipeline  # noqa: E402
 from pipeline.sinks import JsonlSink, Sink  # noqa: E402
@@ -36,13 +37,6 @@ class Drawn(Sink):
 
     def write(self, frame, detections, image) -> None:
         pass
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
 def open_fds() -> int:

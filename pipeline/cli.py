@@ -399,16 +399,6 @@ def _check_outputs(*paths: str | None) -> None:
         raise ConfigError("--json and --plot share one path: give them different files")
 
 
-def _write_json(path: str, data: dict) -> None:
-    import os
-
-    from pipeline.sinks import partial_path
-
-    partial = partial_path(Path(path))
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
 def cmd_bench(args, console: Console) -> int:
     import shlex
 
@@ -418,6 +408,7 @@ def cmd_bench(args, console: Console) -> int:
     from pipeline.bench.plot import require_matplotlib, save_plot
     from pipeline.bench.report import render_report, render_sweep
     from pipeline.bench.system import machine
+    from pipeline.sinks import write_complete
 
     _check_outputs(args.json_out, args.plot)
     if args.plot:
@@ -433,25 +424,27 @@ def cmd_bench(args, console: Console) -> int:
     models, reports = {}, []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=args.quiet) as bar:
+        def key(cfg):  # what makes a different model; batch and sink do not
+            return cfg.model, cfg.backend, cfg.device, cfg.imgsz
+
         for cfg in configs:  # load every model first: a bad configuration fails before hours of timing
-            key = (cfg.model, cfg.backend, cfg.device, cfg.imgsz)
-            if key not in models:
+            if key(cfg) not in models:
                 task = bar.add_task(f"loading {cfg.model} ({cfg.backend}, {cfg.device}, imgsz {cfg.imgsz or 'default'})", total=None)
-                models[key] = load(cfg)
+                models[key(cfg)] = load(cfg)
                 bar.remove_task(task)
         for cfg, label in zip(configs, labels):
             def phase(name: str, total: int | None, label=label):
                 task = bar.add_task(f"{label}: {name}" if axes else name, total=total)
                 return lambda done: bar.update(task, completed=done)
 
-            reports.append(measure(cfg, models[(cfg.model, cfg.backend, cfg.device, cfg.imgsz)], command, phase))
+            reports.append(measure(cfg, models[key(cfg)], command, phase))
     if axes:
         result = {"command": command, "machine": machine(configs[0].device), "sweep": axes,
                   "configs": [{"label": label, **r} for label, r in zip(labels, reports)]}
     else:
         result = reports[0]
     if args.json_out:
-        _write_json(args.json_out, result)
+        write_complete(args.json_out, json.dumps(result, indent=2) + "\n")
     if args.plot:
         m = reports[0]["machine"]
         save_plot(reports, labels, args.plot, f"{configs[0].source} · {m['cpu']}, {m['cores']} cores" + (f" · {m['gpu']}" if m["gpu"] else ""))

@@ -44,6 +44,15 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def write_complete(path: str | Path, text: str) -> Path:
+    """Write a text file under its partial name and rename it once written: never half a file under the real name."""
+    path = Path(path)
+    partial = partial_path(path)
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
 def _check_writable(path: Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():

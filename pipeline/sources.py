@@ -86,10 +86,10 @@ class Reconnecting(Source):
         raise NotImplementedError
 
     def _reopen(self, reason: str, last_frame_at: float):
-        """A new handle, or None when reconnecting is off, interrupted or out of time."""
+        """A new handle; None when interrupted; SourceError when ``reconnect`` seconds run out."""
         stop, started = self._interrupted(), time.monotonic()
         wait, attempts = BACKOFF_S[0], 0
-        while self.reconnect > 0 and not stop.is_set():
+        while not stop.is_set():
             attempts += 1
             try:
                 handle = self._open()

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from pipeline.bench.system import rss_mb  # noqa: F401  (the tests' name for it)
 from pipeline.models import Model, load_model
 from pipeline.sources import SyntheticScene, open_source
 
@@ -94,12 +95,6 @@ class FailingModel(Model):
         return super().decode(outputs, metas)
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def random_boxes(rng: np.random.Generator, n: int, size: float = 100.0) -> np.ndarray:

@@ -57,6 +57,12 @@ def _rss_kb(key: str) -> int | None:
     return int(value.split()[0]) if value else None
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, MiB (NaN where /proc is missing)."""
+    kb = _rss_kb("VmRSS")
+    return float("nan") if kb is None else kb / 1024
+
+
 def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 from pipeline.demo.scenes import CLASSES, FPS, Rendered, Scene
 from pipeline.ops import rle_encode_crop
-from pipeline.sinks import VideoSink, partial_path
+from pipeline.sinks import VideoSink, write_complete
 from pipeline.types import Detections, Frame
 
 
@@ -54,7 +53,5 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
                    "generator": "pipeline.demo.scenes", "seed": seed, "fps": FPS},
           "images": images, "annotations": annotations,
           "categories": [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]}
-    partial = partial_path(gt_path)
-    partial.write_text(json.dumps(gt, separators=(",", ":")), encoding="utf-8")
-    os.replace(partial, gt_path)
+    write_complete(gt_path, json.dumps(gt, separators=(",", ":")))
     return video_path, gt_path
