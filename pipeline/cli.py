@@ -22,6 +22,12 @@ SOURCE is a video file (mp4/mkv/avi/mov/webm), an image, a folder or a glob of i
 camera (0 or /dev/video0), a stream URL (rtsp/rtmp/http(s)/udp/tcp/srt) or synthetic frames
 (synthetic:1280x720@30, live; add ?live=0&frames=N for a file-like clip).
 
+Several sources (rtpipe run A B C, any mix) share one model: their frames are batched into one
+model call (--batch), and a batch is cut when its oldest frame would otherwise miss
+--max-latency-ms, so a slow or reconnecting source never holds the others. A source that
+fails ends only itself (exit 1 at the end, its outputs kept as .partial). Outputs are per
+source: --save out.mp4 writes out-0.mp4, out-1.mp4, ... in the order given (same for --json).
+
 Settings come from --config PRESET.yaml, then from the flags given here.
 First Ctrl-C: stop reading, finish the frames in flight and finalise the outputs.
 Second Ctrl-C: stop at once (outputs are kept only as .partial files).
@@ -86,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser("run", help="run a model on a video, camera, stream or images",
                          description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("source", nargs="?", help="what to read (see above); may come from --config instead")
+    run.add_argument("source", nargs="*", help="what to read (see above), one or more; may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
     run.add_argument("--model", help="ONNX file, .pt checkpoint, built engine (.pt2/.engine), torchvision:<arch>, preset YAML or builtin "
                                      "(default: demo, the bundled model trained on generated driving scenes)")
@@ -105,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
     run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     run.add_argument("--batch", type=int, help="frames per model call (default 1)")
-    run.add_argument("--batch-wait-ms", type=float, dest="batch_wait_ms",
-                     help="live sources: longest wait to fill a batch (default 10)")
+    run.add_argument("--max-latency-ms", type=float, dest="max_latency_ms",
+                     help="cut a batch early so its oldest frame is done within this many ms of capture "
+                          "(default 100 when a source is live; files: batches fill up)")
     run.add_argument("--frames", type=int, help="stop after reading N frames from the source")
     run.add_argument("--reconnect", type=float, metavar="SECONDS",
                      help="how long a dropped camera or network stream is retried, with backoff, before the run ends "
@@ -188,23 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _make_sinks(cfg, source, model) -> list:
-    """The sinks the settings ask for; if one cannot be set up, those made before are closed."""
+def per_source(path, i: int, n: int):
+    """The output file of source ``i`` of ``n``: ``out.mp4`` -> ``out-1.mp4`` (as given when n == 1)."""
+    if path is None or n == 1:
+        return path
+    p = Path(path)
+    return p.with_name(f"{p.stem}-{i}{p.suffix}")
+
+
+def _make_sinks(cfg, sources, model) -> dict[int, list]:
+    """The sinks the settings ask for, per source; if one cannot be set up, those made before are closed."""
     from pipeline.sinks import BrowserView, JsonlSink, VideoSink, WindowSink
 
-    sinks = []
+    n = len(sources)
+    sinks: dict[int, list] = {}
     try:
-        if cfg.save is not None:
-            sinks.append(VideoSink(cfg.save, source.fps, live=source.live))
-        if cfg.json_path is not None:
-            sinks.append(JsonlSink(cfg.json_path, model.metadata.names))
+        for i, source in enumerate(sources):
+            own = sinks[i] = []
+            if cfg.save is not None:
+                own.append(VideoSink(per_source(cfg.save, i, n), source.fps, live=source.live))
+            if cfg.json_path is not None:
+                own.append(JsonlSink(per_source(cfg.json_path, i, n), model.metadata.names))
         if cfg.show:
-            sinks.append(WindowSink())
+            sinks[0].append(WindowSink())
         if cfg.serve is not None:
             host, port = cfg.serve_address()
-            sinks.append(BrowserView(host, port, token=cfg.token))
+            sinks[0].append(BrowserView(host, port, token=cfg.token))
     except BaseException:
-        for s in sinks:
+        for s in (s for own in sinks.values() for s in own):
             s.close(False)
         raise
     return sinks
@@ -213,10 +231,14 @@ def _make_sinks(cfg, source, model) -> list:
 def _check_paths(cfg) -> None:
     from pipeline.config import ConfigError
 
-    src = Path(cfg.source).expanduser().resolve() if cfg.source and Path(cfg.source).exists() else None
-    outs = [p for p in (cfg.save, cfg.json_path, cfg.metrics_json) if p is not None]
+    n = len(cfg.sources)
+    if n > 1 and (cfg.show or cfg.serve):
+        raise ConfigError("--show and --serve show one source: with several sources write --save/--json (one file per source)")
+    inputs = {Path(s).expanduser().resolve() for s in cfg.sources if Path(s).exists()}
+    outs = [per_source(p, i, n) for p in (cfg.save, cfg.json_path) if p is not None for i in range(n)]
+    outs += [cfg.metrics_json] if cfg.metrics_json is not None else []
     for p in outs:
-        if src is not None and Path(p).expanduser().resolve() == src:
+        if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
         raise ConfigError("two outputs share one path: give --save, --json and --metrics-json different files")
@@ -236,8 +258,9 @@ def cmd_run(args, console: Console) -> int:
 
     overrides = {k: getattr(args, k) for k in (
         "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "classes",
-        "batch", "batch_wait_ms",
+        "batch", "max_latency_ms",
         "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
+    overrides["source"] = overrides["source"] or None
     cfg = build_config(args.config, overrides)
     if cfg.source is None:
         from pipeline.config import ConfigError
@@ -252,7 +275,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
 
     from pipeline.metrics import render_table
     from pipeline.models import load_model
-    from pipeline.runtime import Pipeline, StageError
+    from pipeline.runtime import Pipeline, SourceFailed, StageError
     from pipeline.sinks import partial_path
     from pipeline.sources import open_source
 
@@ -260,26 +283,32 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     weights = _weights(cfg.model, cfg.weights)
     model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
                        classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint)
-    source = open_source(cfg.source, reconnect=cfg.reconnect)
-    sinks = _make_sinks(cfg, source, model)
-    for s in sinks:
+    sources = [open_source(uri, source_id=i, reconnect=cfg.reconnect, device=cfg.device) for i, uri in enumerate(cfg.sources)]
+    sinks = _make_sinks(cfg, sources, model)
+    all_sinks = [s for own in sinks.values() for s in own]
+    for s in all_sinks:
         if hasattr(s, "url"):
             console.print(f"browser view: {s.url}")
-    total = source.total if cfg.frames is None else min(cfg.frames, source.total or cfg.frames)
+    totals = [s.total if cfg.frames is None else min(cfg.frames, s.total or cfg.frames) for s in sources]
+    total = None if None in totals else sum(totals)
     progress = None
     if not quiet:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
-        task = progress.add_task(Path(cfg.source).name if not source.live else cfg.source, total=total)
-    pipe = Pipeline(source, model, sinks, batch=cfg.batch, batch_wait_ms=cfg.batch_wait_ms,
+        label = cfg.sources[0] if sources[0].live else Path(cfg.sources[0]).name
+        task = progress.add_task(label if len(sources) == 1 else f"{len(sources)} sources", total=total)
+    pipe = Pipeline(sources, model, sinks, batch=cfg.batch, max_latency_ms=cfg.max_latency_ms,
                     max_frames=cfg.frames, hud=cfg.hud,
                     on_frame=None if progress is None else (lambda n: progress.update(task, completed=n)))
+    failed = None
     try:  # from here on the pipeline owns the sinks and closes them
         if progress is not None:
             progress.start()
         metrics = pipe.run()
+    except SourceFailed as exc:  # the other sources ran to their end: report them, then fail
+        metrics, failed = exc.metrics, exc
     except StageError as exc:
-        kept = [partial_path(s.path).name for s in sinks if hasattr(s, "path") and partial_path(s.path).exists()]
+        kept = [partial_path(s.path).name for s in all_sinks if hasattr(s, "path") and partial_path(s.path).exists()]
         extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
         say(f"error: {exc}{extra}")
         if debug:
@@ -292,9 +321,17 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
         Path(cfg.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     if not quiet:
         console.print(render_table(metrics))
-        for label, p in (("video", cfg.save), ("detections", cfg.json_path)):
-            if p is not None and not metrics["aborted"]:
-                console.print(f"{label}: {p}")
+        for i, own in sinks.items():
+            for s in own:
+                if hasattr(s, "path") and s.path.exists() and not metrics["aborted"]:
+                    console.print(f"{'video' if s.needs_image else 'detections'}: {s.path}"
+                                  + (f"  (source {i}: {cfg.sources[i]})" if len(sources) > 1 else ""))
+    if failed is not None:
+        kept = [partial_path(s.path).name for s in all_sinks if hasattr(s, "path") and partial_path(s.path).exists()]
+        say(f"error: {failed}" + (f" (partial outputs kept: {', '.join(kept)})" if kept else ""))
+        if debug:
+            console.print("".join(traceback.format_exception(failed.error)), highlight=False)
+        return EXIT_FAILED
     if metrics["aborted"]:
         say("aborted; outputs kept only as .partial files")
         return EXIT_INTERRUPTED

@@ -26,7 +26,8 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    source: str | None = Field(None, description="video file, image(s), camera, stream URL or synthetic:WxH@FPS")
+    source: str | list[str] | None = Field(None, description="video file, image(s), camera, stream URL or synthetic:WxH@FPS; "
+                                                               "a list runs them all through one model")
     model: str = Field("demo", description="ONNX file, .pt checkpoint, torchvision:<arch> or builtin model name")
     weights: str | None = Field(None, description="torchvision:<arch> weights: state_dict file, DEFAULT (downloads) or random")
     trust_checkpoint: bool = Field(False, description="allow unpickling a .pt checkpoint's Python objects")
@@ -38,7 +39,8 @@ class RunConfig(BaseModel):
     max_det: int = Field(300, ge=1, description="detections kept per frame")
     classes: list[int] | None = Field(None, description="keep only these class ids")
     batch: int = Field(1, ge=1, le=256, description="frames per model call")
-    batch_wait_ms: float = Field(10.0, ge=0.0, le=10_000, description="live sources: longest wait to fill a batch")
+    max_latency_ms: float | None = Field(None, gt=0.0, le=60_000, description="cut a batch before its oldest frame is this old when done "
+                                                                             "(default 100 with a live source; files: full batches)")
     frames: int | None = Field(None, gt=0, description="stop after this many frames")
     reconnect: float = Field(30.0, ge=0.0, le=86_400, description="seconds a dropped camera or stream is retried (0: never)")
     save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov)")
@@ -57,6 +59,19 @@ class RunConfig(BaseModel):
         if not re.fullmatch(r"(?:[\w.\-]+:|\[[0-9a-fA-F:]+\]:)?\d{1,5}", v) or not 0 < int(v.rsplit(":", 1)[-1]) < 65536:
             raise ValueError("use HOST:PORT or PORT, e.g. 127.0.0.1:8080")
         return v
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one source")
+            return v[0] if len(v) == 1 else v
+        return v
+
+    @property
+    def sources(self) -> list[str]:
+        return [] if self.source is None else [self.source] if isinstance(self.source, str) else list(self.source)
 
     def serve_address(self) -> tuple[str, int] | None:
         if self.serve is None:

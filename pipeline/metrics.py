@@ -105,7 +105,16 @@ def render_table(metrics: dict):
         title += f" · {len(source['gaps'])} reconnect(s), {source['gap_s']:.1f} s without frames"
     if source.get("corrupt_packets"):
         title += f" · {source['corrupt_packets']} damaged packet(s) skipped"
-    table = Table(title=title)
+    sources = metrics.get("sources") or []
+    caption = None
+    if len(sources) > 1:
+        caption = "\n".join(
+            f"source {i} {s['uri']}: {s['frames_out']}/{s['frames_in']} frames out" + (f", {s['drops']} dropped" if s.get("drops") else "")
+            + (f", FAILED: {s['error']}" if s.get("error") else "") for i, s in enumerate(sources))
+    b = metrics.get("batches")
+    if b and metrics.get("batch", 1) > 1:
+        title += f" · batches of {b['mean_size']:.1f} (cut at deadline {b['cut_at_deadline']}×)"
+    table = Table(title=title, caption=caption)
     for col in ("stage", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms", "queue in (mean/max/cap)"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for name, s in [*metrics["stages"].items(), ("end to end", metrics["e2e_latency"])]:

@@ -71,6 +71,43 @@ def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.45) -> Non
     image[ys, xs] = (px * (1 - alpha) + colours[owner] * alpha + 0.5).astype(np.uint8)
 
 
+def line_width(hw: tuple[int, int]) -> int:
+    """Box outline thickness for a frame size (1 px per 360 px of the short side)."""
+    return max(1, round(min(hw) / 360))
+
+
+def draw_labels(out: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = (), outlines: bool = True) -> None:
+    """Box outlines (unless ``outlines`` is False: the GPU path draws them) and "name score"
+    labels, in place."""
+    h, w = out.shape[:2]
+    thick = line_width((h, w))
+    font = 0.4 * thick
+    for (x1, y1, x2, y2), score, cid in zip(np.round(dets.xyxy).astype(int), dets.confidence, dets.class_id):
+        col = class_colour(cid)
+        if outlines:
+            cv2.rectangle(out, (x1, y1), (x2, y2), col, thick, cv2.LINE_AA)
+        name = names[cid] if 0 <= cid < len(names) else str(cid)
+        text = f"{name} {score:.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
+        tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 2, ty + 1), col, -1)
+        dark = sum(col) > 382
+        cv2.putText(out, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
+                    (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def draw_hud(out: np.ndarray, hud: dict) -> None:
+    """{"fps": float | None, "latency_ms": float | None} top-left, in place."""
+    thick = line_width(out.shape[:2])
+    font = 0.6 * thick
+    fps, lat = hud.get("fps"), hud.get("latency_ms")
+    text = f"{'-' if fps is None else f'{fps:.1f}'} FPS  {'-' if lat is None else f'{lat:.0f}'} ms"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+    cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
+    cv2.putText(out, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
+
+
 def draw(
     image: np.ndarray,
     dets: Detections,
@@ -84,25 +121,7 @@ def draw(
     """
     out = image.copy()
     blend_masks(out, dets, mask_alpha)
-    h, w = out.shape[:2]
-    thick = max(1, round(min(h, w) / 360))
-    font = 0.4 * thick
-    for (x1, y1, x2, y2), score, cid in zip(np.round(dets.xyxy).astype(int), dets.confidence, dets.class_id):
-        col = class_colour(cid)
-        cv2.rectangle(out, (x1, y1), (x2, y2), col, thick, cv2.LINE_AA)
-        name = names[cid] if 0 <= cid < len(names) else str(cid)
-        text = f"{name} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
-        tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
-        cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 2, ty + 1), col, -1)
-        dark = sum(col) > 382
-        cv2.putText(out, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
-                    (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
+    draw_labels(out, dets, names)
     if hud is not None:
-        fps, lat = hud.get("fps"), hud.get("latency_ms")
-        text = f"{'-' if fps is None else f'{fps:.1f}'} FPS  {'-' if lat is None else f'{lat:.0f}'} ms"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, thick)
-        cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
-        cv2.putText(out, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, (255, 255, 255), thick, cv2.LINE_AA)
+        draw_hud(out, hud)
     return out

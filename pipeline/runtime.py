@@ -3,13 +3,17 @@
 - File-like sources: every queue blocks when full, so nothing is lost and order is kept.
 - Live sources: the queues in front of the model keep only the newest frames (the oldest is
   dropped and counted), so latency stays bounded however slow the model is.
-- Every wait is short and checks the stop event, so no thread stays blocked. A stage that
-  raises stops every stage; ``run`` then raises StageError naming that stage.
+- Several sources share one model: each has its own grab and preprocess threads and its own
+  first queue (lossless or newest-only, as the source is); the infer stage batches frames
+  from all of them and cuts a batch at the oldest frame's deadline (``max_latency_ms``), so
+  a slow or reconnecting source never holds the others. A source that fails ends only itself.
+- Every wait is short and checks the stop event, so no thread stays blocked. Any other stage
+  that raises stops every stage; ``run`` then raises StageError naming that stage.
 - The stages that feed the model (grab, preprocess, postprocess: cheap, they only keep it
   busy) run at ``FEEDER_NICE`` (Linux, per thread): on a full CPU they fill idle time instead
   of preempting the model's threads or the output stages' encoders (2 cores: +3 % FPS for
   an engine-bound 1080p run, +5 % writing H.264; benchmarks/README.md).
-- ``drain()`` (first Ctrl-C) stops the source and lets the frames in flight finish, so the
+- ``drain()`` (first Ctrl-C) stops the sources and lets the frames in flight finish, so the
   outputs are finalised; ``abort()`` (second Ctrl-C) stops everything now.
 """
 
@@ -20,8 +24,9 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -51,11 +56,17 @@ class StageError(RuntimeError):
         self.error = error
 
 
+def is_marker(item) -> bool:
+    """END and SourceEnd: they carry no frame and are never dropped."""
+    return item is END or isinstance(item, SourceEnd)
+
+
 class StageQueue:
     """A bounded FIFO between two stages, with stop-aware waits and depth/drop statistics.
 
     drop_oldest=False: ``put`` waits while full (lossless). drop_oldest=True: ``put`` never
-    waits; it drops the oldest item instead and counts it.
+    waits for a frame; it drops the oldest frame instead and counts it (end markers are never
+    dropped, and wait for room like any item on a lossless queue).
     """
 
     def __init__(self, capacity: int, stop: threading.Event, drop_oldest: bool = False):
@@ -74,9 +85,7 @@ class StageQueue:
     def put(self, item) -> None:
         with self._cond:
             while len(self._items) >= self.capacity:
-                if self.drop_oldest and item is not END:
-                    self._items.popleft()
-                    self.drops += 1
+                if self.drop_oldest and not is_marker(item) and self._drop_oldest_frame():
                     continue
                 if self._stop.is_set():
                     raise Stopped
@@ -87,6 +96,15 @@ class StageQueue:
             self._depth_sum += depth
             self._puts += 1
             self._cond.notify_all()
+
+    def _drop_oldest_frame(self) -> bool:
+        """Drop the oldest item that is not an end marker (markers are never dropped)."""
+        for k, queued in enumerate(self._items):
+            if not is_marker(queued):
+                del self._items[k]
+                self.drops += 1
+                return True
+        return False
 
     def get(self, timeout: float | None = None):
         """The oldest item; None if ``timeout`` (seconds) passes first. Raises Stopped on stop."""
@@ -112,82 +130,177 @@ class StageQueue:
         }
 
 
+class QueueGroup:
+    """Several queues reported as one (each source's own input queue)."""
+
+    def __init__(self, queues: list[StageQueue]):
+        self.queues = queues
+
+    def stats(self) -> dict:
+        parts = [q.stats() for q in self.queues]
+        puts = [q._puts for q in self.queues]
+        mean = sum(p["mean_depth"] * n for p, n in zip(parts, puts)) / max(sum(puts), 1)
+        return {"capacity": sum(p["capacity"] for p in parts), "drop_oldest": any(p["drop_oldest"] for p in parts),
+                "drops": sum(p["drops"] for p in parts), "max_depth": max(p["max_depth"] for p in parts), "mean_depth": round(mean, 3)}
+
+
 @dataclass
 class Item:
     """One frame on its way through the stages; each stage fills in its field."""
 
     frame: Frame
-    tensor: np.ndarray | None = None
+    tensor: object = None  # network input (numpy, or a torch tensor on the GPU path)
     meta: LetterboxMeta | None = None
     detections: Detections | None = None
     image: np.ndarray | None = None  # annotated picture, when a sink needs one
+    extra: object = None  # what a Steps keeps between its stages (the GPU path: the frame on the device, masks)
+
+
+@dataclass(frozen=True)
+class SourceEnd:
+    """End of one source's frames (the infer stage ends when every source has ended)."""
+
+    source_id: int
 
 
 @dataclass
 class Batch:
     items: list[Item]
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+
+class CpuSteps:
+    """The model's work on host memory: numpy + OpenCV letterbox, the backend, the numpy
+    decoder, OpenCV drawing. (``pipeline.gpu.steps.GpuSteps`` keeps frames on the device.)"""
+
+    def __init__(self, model: Model):
+        self.model = model
+
+    def prepare(self, item: Item) -> None:
+        item.tensor, item.meta = self.model.preprocess(item.frame.image)
+
+    def infer(self, items: list[Item]) -> dict:
+        return self.model.infer(np.stack([it.tensor for it in items]))
+
+    def decode(self, outputs: dict, items: list[Item]) -> None:
+        for it, d in zip(items, self.model.decode(outputs, [it.meta for it in items])):
+            it.detections = d
+
+    def draw(self, item: Item, hud: dict | None) -> np.ndarray:
+        return draw(item.frame.image, item.detections, self.model.metadata.names, hud=hud)
+
+
+def steps_for(model: Model):
+    """The GPU path when the model's backend runs on CUDA and takes tensors, else the CPU path."""
+    from pipeline.gpu.steps import GpuSteps, runs_on_gpu
+
+    return GpuSteps(model) if runs_on_gpu(model) else CpuSteps(model)
+
+
+class SourceFailed(StageError):
+    """A source failed; the others ran to their end. ``metrics`` is the run's metrics dict."""
+
+    def __init__(self, failures: list[tuple[int, str, BaseException]], multi: bool, metrics: dict):
+        sid, uri, error = failures[0]
+        super().__init__("grab", error)
+        if multi:
+            others = "" if len(failures) == 1 else f" (and {len(failures) - 1} more source(s))"
+            self.args = (f"stage 'grab' failed: source {sid} ({uri}): {error.__class__.__name__}: {error}{others}; "
+                         "the other sources ran to their end",)
+        self.failures, self.metrics = failures, metrics
 
 
 class Pipeline:
-    """Run a model on a source and write to sinks; ``run()`` returns the metrics dict.
+    """Run a model on one or more sources and write to sinks; ``run()`` returns the metrics dict.
 
-    source: a Source. model: a loaded Model. sinks: where results go (may be empty).
-    batch: frames per model call. batch_wait_ms: for live sources, how long the infer stage
-    waits to fill a batch. max_frames: stop after this many frames. hud: draw FPS and latency
-    on the annotated frames. on_frame: called from the sink thread after each frame is written
-    with the number of frames out so far (progress bars).
+    sources: a Source, or several (one engine for all: frames from every source are batched
+    into one model call). model: a loaded Model. sinks: a list of sinks that get every frame,
+    or {source_id: [sinks]} for outputs per source (``Frame.source_id`` is the position in
+    ``sources``). batch: frames per model call. max_latency_ms: a batch is cut, full or not,
+    when its oldest frame has waited so long that the model could not finish it within this
+    many ms of its capture (default: 100 when a source is live; none for files, whose batches
+    fill up). max_frames: frames read per source. hud: draw FPS and latency on the annotated
+    frames. on_frame: called from the sink thread after each frame with the frames out so far
+    (progress bars). steps: how the model's work is done (default: ``steps_for(model)``).
+
+    A source that fails (a stream that does not come back, a broken file) ends only itself:
+    the others run on, and ``run`` then raises SourceFailed; that source's own sinks are closed
+    as incomplete.
     """
 
     def __init__(
         self,
-        source: Source,
+        sources: Source | Sequence[Source],
         model: Model,
-        sinks: list[Sink] | tuple[Sink, ...] = (),
+        sinks: Sequence[Sink] | Mapping[int, Sequence[Sink]] = (),
         *,
         batch: int = 1,
-        batch_wait_ms: float = 10.0,
+        max_latency_ms: float | None = None,
         max_frames: int | None = None,
         hud: bool = False,
         on_frame: Callable[[int], None] | None = None,
+        steps=None,
     ):
         if batch < 1:
             raise ValueError("batch must be >= 1")
-        self.source, self.model, self.sinks = source, model, list(sinks)
-        self.batch, self.batch_wait = batch, batch_wait_ms / 1000
+        self.sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+        if not self.sources:
+            raise ValueError("no source given")
+        self.source = self.sources[0]
+        self.model = model
+        if isinstance(sinks, Mapping):
+            self.shared_sinks, self.source_sinks = [], {int(k): list(v) for k, v in sinks.items()}
+        else:
+            self.shared_sinks, self.source_sinks = list(sinks), {}
+        self.sinks = self.shared_sinks + [s for v in self.source_sinks.values() for s in v]
+        live = [s.live for s in self.sources]
+        if max_latency_ms is None and any(live):
+            max_latency_ms = 100.0
+        self.batch, self.max_latency = batch, None if max_latency_ms is None else max_latency_ms / 1000
         self.max_frames, self.hud, self.on_frame = max_frames, hud, on_frame
+        self.steps = steps if steps is not None else steps_for(model)
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
         self._aborted = False
         self._errors: list[StageError] = []
+        self._failures: list[tuple[int, str, BaseException]] = []
         self._threads: list[threading.Thread] = []
-        live = source.live
+        self._counts = [{"frames_in": 0, "frames_out": 0} for _ in self.sources]
+        self._lock = threading.Lock()
+        self._busy_s = 0.0  # recent model + decode time per batch, to cut batches before the deadline
+        self.batches = {"count": 0, "frames": 0, "cut_at_deadline": 0}
         q = self.metrics.queues
-        # Queues are named after the stage that reads them.
-        q["preprocess"] = StageQueue(2 if live else 8, self._stop, drop_oldest=live)
-        q["infer"] = StageQueue(batch if live else 2 * batch, self._stop, drop_oldest=live)
+        # Queues are named after the stage that reads them; each source has its own first queue.
+        self._inputs = [StageQueue(2 if s.live else 8, self._stop, drop_oldest=s.live) for s in self.sources]
+        q["preprocess"] = QueueGroup(self._inputs)
+        q["infer"] = StageQueue(batch if all(live) else 2 * batch, self._stop, drop_oldest=all(live))
         q["postprocess"] = StageQueue(2, self._stop)
         q["overlay"] = StageQueue(4, self._stop)
         q["sink"] = StageQueue(4, self._stop)
         self._annotate = any(s.needs_image for s in self.sinks)
+
+    def sinks_of(self, source_id: int) -> list[Sink]:
+        return self.shared_sinks + self.source_sinks.get(source_id, [])
 
     # ---- control -------------------------------------------------------------------------
 
     def drain(self) -> None:
         """Stop taking frames; finish the ones in flight and finalise the outputs."""
         self._drain.set()
-        self.source.interrupt()  # e.g. stop waiting to reconnect
+        for s in self.sources:
+            s.interrupt()  # e.g. stop waiting to reconnect
 
     def abort(self) -> None:
         """Stop every stage now; outputs are closed as incomplete."""
         self._aborted = True
         self._stop.set()
-        self.source.interrupt()
+        for s in self.sources:
+            s.interrupt()
 
     # ---- stages --------------------------------------------------------------------------
 
-    def _stage(self, name: str, body: Callable[[], None]) -> threading.Thread:
+    def _stage(self, name: str, body: Callable[[], None], thread_name: str | None = None) -> threading.Thread:
         def target():
             if name in FEEDER_STAGES and hasattr(os, "setpriority"):
                 try:
@@ -202,60 +315,74 @@ class Pipeline:
                 self._errors.append(StageError(name, exc))
                 self._stop.set()
 
-        t = threading.Thread(target=target, name=f"rtpipe-{name}", daemon=True)
+        t = threading.Thread(target=target, name=f"rtpipe-{thread_name or name}", daemon=True)
         self._threads.append(t)
         return t
 
-    def _grab(self) -> None:
-        out, stats = self.metrics.queues["preprocess"], self.metrics.stage("grab")
-        frames = self.source.frames()
+    def _grab(self, sid: int) -> None:
+        source, out, stats, counts = self.sources[sid], self._inputs[sid], self.metrics.stage("grab"), self._counts[sid]
+        frames = source.frames()
         try:
             while not self._drain.is_set() and not self._stop.is_set():
-                if self.max_frames is not None and self.metrics.frames_in >= self.max_frames:
+                if self.max_frames is not None and counts["frames_in"] >= self.max_frames:
                     break
                 t0 = time.perf_counter()
-                frame = next(frames, None)
+                try:
+                    frame = next(frames, None)
+                except Exception as exc:  # noqa: BLE001 - this source ends; the others go on
+                    self._failures.append((sid, getattr(source, "uri", str(sid)), exc))
+                    break
                 if frame is None:
                     break
+                if frame.source_id != sid:
+                    frame = replace(frame, source_id=sid)
                 stats.add((time.perf_counter() - t0) * 1000)
-                self.metrics.frames_in += 1
+                counts["frames_in"] += 1
+                with self._lock:
+                    self.metrics.frames_in += 1
                 out.put(Item(frame))
             out.put(END)
         finally:
             frames.close()
-            self.metrics.source_drops = self.source.drops
 
-    def _preprocess(self) -> None:
-        inq, out, stats = self.metrics.queues["preprocess"], self.metrics.queues["infer"], self.metrics.stage("preprocess")
+    def _preprocess(self, sid: int) -> None:
+        inq, out, stats = self._inputs[sid], self.metrics.queues["infer"], self.metrics.stage("preprocess")
         while (item := inq.get()) is not END:
             t0 = time.perf_counter()
-            item.tensor, item.meta = self.model.preprocess(item.frame.image)
+            self.steps.prepare(item)
             stats.add((time.perf_counter() - t0) * 1000)
             out.put(item)
-        out.put(END)
+        out.put(SourceEnd(sid))
+
+    def _collect(self, inq: StageQueue, ended: set) -> list[Item]:
+        """The next batch: up to ``batch`` frames, cut early when the oldest one's deadline
+        comes (see ``max_latency_ms``) or when every source has ended."""
+        items: list[Item] = []
+        while len(items) < self.batch and len(ended) < len(self.sources):
+            wait = None
+            if items and self.max_latency is not None:
+                wait = max(items[0].frame.captured_at + self.max_latency - self._busy_s - time.monotonic(), 0.0)
+            nxt = inq.get(timeout=wait)
+            if nxt is None:
+                self.batches["cut_at_deadline"] += 1
+                break
+            if isinstance(nxt, SourceEnd):
+                ended.add(nxt.source_id)
+            else:
+                items.append(nxt)
+        return items
 
     def _infer(self) -> None:
         inq, out, stats = self.metrics.queues["infer"], self.metrics.queues["postprocess"], self.metrics.stage("infer")
-        ended = False
-        while not ended:
-            first = inq.get()
-            if first is END:
-                break
-            items = [first]
-            deadline = time.monotonic() + self.batch_wait
-            while len(items) < self.batch:
-                wait = max(deadline - time.monotonic(), 0) if self.source.live else None
-                nxt = inq.get(timeout=wait)
-                if nxt is None:
-                    break
-                if nxt is END:
-                    ended = True
-                    break
-                items.append(nxt)
+        ended: set[int] = set()
+        while items := self._collect(inq, ended):
             t0 = time.perf_counter()
-            batch = np.stack([it.tensor for it in items])
-            outputs = self.model.infer(batch)
-            stats.add((time.perf_counter() - t0) * 1000)
+            outputs = self.steps.infer(items)
+            took = time.perf_counter() - t0
+            stats.add(took * 1000)
+            self._busy_s = 0.8 * self._busy_s + 0.2 * took if self.batches["count"] else took
+            self.batches["count"] += 1
+            self.batches["frames"] += len(items)
             for it in items:
                 it.tensor = None  # the input is not needed past here
             out.put(Batch(items, outputs))
@@ -265,24 +392,23 @@ class Pipeline:
         inq, out, stats = self.metrics.queues["postprocess"], self.metrics.queues["overlay"], self.metrics.stage("postprocess")
         while (batch := inq.get()) is not END:
             t0 = time.perf_counter()
-            dets = self.model.decode(batch.outputs, [it.meta for it in batch.items])
+            self.steps.decode(batch.outputs, batch.items)
             stats.add((time.perf_counter() - t0) * 1000)
-            for it, d in zip(batch.items, dets):
-                it.detections = d
+            for it in batch.items:
                 out.put(it)
         out.put(END)
 
     def _overlay(self) -> None:
         inq, out, stats = self.metrics.queues["overlay"], self.metrics.queues["sink"], self.metrics.stage("overlay")
-        names = self.model.metadata.names
         while (item := inq.get()) is not END:
-            if self._annotate:
+            if self._annotate and any(s.needs_image for s in self.sinks_of(item.frame.source_id)):
                 t0 = time.perf_counter()
                 hud = None
                 if self.hud:
                     hud = {"fps": self.metrics.recent_fps(), "latency_ms": self.metrics.e2e.last()}
-                item.image = draw(item.frame.image, item.detections, names, hud=hud)
+                item.image = self.steps.draw(item, hud)
                 stats.add((time.perf_counter() - t0) * 1000)
+            item.extra = None
             self.metrics.to_overlay.add((time.monotonic() - item.frame.captured_at) * 1000)
             out.put(item)
         out.put(END)
@@ -291,11 +417,12 @@ class Pipeline:
         inq, stats = self.metrics.queues["sink"], self.metrics.stage("sink")
         while (item := inq.get()) is not END:
             t0 = time.perf_counter()
-            for s in self.sinks:
+            for s in self.sinks_of(item.frame.source_id):
                 s.write(item.frame, item.detections, item.image)
                 if s.wants_stop:
                     self.drain()
             stats.add((time.perf_counter() - t0) * 1000)
+            self._counts[item.frame.source_id]["frames_out"] += 1
             self.metrics.frame_out(item.frame.captured_at)
             if self.on_frame is not None:
                 self.on_frame(self.metrics.frames_out)
@@ -303,13 +430,17 @@ class Pipeline:
     # ---- run -----------------------------------------------------------------------------
 
     def run(self, handle_sigint: bool = True) -> dict:
-        """Run to the end of the source (or drain/abort); return the metrics dict.
+        """Run to the end of the sources (or drain/abort); return the metrics dict.
 
         With ``handle_sigint`` (and when called from the main thread) the first SIGINT drains
-        and the second aborts. Raises StageError if a stage failed; the sinks are then closed
-        as incomplete (their partial files are kept under a ``.partial`` name).
+        and the second aborts. Raises StageError if a stage failed (the sinks are then closed
+        as incomplete: their partial files are kept under a ``.partial`` name), SourceFailed
+        after the run if a source failed.
         """
-        bodies = list(zip(STAGES, (self._grab, self._preprocess, self._infer, self._postprocess, self._overlay, self._sink)))
+        bodies = [("grab", partial(self._grab, i), f"grab-{i}") for i in range(len(self.sources))]
+        bodies += [("preprocess", partial(self._preprocess, i), f"preprocess-{i}") for i in range(len(self.sources))]
+        bodies += [(name, body, None) for name, body in
+                   zip(STAGES[2:], (self._infer, self._postprocess, self._overlay, self._sink))]
         for name in STAGES:  # every stage appears in the metrics, in pipeline order
             self.metrics.stage(name)
         previous = None
@@ -317,8 +448,8 @@ class Pipeline:
             previous = signal.signal(signal.SIGINT, self._on_sigint)
         self.metrics.started = time.monotonic()
         try:
-            for name, body in bodies:
-                self._stage(name, body).start()
+            for name, body, thread_name in bodies:
+                self._stage(name, body, thread_name).start()
             while any(t.is_alive() for t in self._threads):
                 for t in self._threads:
                     t.join(_WAIT)
@@ -329,18 +460,31 @@ class Pipeline:
             for t in self._threads:
                 t.join()
             self.metrics.ended = time.monotonic()
-            complete = not self._errors and not self._aborted
-            close_errors = self._close_sinks(complete)
+            self.metrics.source_drops = sum(s.drops for s in self.sources)
+            close_errors = self._close_sinks(complete=not self._errors and not self._aborted)
         if self._errors:
             raise self._errors[0] from self._errors[0].error
         if close_errors:
             raise close_errors[0] from close_errors[0].error
+        result = self._result()
+        if self._failures:
+            failed = SourceFailed(self._failures, len(self.sources) > 1, result)
+            raise failed from failed.error
+        return result
+
+    def _result(self) -> dict:
         result = self.metrics.to_dict()
         result["interrupted"] = self._drain.is_set()
         result["aborted"] = self._aborted
-        result["source"] = self.source.describe()
+        failed = {sid: f"{e.__class__.__name__}: {e}" for sid, _, e in self._failures}
+        result["sources"] = [{**s.describe(), **self._counts[i], "drops": s.drops, "error": failed.get(i)}
+                             for i, s in enumerate(self.sources)]
+        result["source"] = result["sources"][0]
         result["model"] = self.model.metadata.to_dict()
         result["batch"] = self.batch
+        result["batches"] = {**self.batches, "mean_size": round(self.batches["frames"] / max(self.batches["count"], 1), 3),
+                             "max_latency_ms": None if self.max_latency is None else self.max_latency * 1000}
+        result["path"] = getattr(self.steps, "name", "cpu")
         return result
 
     def _on_sigint(self, signum, frame) -> None:
@@ -350,10 +494,14 @@ class Pipeline:
             self.abort()
 
     def _close_sinks(self, complete: bool) -> list[StageError]:
+        """Close every sink; a failed source's own sinks (and, then, the shared ones) as incomplete."""
+        failed = {sid for sid, _, _ in self._failures}
         errors = []
-        for s in self.sinks:
-            try:
-                s.close(complete)
-            except Exception as exc:  # noqa: BLE001 - report every sink that fails to finalise
-                errors.append(StageError("sink", exc))
+        for sid, sinks in [(None, self.shared_sinks), *self.source_sinks.items()]:
+            ok = complete and (not failed if sid is None else sid not in failed)
+            for s in sinks:
+                try:
+                    s.close(ok)
+                except Exception as exc:  # noqa: BLE001 - report every sink that fails to finalise
+                    errors.append(StageError("sink", exc))
         return errors

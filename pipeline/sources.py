@@ -11,6 +11,7 @@ import glob as globlib
 import re
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from fractions import Fraction
@@ -147,12 +148,16 @@ class PyAVSource(Reconnecting):
     """A video file or network stream, demuxed and decoded by FFmpeg through PyAV.
 
     Files: packets that do not decode are skipped and counted (``corrupt_packets``); the rest
-    is read. Network streams (live) reconnect as ``Reconnecting`` says.
+    is read. Network streams (live) reconnect as ``Reconnecting`` says. hwaccel: an FFmpeg
+    hardware device type (``"cuda"``) to decode on; where it cannot be used the source says so
+    in one warning line and decodes on the CPU (``describe()["hwaccel"]`` tells which).
     """
 
-    def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0, reconnect: float = RECONNECT_S):
+    def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0, reconnect: float = RECONNECT_S,
+                 hwaccel: str | None = None):
         super().__init__()
         self.uri, self.live, self.source_id = uri, live, source_id
+        self.hwaccel = hwaccel
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
         self._handle = self._open()
@@ -172,7 +177,7 @@ class PyAVSource(Reconnecting):
         timeout = (self.open_timeout, self.open_timeout) if self.live else None
         for k, options in enumerate(tries):
             try:
-                container = av.open(self.uri, options=options, timeout=timeout)
+                container = self._open_hw(options, timeout) if self.hwaccel else av.open(self.uri, options=options, timeout=timeout)
                 break
             except (av.error.FFmpegError, OSError) as exc:
                 refused = isinstance(exc, av.error.HTTPBadRequestError) or "400" in str(exc) or "461" in str(exc)
@@ -184,6 +189,25 @@ class PyAVSource(Reconnecting):
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
         container.streams.video[0].thread_type = "AUTO"  # frame + slice threads in the decoder
         return container
+
+    def _open_hw(self, options: dict, timeout):
+        """Open with hardware decoding, or (saying why, once) without it."""
+        import av
+        from av.codec.hwaccel import HWAccel
+
+        try:
+            container = av.open(self.uri, options=options, timeout=timeout, hwaccel=HWAccel(self.hwaccel, allow_software_fallback=True))
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+        else:
+            if not container.streams.video or getattr(container.streams.video[0].codec_context, "is_hwaccel", False):
+                return container
+            reason = f"FFmpeg has no {self.hwaccel} decoder for {container.streams.video[0].codec_context.name}"
+            container.close()
+        warnings.warn(f"'{self.uri}': hardware decoding ({self.hwaccel}) not available ({reason}); decoding on the CPU",
+                      RuntimeWarning, stacklevel=2)
+        self.hwaccel = None
+        return av.open(self.uri, options=options, timeout=timeout)
 
     def _read(self, container) -> Iterator[tuple[np.ndarray, float | None]]:
         import av
@@ -214,7 +238,7 @@ class PyAVSource(Reconnecting):
         container.close()
 
     def describe(self) -> dict:
-        return {**super().describe(), "corrupt_packets": self.corrupt_packets}
+        return {**super().describe(), "corrupt_packets": self.corrupt_packets, "hwaccel": self.hwaccel}
 
 
 class CameraSource(Reconnecting):
@@ -354,7 +378,7 @@ class SyntheticScene:
         return img
 
 
-def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S) -> Source:
+def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu") -> Source:
     """Open any supported source by its URI; raises SourceError with a fix when it cannot.
 
     - ``0``, ``1``, ``/dev/video0``: a camera (OpenCV)
@@ -364,7 +388,10 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S) ->
     - ``synthetic:1280x720@30``: generated frames (see :class:`SyntheticSource`)
 
     reconnect: seconds a dropped camera or network stream is retried before the run ends (0: never).
+    device: where the model runs; with ``cuda`` videos and streams are decoded on the GPU
+    (FFmpeg's cuda hwaccel, frames then copied to host memory) where FFmpeg can, else on the CPU.
     """
+    hwaccel = "cuda" if device.startswith("cuda") else None
     uri = str(uri)
     if uri.startswith("synthetic:"):
         return SyntheticSource(uri, source_id)
@@ -372,7 +399,7 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S) ->
         return CameraSource(uri, source_id, reconnect)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
-        return PyAVSource(uri, live=True, source_id=source_id, reconnect=reconnect)
+        return PyAVSource(uri, live=True, source_id=source_id, reconnect=reconnect, hwaccel=hwaccel)
     if scheme:
         raise SourceError(f"unsupported source scheme '{scheme}://': use one of {', '.join(NETWORK_SCHEMES)}")
     if any(ch in uri for ch in "*?["):
@@ -387,4 +414,4 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S) ->
         return ImageSource(uri, [path], source_id)
     if path.stat().st_size == 0:
         raise SourceError(f"source '{uri}' is an empty file")
-    return PyAVSource(str(path), live=False, source_id=source_id)
+    return PyAVSource(str(path), live=False, source_id=source_id, hwaccel=hwaccel)

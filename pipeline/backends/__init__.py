@@ -20,18 +20,28 @@ class Backend(Protocol):
         """batch: (B, 3, H, W) float32 -> {output name: array with leading batch axis B}."""
         ...
 
+    # Backends that run on torch tensors (torch, aoti, tensorrt) also have
+    # ``device`` and ``infer_tensor(batch: Tensor on device) -> {name: Tensor on device}``,
+    # which the GPU path (pipeline.gpu) uses so nothing leaves the device.
+
     def metadata(self) -> dict[str, str]:
         """Key/value metadata stored with the engine (e.g. ONNX metadata_props)."""
         ...
 
 
-def run_in_chunks(run: Callable[[np.ndarray], dict[str, np.ndarray]], batch: np.ndarray, max_batch: int | None,
-                  exact: bool = False) -> dict[str, np.ndarray]:
+def run_in_chunks(run: Callable, batch, max_batch: int | None, exact: bool = False) -> dict:
     """Run ``batch`` through ``run`` at most ``max_batch`` images at a time; outputs concatenated.
 
-    exact: the graph takes exactly ``max_batch`` images (a fixed batch axis): a short chunk is
-    padded with zeros and the padding's outputs dropped.
+    batch: a numpy array or a torch tensor (outputs are then of the same kind). exact: the graph
+    takes exactly ``max_batch`` images (a fixed batch axis): a short chunk is padded with zeros
+    and the padding's outputs dropped.
     """
+    if not isinstance(batch, np.ndarray):
+        import torch
+
+        cat, pad = torch.cat, (lambda c, n: c.new_zeros((n, *c.shape[1:])))
+    else:
+        cat, pad = np.concatenate, (lambda c, n: np.zeros((n, *c.shape[1:]), c.dtype))
     if max_batch is None or (len(batch) <= max_batch and not exact):
         return run(batch)
     parts = []
@@ -39,8 +49,8 @@ def run_in_chunks(run: Callable[[np.ndarray], dict[str, np.ndarray]], batch: np.
         chunk = batch[i : i + max_batch]
         n = len(chunk)
         if exact and n < max_batch:
-            chunk = np.concatenate([chunk, np.zeros((max_batch - n, *chunk.shape[1:]), chunk.dtype)])
+            chunk = cat([chunk, pad(chunk, max_batch - n)])
         parts.append({k: v[:n] for k, v in run(chunk).items()})
     if len(parts) == 1:
         return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: cat([p[k] for p in parts]) for k in parts[0]}

@@ -31,14 +31,21 @@ class AotiBackend:
         self.exact = meta.get("batch") is not None
         self.max_batch = meta.get("batch") or meta.get("batch_max")
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        x = self.torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+    def _run_tensor(self, batch):
         with self.torch.inference_mode():
-            out = self.runner(x)
-        return {k: v.cpu().numpy() for k, v in zip(self.output_names, out)}
+            out = self.runner(batch)
+        return dict(zip(self.output_names, out))
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._run_tensor(self.torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))
+        return {k: v.cpu().numpy() for k, v in out.items()}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return run_in_chunks(self._run, batch, self.max_batch, exact=self.exact)
+
+    def infer_tensor(self, batch) -> dict:
+        """(B, 3, H, W) float32 tensor on ``device`` -> {name: tensor on ``device``}."""
+        return run_in_chunks(self._run_tensor, batch, self.max_batch, exact=self.exact)
 
     def metadata(self) -> dict[str, str]:
         return {}

@@ -22,15 +22,23 @@ class TorchBackend:
         self.output_names = list(output_names)
         self.max_batch = max_batch
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run_tensor(self, batch):
         with self.torch.inference_mode():
-            out = self.module(self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+            out = self.module(batch)
         if not isinstance(out, (tuple, list)):
             out = (out,)
-        return {k: v.detach().cpu().numpy() for k, v in zip(self.output_names, out)}
+        return dict(zip(self.output_names, out))
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._run_tensor(self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return run_in_chunks(self._run, batch, self.max_batch)
+
+    def infer_tensor(self, batch) -> dict:
+        """(B, 3, H, W) float32 tensor on ``device`` -> {name: tensor on ``device``}."""
+        return run_in_chunks(self._run_tensor, batch, self.max_batch)
 
     def metadata(self) -> dict[str, str]:
         return {}

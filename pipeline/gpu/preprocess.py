@@ -1,0 +1,67 @@
+"""Fit frames into the network input on the device: the tensor twin of ``pipeline.preprocess``.
+
+Same rules and rounding as the numpy path: the letterbox resizes the uint8 picture (bilinear,
+half-pixel centres, rounded back to whole levels as OpenCV's uint8 resize does), pads with 114
+and scales to [0, 1]; the torchvision fit resizes the [0, 1] float picture and pads with the
+normalisation mean. Inputs are HxWx3 uint8 BGR tensors on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.preprocess import PAD_VALUE, Fit, torchvision_size
+from pipeline.types import LetterboxMeta
+
+
+def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) float -> (3, h, w) bilinear, half-pixel centres, no antialiasing (cv2 INTER_LINEAR)."""
+    if tuple(chw.shape[1:]) == tuple(size):
+        return chw
+    return F.interpolate(chw[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+
+
+def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, LetterboxMeta]:
+    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], letterboxed, and its meta.
+
+    The same sizes and padding as ``pipeline.preprocess.letterbox`` (Ultralytics' rounding).
+    """
+    h, w = int(image.shape[0]), int(image.shape[1])
+    ih, iw = input_hw
+    r = min(ih / h, iw / w)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    dw, dh = (iw - nw) / 2, (ih - nh) / 2
+    top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
+    rgb = image.flip(-1).permute(2, 0, 1).float()
+    resized = _resize(rgb, (nh, nw)).round_().clamp_(0, 255)
+    out = torch.full((3, ih, iw), float(pad_value), dtype=torch.float32, device=image.device)
+    out[:, top : top + nh, left : left + nw] = resized
+    out.mul_(1 / 255)
+    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
+
+
+def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]:
+    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1] placed top-left (or stretched), as
+    ``pipeline.preprocess.fit_torchvision``."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    ih, iw = fit.input_hw
+    if fit.mode == "stretch":
+        nh, nw = ih, iw
+    else:
+        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
+        if nh > ih or nw > iw:
+            r = min(ih / h, iw / w)
+            nh, nw = min(int(h * r), ih), min(int(w * r), iw)
+    rgb = image.flip(-1).permute(2, 0, 1).float().mul_(1 / 255)
+    out = torch.empty((3, ih, iw), dtype=torch.float32, device=image.device)
+    out[:] = torch.tensor(fit.pad_rgb, dtype=torch.float32, device=image.device)[:, None, None]
+    out[:, :nh, :nw] = _resize(rgb, (nh, nw))
+    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
+
+
+def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]:
+    """One frame on the device -> (3, H, W) float32 network input and its meta."""
+    if fit.mode == "letterbox":
+        return letterbox(image, fit.input_hw)
+    return fit_torchvision(image, fit)
