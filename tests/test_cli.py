@@ -317,3 +317,48 @@ def test_bad_preset_is_one_line_naming_file_and_key(tmp_path, yaml_text, key):
     assert str(preset) in r.stderr and f"'{key}'" in r.stderr and "Traceback" not in r.stderr
     r = rtpipe("run", "synthetic:64x48@30", "--config", preset, "--debug")
     assert r.returncode == 2 and "Traceback" in r.stdout + r.stderr
+
+
+@needs_ffmpeg
+def test_several_sources_one_dies_the_others_finish(tmp_path):
+    """A TCP stream that dies for good (--reconnect 1) next to a live synthetic source: the
+    synthetic source's outputs are complete, the stream's kept as .partial, exit 1 naming it."""
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    js = tmp_path / "out.jsonl"
+    with Publisher(clip, "tcp") as pub:
+        open_when_up(pub.url, reconnect=0).frames().close()
+        pub.kill()
+        pub.start()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", pub.url, "synthetic:96x64@30?frames=120", "--model", "tiny-seg",
+                                 "--reconnect", "1", "--batch", "2", "--json", str(js), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "out-0.jsonl.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pub.kill()  # and never back
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "source 0 (tcp://" in lines[0] and "did not come back" in lines[0] and "out-0.jsonl.partial" in lines[0]
+    synthetic = [json.loads(x)["index"] for x in (tmp_path / "out-1.jsonl").read_text().splitlines()]
+    assert synthetic == sorted(set(synthetic)) and synthetic[-1] == 119 and len(synthetic) >= 110
+    assert (tmp_path / "out-0.jsonl.partial").exists() and not (tmp_path / "out-0.jsonl").exists()
+
+
+def test_several_file_sources_write_one_output_each(tmp_path):
+    a, b = make_clip(tmp_path / "a.mp4", frames=12), make_clip(tmp_path / "b.mp4", frames=7)
+    r = rtpipe("run", a, b, "--model", "tiny-seg", "--batch", "4", "--json", tmp_path / "d.jsonl", "--save", tmp_path / "v.mp4",
+               "--metrics-json", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    for i, n in enumerate((12, 7)):
+        assert [json.loads(x)["index"] for x in (tmp_path / f"d-{i}.jsonl").read_text().splitlines()] == list(range(n))
+        assert probe(tmp_path / f"v-{i}.mp4")["frames"] == n
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert [s["frames_out"] for s in m["sources"]] == [12, 7] and "d-1.jsonl" in r.stdout
+
+
+def test_several_sources_cannot_share_a_window(tmp_path):
+    a = make_clip(tmp_path / "a.mp4", frames=3)
+    r = rtpipe("run", a, a, "--model", "tiny-seg", "--serve", "8080")
+    assert r.returncode == 2 and "--serve show one source" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.runtime import END, FEEDER_NICE, Pipeline, StageError, StageQueue, Stopped
+from pipeline.runtime import END, FEEDER_NICE, Pipeline, SourceEnd, SourceFailed, StageError, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import open_source
 from tests.conftest import FailingModel, SlowModel, make_clip, rss_mb
@@ -187,6 +187,14 @@ class TestStageQueue:
         assert q.get(timeout=1.0) is END
         assert q.stats()["drops"] == 1
 
+    def test_a_source_end_is_never_dropped_by_later_frames(self):
+        """Another source's frames drop the oldest frame, never a source's end marker."""
+        q = StageQueue(2, threading.Event(), drop_oldest=True)
+        q.put(SourceEnd(1))
+        for i in range(5):
+            q.put(i)
+        assert q.get() == SourceEnd(1) and q.get() == 4 and q.stats()["drops"] == 4
+
     def test_get_timeout_returns_none(self):
         q = StageQueue(1, threading.Event())
         t0 = time.monotonic()
@@ -254,3 +262,91 @@ def test_the_feeding_stages_yield_to_the_model_and_the_outputs(tiny_model):
     Pipeline(open_source("synthetic:160x120@30?live=0&frames=3"), Recording(tiny_model, 0.0), [NiceSink()]).run(handle_sigint=False)
     assert seen == {"preprocess": min(base + FEEDER_NICE, 19), "infer": base, "sink": base}
     assert niceness() == base  # the caller's thread is untouched
+
+
+# ---- several sources, one model -------------------------------------------------------------
+
+class StallingSource:
+    """A live 30 FPS source that goes silent for ``stall`` seconds after frame 3 (a reconnect)."""
+
+    live, fps, total, drops, uri = True, 30, None, 0, "stalling"
+
+    def __init__(self, stall: float):
+        self.inner, self.stall = open_source("synthetic:64x48@30"), stall
+
+    def frames(self):
+        for f in self.inner.frames():
+            if f.index == 3:
+                time.sleep(self.stall)
+            yield f
+
+    def interrupt(self):
+        pass
+
+    def describe(self):
+        return {"uri": self.uri}
+
+
+class LatencySink(RecordingSink):
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[int, float]] = []
+
+    def write(self, frame, detections, image):
+        self.seen.append((frame.source_id, time.monotonic() - frame.captured_at))
+
+
+def test_every_file_source_keeps_all_its_frames_in_order(tiny_model):
+    lengths = [7, 20, 13]
+    sources = [open_source(f"synthetic:64x48@30?live=0&frames={n}&seed={i}") for i, n in enumerate(lengths)]
+    sinks = {i: [RecordingSink()] for i in range(3)}
+    m = Pipeline(sources, tiny_model, sinks, batch=4).run(handle_sigint=False)
+    for i, n in enumerate(lengths):
+        assert sinks[i][0].indices == list(range(n)) and sinks[i][0].closed_complete is True
+        assert m["sources"][i]["frames_in"] == m["sources"][i]["frames_out"] == n
+    assert m["frames_out"] == sum(lengths) and m["dropped"] == 0
+    assert m["batches"]["frames"] == sum(lengths) and m["batches"]["mean_size"] > 2  # frames of several sources share calls
+
+
+def test_a_failing_source_ends_only_itself(tiny_model):
+    sources = [open_source("synthetic:64x48@30?live=0&frames=40"), FailingSource(open_source("synthetic:64x48@30?live=0&frames=40")),
+               open_source("synthetic:64x48@30?live=0&frames=30&seed=2")]
+    sinks = {i: [RecordingSink()] for i in range(3)}
+    with pytest.raises(SourceFailed) as info:
+        Pipeline(sources, tiny_model, sinks, batch=2).run(handle_sigint=False)
+    err = info.value
+    assert "source 1 (broken)" in str(err) and "corrupt packet" in str(err) and "the other sources ran to their end" in str(err)
+    assert sinks[0][0].indices == list(range(40)) and sinks[2][0].indices == list(range(30))
+    assert sinks[0][0].closed_complete is True and sinks[2][0].closed_complete is True
+    assert sinks[1][0].indices == list(range(5)) and sinks[1][0].closed_complete is False
+    m = err.metrics
+    assert m["sources"][1]["error"].startswith("RuntimeError") and m["sources"][0]["error"] is None
+    assert rtpipe_threads() == []
+
+
+def test_a_stalled_source_does_not_hold_the_others(tiny_model):
+    """Source 1 is silent for 1.5 s: source 0's frames keep coming out, batches cut at the deadline."""
+    sink = LatencySink()
+    pipe = Pipeline([open_source("synthetic:64x48@30"), StallingSource(1.5)], tiny_model, [sink], batch=4, max_latency_ms=80)
+    threading.Timer(2.5, pipe.drain).start()
+    m = pipe.run(handle_sigint=False)
+    first = [lat for sid, lat in sink.seen if sid == 0]
+    assert len(first) > 45  # ~30 FPS for 2.5 s, 1.5 s of it while source 1 was stalled
+    assert np.percentile(first, 95) < 0.3 and max(first) < 1.0  # never waited for the stalled source
+    assert m["batches"]["cut_at_deadline"] > 10 and m["batches"]["mean_size"] < 4
+    assert m["sources"][1]["frames_out"] < 40
+
+
+def test_batches_are_cut_at_the_oldest_frames_deadline(tiny_model):
+    """Two 20 FPS sources cannot fill a batch of 8 within 60 ms: calls go out with what has come."""
+    sink = LatencySink()
+    pipe = Pipeline([open_source("synthetic:64x48@20"), open_source("synthetic:64x48@20?seed=3")], tiny_model, [sink],
+                    batch=8, max_latency_ms=60)
+    threading.Timer(2.0, pipe.drain).start()
+    m = pipe.run(handle_sigint=False)
+    b = m["batches"]
+    assert b["count"] > 10 and b["cut_at_deadline"] >= b["count"] - 2 and b["mean_size"] < 4
+    assert b["max_latency_ms"] == 60
+    waited = [lat for _, lat in sink.seen]
+    assert np.median(waited) < 0.15  # a frame is not held for a full batch (8 frames = 200 ms here)
+    assert {sid for sid, _ in sink.seen} == {0, 1}

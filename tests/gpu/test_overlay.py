@@ -1,0 +1,54 @@
+"""Device mask blending gives the numpy blend's pixels; outlines land on the box edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import overlay as cpu
+from pipeline.gpu import overlay as gpu
+from pipeline.gpu.decode import DeviceMasks
+from pipeline.types import BoxMasks, Detections
+from tests.gpu.conftest import DEVICES
+
+
+def random_dets(seed: int, hw=(240, 320), n=8) -> Detections:
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    crops, regions = [], []
+    for _ in range(n):
+        x1, y1 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+        x2, y2 = int(rng.integers(x1 + 1, w)), int(rng.integers(y1 + 1, h))
+        regions.append((x1, y1, x2, y2))
+        crops.append(rng.random((y2 - y1, x2 - x1)) < 0.6)
+    conf = rng.random(n).astype(np.float32)
+    conf[1] = conf[0]  # a tie: the lower index shows
+    boxes = np.array(regions, np.float32)
+    return Detections(boxes, conf, rng.integers(0, 10, n), BoxMasks(tuple(crops), np.array(regions), hw))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", range(5))
+def test_blend_matches_the_numpy_blend(device, seed):
+    dets = random_dets(seed)
+    image = np.random.default_rng(seed + 100).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    want = image.copy()
+    cpu.blend_masks(want, dets, 0.45)
+    got = torch.from_numpy(image.copy()).to(device)
+    masks = DeviceMasks([torch.from_numpy(c).to(device) for c in dets.mask.crops], dets.mask.regions)
+    gpu.blend_masks(got, dets, masks, 0.45)
+    assert np.abs(got.cpu().numpy().astype(int) - want.astype(int)).max() <= 1
+    assert (got.cpu().numpy() != image).any()
+
+
+def test_outlines_are_drawn_on_the_box_edges_in_class_colours():
+    dets = Detections(np.array([[20, 30, 120, 90], [200, 10, 319, 239]], np.float32), np.array([0.9, 0.8], np.float32), np.array([2, 5]))
+    image = torch.zeros((240, 320, 3), dtype=torch.uint8)
+    gpu.draw_outlines(image, dets)
+    out = image.numpy()
+    for (x1, y1, x2, y2), cid in zip(dets.xyxy.astype(int), dets.class_id):
+        colour = np.array(cpu.class_colour(cid), np.uint8)
+        for y, x in [(y1, (x1 + x2) // 2), (y2, (x1 + x2) // 2), ((y1 + y2) // 2, x1), ((y1 + y2) // 2, x2)]:  # corners inclusive, as cv2.rectangle
+            assert (out[y, x] == colour).all(), (y, x)
+        assert (out[(y1 + y2) // 2, (x1 + x2) // 2] == 0).all()  # inside untouched

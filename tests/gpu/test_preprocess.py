@@ -1,0 +1,40 @@
+"""The device letterbox and torchvision fit give the numpy path's tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import preprocess as cpu
+from pipeline.gpu import preprocess as gpu
+from tests.gpu.conftest import DEVICES
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("frame_hw, input_hw", [((720, 1280), (384, 640)), ((480, 640), (640, 640)), ((1080, 1920), (640, 640)),
+                                                ((300, 500), (320, 320)), ((640, 640), (640, 640)), ((97, 211), (256, 320))])
+def test_letterbox_matches_the_numpy_path(device, frame_hw, input_hw):
+    rng = np.random.default_rng(sum(frame_hw))
+    image = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    image[: frame_hw[0] // 2] = 40  # flat regions and edges, not only noise
+    want, want_meta = cpu.prepare(image, cpu.Fit(input_hw))
+    got, meta = gpu.prepare(torch.from_numpy(image).to(device), cpu.Fit(input_hw))
+    assert meta == want_meta
+    assert got.shape == want.shape and got.dtype == torch.float32 and got.device.type == device
+    diff = np.abs(got.cpu().numpy() - want)
+    assert diff.max() <= 1 / 255 + 1e-6  # OpenCV's fixed-point uint8 resize may round the other way
+    assert (diff > 1e-6).mean() < 0.1  # and mostly the same value
+    pad = got.cpu().numpy()[:, : meta.pad_y] if meta.pad_y else got.cpu().numpy()[:, :, : int(meta.pad_x)]
+    if pad.size:
+        assert np.allclose(pad, 114 / 255)
+
+
+@pytest.mark.parametrize("mode, frame_hw", [("torchvision", (720, 1280)), ("torchvision", (500, 375)), ("stretch", (720, 1280))])
+def test_torchvision_fit_matches_the_numpy_path(mode, frame_hw):
+    fit = cpu.Fit((800, 1333) if mode == "torchvision" else (320, 320), mode, 800, 1333, (0.485, 0.456, 0.406))
+    image = np.random.default_rng(1).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    want, want_meta = cpu.prepare(image, fit)
+    got, meta = gpu.prepare(torch.from_numpy(image), fit)
+    assert meta == want_meta
+    assert np.abs(got.numpy() - want).max() < 1e-4
