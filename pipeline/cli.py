@@ -325,7 +325,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
             for s in own:
                 if hasattr(s, "path") and s.path.exists() and not metrics["aborted"]:
                     console.print(f"{'video' if s.needs_image else 'detections'}: {s.path}"
-                                  + (f"  (source {i}: {cfg.sources[i]})" if len(sources) > 1 else ""))
+                                  + (f"  (source {i}: {cfg.sources[i]})" if len(sources) > 1 else ""), soft_wrap=True)
     if failed is not None:
         kept = [partial_path(s.path).name for s in all_sinks if hasattr(s, "path") and partial_path(s.path).exists()]
         say(f"error: {failed}" + (f" (partial outputs kept: {', '.join(kept)})" if kept else ""))
