@@ -355,7 +355,7 @@ def test_several_file_sources_write_one_output_each(tmp_path):
         assert [json.loads(x)["index"] for x in (tmp_path / f"d-{i}.jsonl").read_text().splitlines()] == list(range(n))
         assert probe(tmp_path / f"v-{i}.mp4")["frames"] == n
     m = json.loads((tmp_path / "m.json").read_text())
-    assert [s["frames_out"] for s in m["sources"]] == [12, 7] and "d-1.jsonl  (source 1: " in r.stdout
+    assert [s["frames_out"] for s in m["sources"]] == [12, 7] and "d-1.jsonl  (source 1: " in r.stderr
 
 
 def test_several_sources_cannot_share_a_window(tmp_path):
