@@ -75,7 +75,7 @@ frames, peak RSS (peak GPU memory on CUDA) and the stage that holds the pipeline
 timed runs write their outputs (--sink) to a temporary folder that is deleted afterwards.
 
 --sweep KEY=V1,V2 ... measures every combination (keys: model, backend, device, batch, imgsz,
-sink), prints one table, and with --plot draws one line per configuration.
+sink, path), prints one table, and with --plot draws one line per configuration.
 """
 
 INFO_HELP = "Print an engine's sidecar: what it is, how it was built and checked, and whether it can run here."
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--imgsz", type=int, help="input size; a builtin or checkpoint is exported at it (needs torch)")
     bn.add_argument("--frames", type=int, default=300, help="frames per timed run (default 300)")
     bn.add_argument("--warmup", type=int, default=10, help="untimed model calls before timing (default 10)")
+    bn.add_argument("--path", default="auto", choices=["auto", "cpu", "gpu"],
+                    help="where pre/post-processing run: auto (on the GPU when the model runs on CUDA on torch, aoti or "
+                         "tensorrt), cpu (host numpy/OpenCV, to compare), gpu")
     bn.add_argument("--sink", default="jsonl", help="what the timed runs write: none, jsonl, or video (annotated H.264 + jsonl); "
                                                     "default jsonl")
     bn.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", help="measure every combination, e.g. batch=1,2,4 backend=onnxruntime,aoti")
@@ -441,7 +444,7 @@ def cmd_bench(args, console: Console) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.bench import expand, load, make_config, measure, parse_sweep
+    from pipeline.bench import expand, load, make_config, make_steps, measure, parse_sweep
     from pipeline.bench.plot import require_matplotlib, save_plot
     from pipeline.bench.report import render_report, render_sweep
     from pipeline.bench.system import machine
@@ -450,7 +453,7 @@ def cmd_bench(args, console: Console) -> int:
     _check_outputs(args.json_out, args.plot)
     if args.plot:
         require_matplotlib()
-    base = {k: getattr(args, k) for k in ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink")}
+    base = {k: getattr(args, k) for k in ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink", "path")}
     base.update(weights=None if args.weights == "random" else args.weights, trust_checkpoint=args.trust_checkpoint)
     axes = parse_sweep(args.sweep) if args.sweep else {}
     configs = expand(base, axes) if axes else [make_config(base)]
@@ -469,6 +472,7 @@ def cmd_bench(args, console: Console) -> int:
                 task = bar.add_task(f"loading {cfg.model} ({cfg.backend}, {cfg.device}, imgsz {cfg.imgsz or 'default'})", total=None)
                 models[key(cfg)] = load(cfg)
                 bar.remove_task(task)
+            make_steps(models[key(cfg)], cfg.path)  # a path this backend cannot take fails now, not after timing
         for cfg, label in zip(configs, labels):
             def phase(name: str, total: int | None, label=label):
                 task = bar.add_task(f"{label}: {name}" if axes else name, total=total)

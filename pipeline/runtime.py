@@ -173,6 +173,8 @@ class CpuSteps:
     """The model's work on host memory: numpy + OpenCV letterbox, the backend, the numpy
     decoder, OpenCV drawing. (``pipeline.gpu.steps.GpuSteps`` keeps frames on the device.)"""
 
+    name = "cpu"
+
     def __init__(self, model: Model):
         self.model = model
 
@@ -181,6 +183,11 @@ class CpuSteps:
 
     def infer(self, items: list[Item]) -> dict:
         return self.model.infer(np.stack([it.tensor for it in items]))
+
+    def engine_call(self, items: list[Item]) -> Callable[[], object]:
+        """The engine alone on these prepared items, as a call to repeat (``rtpipe bench``)."""
+        batch = np.stack([it.tensor for it in items])
+        return lambda: self.model.infer(batch)
 
     def decode(self, outputs: dict, items: list[Item]) -> None:
         for it, d in zip(items, self.model.decode(outputs, [it.meta for it in items])):
@@ -484,7 +491,7 @@ class Pipeline:
         result["batch"] = self.batch
         result["batches"] = {**self.batches, "mean_size": round(self.batches["frames"] / max(self.batches["count"], 1), 3),
                              "max_latency_ms": None if self.max_latency is None else self.max_latency * 1000}
-        result["path"] = getattr(self.steps, "name", "cpu")
+        result["path"] = self.steps.name
         return result
 
     def _on_sigint(self, signum, frame) -> None:

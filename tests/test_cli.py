@@ -362,3 +362,10 @@ def test_several_sources_cannot_share_a_window(tmp_path):
     a = make_clip(tmp_path / "a.mp4", frames=3)
     r = rtpipe("run", a, a, "--model", "tiny-seg", "--serve", "8080")
     assert r.returncode == 2 and "--serve show one source" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bench_gpu_path_with_onnxruntime_is_one_line(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=3)
+    r = rtpipe("bench", clip, "--model", "tiny-seg", "--path", "gpu", "--frames", "3")
+    assert r.returncode == 2 and "--path gpu: the onnxruntime backend does not run on tensors" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
 import threading
 import time
+import warnings
 from fractions import Fraction
 
 import cv2
@@ -312,3 +313,18 @@ def test_fuzzed_bytes_as_video_fail_cleanly_or_decode(tmp_path, data, cut):
             assert f.image.ndim == 3 and f.image.dtype == np.uint8
     except SourceError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the fallback on a machine without a GPU")
+def test_hardware_decoding_falls_back_to_the_cpu_with_one_line(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        src = open_source(str(clip), device="cuda")
+        frames = list(src.frames())
+    assert len(frames) == 6 and src.describe()["hwaccel"] is None
+    lines = [str(w.message) for w in caught if "hardware decoding" in str(w.message)]
+    assert len(lines) == 1 and "decoding on the CPU" in lines[0] and "\n" not in lines[0]
+    ref = list(open_source(str(clip)).frames())
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, ref))
+    assert open_source(str(clip)).describe()["hwaccel"] is None  # cpu: never asked

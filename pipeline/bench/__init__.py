@@ -20,7 +20,7 @@ from pipeline.bench.system import machine
 from pipeline.models import Model, load_model
 from pipeline.sources import open_source
 
-__all__ = ["BenchConfig", "expand", "load", "make_config", "measure", "parse_sweep"]
+__all__ = ["BenchConfig", "expand", "load", "make_config", "make_steps", "measure", "parse_sweep"]
 
 # phase name, its total steps -> a callback taking the steps done (or None)
 PhaseProgress = Callable[[str, int | None], Callable[[int], None] | None]
@@ -31,21 +31,39 @@ def load(cfg: BenchConfig) -> Model:
                       trust_checkpoint=cfg.trust_checkpoint)
 
 
+def make_steps(model: Model, path: str):
+    """auto: the GPU path when the model runs on CUDA on a tensor backend; cpu: pre/post on the
+    host (for comparison); gpu: on the model's device (an error for ONNX Runtime)."""
+    from pipeline.config import ConfigError
+    from pipeline.gpu.steps import GpuSteps
+    from pipeline.runtime import CpuSteps, steps_for
+
+    if path == "auto":
+        return steps_for(model)
+    if path == "cpu":
+        return CpuSteps(model)
+    try:
+        return GpuSteps(model)
+    except ValueError as exc:
+        raise ConfigError(f"--path gpu: {exc}") from None
+
+
 def measure(cfg: BenchConfig, model: Model, command: str, progress: PhaseProgress | None = None) -> dict:
     """Engine only, sequential and pipelined runs of ``model`` on ``cfg.source`` -> the report dict."""
     progress = progress or (lambda phase, total: None)
-    first = open_source(cfg.source)
+    steps = make_steps(model, cfg.path)
+    first = open_source(cfg.source, device=cfg.device)
     frames = cfg.frames if first.total is None else min(cfg.frames, first.total)
-    batch = sample_batch(first, model, cfg.batch)
+    batch = sample_batch(first, steps, cfg.batch)
     calls = max(math.ceil(frames / cfg.batch), 10)
-    engine = engine_only(model, batch, calls, cfg.warmup, progress("engine only", calls))
+    engine = engine_only(steps, batch, calls, cfg.warmup, progress("engine only", calls))
     names = model.metadata.names
     with tempfile.TemporaryDirectory(prefix="rtpipe-bench-") as tmp:
-        source = open_source(cfg.source)
-        seq = sequential(source, model, make_sinks(cfg.sink, Path(tmp), "sequential", source, names), frames, cfg.device,
+        source = open_source(cfg.source, device=cfg.device)
+        seq = sequential(source, steps, make_sinks(cfg.sink, Path(tmp), "sequential", source, names), frames, cfg.device,
                          progress("sequential", frames))
-        source = open_source(cfg.source)
-        pipe = pipelined(source, model, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
+        source = open_source(cfg.source, device=cfg.device)
+        pipe = pipelined(source, steps, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
                          cfg.device, progress("pipelined", frames))
     return make_report(cfg.model_dump(exclude={"weights", "trust_checkpoint"}), engine, seq, pipe, command=command,
                        machine=machine(cfg.device))

@@ -11,12 +11,13 @@ from pipeline.config import ConfigError, explain
 from pipeline.models import BACKENDS
 
 SINKS = ("none", "jsonl", "video")
-SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "sink")
+SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "sink", "path")
 
 
 class BenchConfig(BaseModel):
     """One configuration to measure. ``sink``: what the timed runs write (to a temporary folder):
-    nothing, the detections as JSONL, or the annotated H.264 video and the JSONL."""
+    nothing, the detections as JSONL, or the annotated H.264 video and the JSONL. ``path``:
+    where pre- and post-processing run (auto: on the GPU when the model does; cpu; gpu)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,6 +30,7 @@ class BenchConfig(BaseModel):
     frames: int = Field(300, ge=1)
     warmup: int = Field(10, ge=0)
     sink: Literal[SINKS] = "jsonl"  # type: ignore[valid-type]
+    path: Literal["auto", "cpu", "gpu"] = "auto"
     weights: str | None = None
     trust_checkpoint: bool = False
 

@@ -1,11 +1,13 @@
 """The three measurements of ``rtpipe bench``; each reads the source afresh.
 
-- ``engine_only``: ``Model.infer`` on one preprocessed batch, back to back: no decoding,
-  preprocessing, postprocessing or writing. What "FPS = 1000 / inference ms" reports.
+- ``engine_only``: the engine on one preprocessed batch, back to back: no decoding,
+  preprocessing, postprocessing or writing. What "FPS = 1000 / inference ms" reports. On the
+  GPU path the batch is already on the device and the outputs stay there.
 - ``sequential``: every stage in one thread, one frame at a time, as a simple script does it.
 - ``pipelined``: the ``Pipeline`` (a thread per stage, bounded queues, batching).
 
-``progress(done)`` is called with the frames (or engine calls) done so far.
+All three do the model's work with the same ``steps`` (``CpuSteps`` or ``GpuSteps``, see
+``pipeline.runtime``). ``progress(done)`` is called with the frames (or engine calls) done so far.
 """
 
 from __future__ import annotations
@@ -15,13 +17,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.bench.system import Usage
 from pipeline.metrics import LatencyStats, RunMetrics
-from pipeline.models import Model
-from pipeline.overlay import draw
-from pipeline.runtime import STAGES, Pipeline
+from pipeline.runtime import STAGES, Item, Pipeline
 from pipeline.sinks import JsonlSink, Sink, VideoSink
 from pipeline.sources import Source, SourceError
 
@@ -38,39 +36,42 @@ def make_sinks(kind: str, folder: Path, tag: str, source: Source, names) -> list
     return sinks
 
 
-def sample_batch(source: Source, model: Model, batch: int) -> np.ndarray:
-    """The first ``batch`` frames of the source, preprocessed and stacked (repeated if the source is shorter)."""
+def sample_batch(source: Source, steps, batch: int) -> list[Item]:
+    """The first ``batch`` frames of the source, prepared (repeated if the source is shorter)."""
     frames = source.frames()
     try:
-        tensors = [model.preprocess(f.image)[0] for f, _ in zip(frames, range(batch))]
+        items = [Item(f) for f, _ in zip(frames, range(batch))]
     finally:
         frames.close()
-    if not tensors:
+    if not items:
         raise SourceError(f"source '{source.uri}' gave no frames to benchmark")
-    return np.stack([tensors[i % len(tensors)] for i in range(batch)])
+    for it in items:
+        steps.prepare(it)
+    return [items[i % len(items)] for i in range(batch)]
 
 
-def engine_only(model: Model, batch: np.ndarray, calls: int, warmup: int, progress: Progress | None = None) -> dict:
-    """``calls`` timed ``infer`` calls after ``warmup`` untimed ones -> fps (frames/s) and per-call latency.
+def engine_only(steps, items: list[Item], calls: int, warmup: int, progress: Progress | None = None) -> dict:
+    """``calls`` timed engine calls on ``items`` after ``warmup`` untimed ones -> fps (frames/s) and per-call latency.
 
     ``fps`` is batch / median call time: what the engine does when nothing interrupts it (a
     shared machine's pauses would otherwise flatter the efficiency ratio); ``fps_wall`` is
     frames / wall time of the whole loop.
     """
+    call = steps.engine_call(items)
     for _ in range(warmup):
-        model.infer(batch)
+        call()
     stats = LatencyStats()
     started = time.perf_counter()
     for i in range(calls):
         t0 = time.perf_counter()
-        model.infer(batch)
+        call()
         stats.add((time.perf_counter() - t0) * 1000)
         if progress is not None:
             progress(i + 1)
     wall = time.perf_counter() - started
     latency = stats.summary()
-    return {"fps": round(len(batch) * 1000 / latency["p50_ms"], 3), "fps_wall": round(calls * len(batch) / wall, 3), "calls": calls,
-            "batch": len(batch), "latency_ms": latency}
+    return {"fps": round(len(items) * 1000 / latency["p50_ms"], 3), "fps_wall": round(calls * len(items) / wall, 3), "calls": calls,
+            "batch": len(items), "latency_ms": latency}
 
 
 @contextmanager
@@ -80,19 +81,18 @@ def _timed(stats: LatencyStats):
     stats.add((time.perf_counter() - t0) * 1000)
 
 
-def sequential(source: Source, model: Model, sinks: list[Sink], frames: int, device: str,
+def sequential(source: Source, steps, sinks: list[Sink], frames: int, device: str,
                progress: Progress | None = None) -> tuple[dict, Usage]:
     """One thread, one frame at a time through every stage -> (a metrics dict shaped as ``Pipeline.run``'s, its usage)."""
     with Usage(device) as usage:
-        metrics = _sequential(source, model, sinks, frames, progress)
+        metrics = _sequential(source, steps, sinks, frames, progress)
     return metrics, usage
 
 
-def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, progress: Progress | None) -> dict:
+def _sequential(source: Source, steps, sinks: list[Sink], frames: int, progress: Progress | None) -> dict:
     m = RunMetrics()
     stage = {name: m.stage(name) for name in STAGES}
     annotate = any(s.needs_image for s in sinks)
-    names = model.metadata.names
     stream = source.frames()
     complete, found = False, 0
     m.started = time.monotonic()
@@ -104,17 +104,19 @@ def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, pr
                 break
             stage["grab"].add((time.perf_counter() - t0) * 1000)
             m.frames_in += 1
+            item = Item(frame)
             with _timed(stage["preprocess"]):
-                tensor, meta = model.preprocess(frame.image)
+                steps.prepare(item)
             with _timed(stage["infer"]):
-                outputs = model.infer(tensor[None])
+                outputs = steps.infer([item])
             with _timed(stage["postprocess"]):
-                detections = model.decode(outputs, [meta])[0]
+                steps.decode(outputs, [item])
+            detections = item.detections
             found += len(detections)
             image = None
             if annotate:
                 with _timed(stage["overlay"]):
-                    image = draw(frame.image, detections, names)
+                    image = steps.draw(item, None)
             m.to_overlay.add((time.monotonic() - frame.captured_at) * 1000)
             with _timed(stage["sink"]):
                 for s in sinks:
@@ -132,9 +134,10 @@ def _sequential(source: Source, model: Model, sinks: list[Sink], frames: int, pr
     return {**m.to_dict(), "detections_per_frame": round(found / max(m.frames_out, 1), 2)}
 
 
-def pipelined(source: Source, model: Model, sinks: list[Sink], frames: int, batch: int, device: str,
+def pipelined(source: Source, steps, sinks: list[Sink], frames: int, batch: int, device: str,
               progress: Progress | None = None) -> tuple[dict, Usage]:
     """The threaded pipeline on ``frames`` frames -> (its metrics dict, its usage)."""
     with Usage(device) as usage:
-        metrics = Pipeline(source, model, sinks, batch=batch, max_frames=frames, on_frame=progress).run(handle_sigint=False)
+        metrics = Pipeline(source, steps.model, sinks, batch=batch, max_frames=frames, on_frame=progress,
+                           steps=steps).run(handle_sigint=False)
     return metrics, usage

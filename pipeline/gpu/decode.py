@@ -36,7 +36,8 @@ def to_frame(xyxy: torch.Tensor, meta: LetterboxMeta) -> torch.Tensor:
     return out
 
 
-def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.ndarray, meta: LetterboxMeta) -> tuple[list[torch.Tensor], np.ndarray]:
+def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.ndarray,
+               meta: LetterboxMeta) -> tuple[list[torch.Tensor], np.ndarray]:
     """Instance masks inside each box: the tensor twin of ``pipeline.ops.masks_from_prototypes``.
 
     coefficients: (N, C). prototypes: (C, Hp, Wp). boxes: (N, 4) float xyxy in frame pixels.

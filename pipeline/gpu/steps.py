@@ -76,12 +76,31 @@ class GpuSteps:
                 item.tensor.record_stream(self.stream)
         item.extra = {"frame": frame, "ready": ready, "masks": None}
 
+    def _batch(self, items) -> torch.Tensor:
+        """The items' inputs stacked on the model's stream, once each frame's upload is done."""
+        for it in items:
+            if it.extra["ready"] is not None:
+                self.stream.wait_event(it.extra["ready"])
+        return torch.stack([it.tensor for it in items])
+
     def infer(self, items) -> dict:
         with on(self.stream):
-            for it in items:
-                if it.extra["ready"] is not None:
-                    self.stream.wait_event(it.extra["ready"])
-            return self._run(torch.stack([it.tensor for it in items]))
+            return self._run(self._batch(items))
+
+    def engine_call(self, items):
+        """The engine alone on these prepared items (already on the device; outputs stay there),
+        as a call to repeat; it returns when the device is done (``rtpipe bench``)."""
+        with on(self.stream):
+            batch = self._batch(items)
+
+        def call():
+            with on(self.stream):
+                out = self._run(batch)
+            if self.cuda:
+                self.stream.synchronize()
+            return out
+
+        return call
 
     def decode(self, outputs: dict, items) -> None:
         metas = [it.meta for it in items]

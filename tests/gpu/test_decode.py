@@ -39,8 +39,9 @@ def test_demo_model_outputs_decode_the_same(demo_torch, demo_frames, device):
         assert len(device_masks.crops) == len(g) and all(c.device.type == device for c in device_masks.crops)
 
 
-@pytest.mark.parametrize("settings", [DecodeSettings(conf=0.3), DecodeSettings(conf=0.2, classes=(1, 3)), DecodeSettings(conf=0.1, agnostic=True),
-                                      DecodeSettings(conf=0.1, max_det=5), DecodeSettings(conf=0.1, iou=0.3)])
+@pytest.mark.parametrize("settings", [DecodeSettings(conf=0.3), DecodeSettings(conf=0.2, classes=(1, 3)),
+                                      DecodeSettings(conf=0.1, agnostic=True), DecodeSettings(conf=0.1, max_det=5),
+                                      DecodeSettings(conf=0.1, iou=0.3)])
 @pytest.mark.parametrize("seg", [False, True])
 def test_random_dense_outputs_decode_the_same(settings, seg):
     """Dense random candidates (many overlapping boxes, every class) through thresholds, filters and NMS."""

@@ -49,6 +49,7 @@ def test_outlines_are_drawn_on_the_box_edges_in_class_colours():
     out = image.numpy()
     for (x1, y1, x2, y2), cid in zip(dets.xyxy.astype(int), dets.class_id):
         colour = np.array(cpu.class_colour(cid), np.uint8)
-        for y, x in [(y1, (x1 + x2) // 2), (y2, (x1 + x2) // 2), ((y1 + y2) // 2, x1), ((y1 + y2) // 2, x2)]:  # corners inclusive, as cv2.rectangle
+        mx, my = (x1 + x2) // 2, (y1 + y2) // 2
+        for y, x in [(y1, mx), (y2, mx), (my, x1), (my, x2)]:  # x2, y2 inclusive, as cv2.rectangle
             assert (out[y, x] == colour).all(), (y, x)
         assert (out[(y1 + y2) // 2, (x1 + x2) // 2] == 0).all()  # inside untouched
