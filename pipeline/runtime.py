@@ -253,7 +253,6 @@ class Pipeline:
         self.sources = list(sources) if isinstance(sources, (list, tuple)) else [sources]
         if not self.sources:
             raise ValueError("no source given")
-        self.source = self.sources[0]
         self.model = model
         if isinstance(sinks, Mapping):
             self.shared_sinks, self.source_sinks = [], {int(k): list(v) for k, v in sinks.items()}
