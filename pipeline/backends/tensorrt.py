@@ -173,7 +173,7 @@ class TensorRTBackend:
                 self._enqueue()  # TensorRT allocates lazily on the first run: not while capturing
                 self.stream.synchronize()
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.stream):
+                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                     self._enqueue()
             return graph
         except Exception:

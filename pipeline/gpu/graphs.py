@@ -59,7 +59,7 @@ class CudaGraphs:
                 self.fn(static_in)  # warm-up on a side stream, as capture requires
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads upload meanwhile
                 static_out = self.fn(static_in)
         except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
             reason = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
