@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--imgsz", type=int, help="input size: checked against a fixed-size ONNX; sets it for checkpoints "
                                                "(YOLO: NxN; torchvision: the short side)")
     run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
+    run.add_argument("--nms", action="store_true", default=None,
+                     help="also run NMS on the outputs of NMS-free models (YOLO26 end-to-end, RT-DETR), which are final without it")
     run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
     run.add_argument("--batch", type=int, help="frames per model call (default 1)")
     run.add_argument("--max-latency-ms", type=float, dest="max_latency_ms",
@@ -260,7 +262,7 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
     overrides = {k: getattr(args, k) for k in (
-        "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "classes",
+        "source", "model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms", "classes",
         "batch", "max_latency_ms",
         "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json")}
     overrides["source"] = overrides["source"] or None
@@ -285,7 +287,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     _check_paths(cfg)
     weights = _weights(cfg.model, cfg.weights)
     model = load_model(cfg.model, backend=cfg.backend, device=cfg.device, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det,
-                       classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint)
+                       classes=cfg.classes, imgsz=cfg.imgsz, weights=weights, trust_checkpoint=cfg.trust_checkpoint, nms=cfg.nms)
     sources = [open_source(uri, source_id=i, reconnect=cfg.reconnect, device=cfg.device) for i, uri in enumerate(cfg.sources)]
     sinks = _make_sinks(cfg, sources, model)
     all_sinks = [s for own in sinks.values() for s in own]

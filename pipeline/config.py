@@ -37,6 +37,7 @@ class RunConfig(BaseModel):
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
     max_det: int = Field(300, ge=1, description="detections kept per frame")
+    nms: bool = Field(False, description="also run NMS on NMS-free models' outputs (YOLO26 end-to-end, RT-DETR)")
     classes: list[int] | None = Field(None, description="keep only these class ids")
     batch: int = Field(1, ge=1, le=256, description="frames per model call")
     max_latency_ms: float | None = Field(None, gt=0.0, le=60_000, description="cut a batch before its oldest frame is this old when done "

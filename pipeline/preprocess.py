@@ -4,6 +4,8 @@ Two ways of fitting, each matching the reference implementation of its family:
 
 - ``letterbox`` (Ultralytics): keep the aspect ratio, centre, pad with grey 114, resize the
   uint8 image.
+- ``resize`` (Ultralytics' RT-DETR predictor, LetterBox ``scale_fill``): stretch the uint8
+  image to the input size, no padding.
 - ``torchvision`` (GeneralizedRCNNTransform): scale the [0, 1] float image so the short side
   reaches ``min_size`` without the long side passing ``max_size`` (or stretch to a fixed size
   for SSD), place it top-left and pad with the normalisation mean, which the engine maps to 0.
@@ -26,7 +28,7 @@ PAD_VALUE = 114
 class Fit:
     """How frames enter a network: its input size and the fitting rule (see module docstring).
 
-    mode: "letterbox" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
+    mode: "letterbox" | "resize" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
     bounds (mode "torchvision" only). pad_rgb: padding colour in [0, 1] RGB (torchvision modes).
     """
 
@@ -64,6 +66,15 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
     return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
+
+
+def resize(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, LetterboxMeta]:
+    """Stretch the uint8 image to ``input_hw`` (bilinear), as Ultralytics' RT-DETR predictor does."""
+    h, w = image.shape[:2]
+    ih, iw = input_hw
+    if (h, w) != (ih, iw):
+        image = cv2.resize(image, (iw, ih), interpolation=cv2.INTER_LINEAR)
+    return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
 
 
 def to_tensor(image: np.ndarray) -> np.ndarray:
@@ -114,7 +125,7 @@ def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, 
     """One frame -> (3, H, W) float32 network input and its meta. A bare (h, w) means letterbox."""
     if not isinstance(fit, Fit):
         fit = Fit(tuple(fit))
-    if fit.mode == "letterbox":
-        boxed, meta = letterbox(image, fit.input_hw)
+    if fit.mode in ("letterbox", "resize"):
+        boxed, meta = (letterbox if fit.mode == "letterbox" else resize)(image, fit.input_hw)
         return to_tensor(boxed), meta
     return fit_torchvision(image, fit)

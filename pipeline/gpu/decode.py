@@ -41,7 +41,7 @@ def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.n
     """Instance masks inside each box: the tensor twin of ``pipeline.ops.masks_from_prototypes``.
 
     coefficients: (N, C). prototypes: (C, Hp, Wp). boxes: (N, 4) float xyxy in frame pixels.
-    Region i is box i widened to whole pixels; each of its pixel centres samples the mix
+    Region i holds the pixels whose index lies in box i (x1 <= x < x2); each pixel centre samples the mix
     ``coefficients @ prototypes`` bilinearly (clamped at the edges) and is on where the logit
     is > 0. Returns (crops, regions int32 (N, 4)).
     """
@@ -51,7 +51,7 @@ def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.n
     sx, sy = meta.scale_x * wp / iw, meta.scale_y * hp / ih
     bx = (0.5 * meta.scale_x + meta.pad_x) * wp / iw - 0.5
     by = (0.5 * meta.scale_y + meta.pad_y) * hp / ih - 0.5
-    regions = np.concatenate([np.floor(boxes[:, :2]), np.ceil(boxes[:, 2:])], axis=1).astype(np.int32).reshape(-1, 4)
+    regions = np.ceil(boxes).astype(np.int32).reshape(-1, 4)  # pixels x with x1 <= x < x2
     regions = regions.clip(0, [w, h, w, h])
     regions[:, 2:] = np.maximum(regions[:, 2:], regions[:, :2])
     mix = (coefficients.float() @ prototypes.float().reshape(c, -1)).reshape(-1, hp, wp)

@@ -41,6 +41,15 @@ def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = P
     return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
 
 
+def resize(image: torch.Tensor, input_hw: tuple[int, int]) -> tuple[torch.Tensor, LetterboxMeta]:
+    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], stretched, as ``pipeline.preprocess.resize``."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    ih, iw = input_hw
+    rgb = image.flip(-1).permute(2, 0, 1).float()
+    out = _resize(rgb, (ih, iw)).round_().clamp_(0, 255).mul_(1 / 255)
+    return out.contiguous(), LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
+
+
 def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1] placed top-left (or stretched), as
     ``pipeline.preprocess.fit_torchvision``."""
@@ -64,4 +73,6 @@ def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]
     """One frame on the device -> (3, H, W) float32 network input and its meta."""
     if fit.mode == "letterbox":
         return letterbox(image, fit.input_hw)
+    if fit.mode == "resize":
+        return resize(image, fit.input_hw)
     return fit_torchvision(image, fit)

@@ -300,17 +300,20 @@ def load_model(
     weights: str | Path | None = None,
     trust_checkpoint: bool = False,
     agnostic: bool = False,
+    nms: bool = False,
 ) -> Model:
     """Load a model for ``predict`` or the pipeline.
 
     weights: for ``torchvision:<arch>``, a local state_dict file or ``"DEFAULT"`` (torchvision's
     weights API; downloads); None gives random weights with a warning. imgsz: checked against a
     fixed-size ONNX; sets the input size of models built here. trust_checkpoint: allow
-    unpickling a .pt checkpoint's Python objects (only for files you trust).
+    unpickling a .pt checkpoint's Python objects (only for files you trust). nms: also run NMS on
+    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it.
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
-    settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic)
+    settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic,
+                              nms=nms)
     if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu") or imgsz is not None:
         spec = checkpoint_of(spec)  # a builtin's bundled ONNX has one input size; its checkpoint exports at any
     graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)

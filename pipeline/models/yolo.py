@@ -1,8 +1,24 @@
-"""YOLO family (Ultralytics YOLOv8/YOLO11 layout): metadata and decoding of raw outputs.
+"""YOLO family (Ultralytics YOLOv8/YOLO11/YOLO26 and RT-DETR): metadata and decoding of raw outputs.
 
-Raw layout: ``output0`` (B, 4 + nc (+ nm), N) with cx, cy, w, h in input pixels, class scores
-after sigmoid and, for segmentation, nm mask coefficients; ``output1`` (B, nm, Hp, Wp)
-prototypes.
+Output layouts (``meta["layout"]``), recognised from the engine's metadata and shapes, never
+from a file name (``layout_of``):
+
+============== ============================== ================================================
+layout         ``output0``                    what a row holds
+============== ============================== ================================================
+``dense``      (B, 4 + nc (+ nm), N)          per anchor: cx, cy, w, h (input pixels), class
+                                              scores after sigmoid (, mask coefficients);
+                                              YOLOv8/11, YOLO26 with end2end off: needs NMS
+``end2end``    (B, K, 6 (+ nm))               final detections: x1, y1, x2, y2 (input pixels),
+                                              score, class (, mask coefficients); YOLO26
+``rtdetr``     (B, K, 4 + nc)                 per query: cx, cy, w, h normalised to the input,
+                                              class scores
+``rtdetr-topk`` (B, K, 6)                     top-k queries: cx, cy, w, h normalised, score,
+                                              class (Ultralytics' RT-DETR export)
+============== ============================== ================================================
+
+Segmentation adds ``output1`` (B, nm, Hp, Wp) prototypes. NMS-free layouts are decoded without
+NMS (``DecodeSettings.nms`` asks for it anyway).
 """
 
 from __future__ import annotations
@@ -17,6 +33,8 @@ from pipeline.models.settings import DecodeSettings
 from pipeline.ops import batched_nms, cxcywh_to_xyxy, masks_from_prototypes, nms
 from pipeline.preprocess import Fit
 from pipeline.types import Detections, LetterboxMeta
+
+LAYOUTS = ("dense", "end2end", "rtdetr", "rtdetr-topk")
 
 
 def parse_names(value: str) -> list[str]:
@@ -77,45 +95,131 @@ class YoloDecoder:
         return det if has_mask.all() else det[has_mask]
 
 
+class FinalDecoder:
+    """NMS-free outputs (``end2end``, ``rtdetr``, ``rtdetr-topk``) -> one Detections per image.
+
+    Rows are final detections: keep those above ``conf`` (and in ``classes``), the first
+    ``max_det`` of them in the engine's order (best first), map the boxes to frame pixels, and
+    build masks from the prototypes (YOLO26-seg). ``settings.nms`` runs class-aware NMS on
+    them as well, for engines whose rows may still overlap.
+    """
+
+    def __init__(self, num_classes: int, settings: DecodeSettings, layout: str, seg: bool):
+        if layout not in LAYOUTS[1:]:
+            raise ValueError(f"FinalDecoder decodes {LAYOUTS[1:]}, not '{layout}'")
+        self.nc, self.s, self.layout, self.seg = num_classes, settings, layout, seg
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+        rows, protos = outputs["output0"], outputs.get("output1")
+        return [self._one(rows[i], None if protos is None else protos[i], metas[i]) for i in range(len(metas))]
+
+    def _rows(self, rows: np.ndarray, meta: LetterboxMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(K, C) rows -> boxes xyxy in input pixels, scores, classes, mask coefficients."""
+        rows = rows.astype(np.float32, copy=False)
+        if self.layout == "end2end":
+            return rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), rows[:, 6:] if self.seg else None
+        ih, iw = meta.input_hw
+        boxes = cxcywh_to_xyxy(rows[:, :4]) * np.array([iw, ih, iw, ih], np.float32)
+        if self.layout == "rtdetr-topk":
+            return boxes, rows[:, 4], rows[:, 5].astype(np.int64), None
+        scores = rows[:, 4 : 4 + self.nc]
+        cls = scores.argmax(1)
+        return boxes, scores[np.arange(len(rows)), cls], cls, None
+
+    def _one(self, rows: np.ndarray, protos: np.ndarray | None, meta: LetterboxMeta) -> Detections:
+        s = self.s
+        boxes, score, cls, coef = self._rows(rows, meta)
+        keep = score > s.conf
+        if s.classes is not None:
+            keep &= np.isin(cls, s.classes)
+        idx = np.flatnonzero(keep)
+        if s.nms:
+            order = idx[np.argsort(-score[idx], kind="stable")]
+            kept = nms(boxes[order], score[order], s.iou) if s.agnostic else batched_nms(boxes[order], score[order], cls[order], s.iou)
+            idx = order[kept]
+        idx = idx[: s.max_det]
+        xyxy = meta.to_frame(boxes[idx])
+        if coef is None or protos is None:
+            return Detections(xyxy, score[idx], cls[idx])
+        scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
+        mask = masks_from_prototypes(coef[idx], protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
+        det = Detections(xyxy, score[idx], cls[idx], mask)
+        has_mask = np.array([c.any() for c in mask.crops], bool)
+        return det if has_mask.all() else det[has_mask]
+
+
 # ---------------------------------------------------------------------------- metadata and checkpoints
 
 PROTO_CHANNELS = 32
 
 
+def layout_of(out0: list, nc: int, seg: bool, head: str | None = None, end2end: bool | None = None) -> str | None:
+    """The layout (see the module docstring) of ``output0``'s shape, or None when it fits none.
+
+    head / end2end: what the engine's metadata says (Ultralytics exports write ``head`` and
+    ``end2end``); they settle the shapes two layouts share (RT-DETR's (B, K, 6) top-k rows vs
+    YOLO26's, or 4 + nc == 6). Unknown (dynamic) sizes match nothing.
+    """
+    if len(out0) != 3:
+        return None
+    c1, c2 = out0[1], out0[2]
+    nm = PROTO_CHANNELS if seg else 0
+    if head == "RTDETRDecoder":
+        return "rtdetr-topk" if c2 == 6 else "rtdetr" if c2 == 4 + nc else None
+    if c1 == 4 + nc + nm and end2end is not True:
+        return "dense"
+    if c2 == 6 + nm and end2end is not False:
+        return "end2end"
+    if c2 == 4 + nc and not seg:
+        return "rtdetr"
+    return None
+
+
 def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> dict:
-    """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, stride)."""
+    """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, head, end2end) and its output shapes."""
     names = parse_names(props["names"])
     task = props.get("task", "segment" if "output1" in outputs else "detect")
+    end2end = {"True": True, "False": False}.get(props.get("end2end", ""))
+    layout = layout_of(list(outputs.get("output0") or ()), len(names), task == "segment", props.get("head"), end2end)
     return {
         "family": "yolo",
         "task": task,
         "names": names,
         "stride": int(props.get("stride", 32)),
-        "fit": Fit(tuple(input_hw)).to_dict(),
+        "layout": layout,
+        # Ultralytics' RT-DETR predictor stretches frames to the input (LetterBox scale_fill)
+        "fit": Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox").to_dict(),
         "outputs": list(outputs),
     }
 
 
 def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
-    """None when the outputs have the Ultralytics layout for ``meta``'s task, else what is wrong."""
+    """None when the outputs have a known layout for ``meta``'s task, else what is wrong."""
     nc = len(meta["names"])
     seg = meta["task"] == "segment"
-    want = 4 + nc + (PROTO_CHANNELS if seg else 0)
-    expected = f"output0 [B, {want}, N] (4 box + {nc} class" + (f" + {PROTO_CHANNELS} mask" if seg else "") + " channels)"
+    if meta["task"] not in ("detect", "segment"):
+        return f"task '{meta['task']}' is not supported (detect, segment)"
+    nm = PROTO_CHANNELS if seg else 0
+    expected = (f"output0 [B, {4 + nc + nm}, N] (dense: 4 box + {nc} class" + (f" + {nm} mask" if seg else "") + " channels), "
+                f"[B, K, {6 + nm}] (end-to-end: x1 y1 x2 y2 score class" + (f" + {nm} mask" if seg else "") + ")"
+                + ("" if seg else f", [B, K, {4 + nc}] or [B, K, 6] (RT-DETR)"))
     if seg:
-        expected += f" and output1 [B, {PROTO_CHANNELS}, H/4, W/4]"
-    out0 = outputs.get("output0")
-    if out0 is None or len(out0) != 3 or (isinstance(out0[1], int) and out0[1] != want):
+        expected += f", and output1 [B, {nm}, H/4, W/4]"
+    layout = meta.get("layout") or "dense"  # engines built before layouts were recorded are dense
+    out0 = list(outputs.get("output0") or ())
+    axis, size = {"dense": (1, 4 + nc + nm), "end2end": (2, 6 + nm), "rtdetr": (2, 4 + nc), "rtdetr-topk": (2, 6)}.get(layout, (0, -1))
+    if len(out0) != 3 or size < 0 or (isinstance(out0[axis], int) and out0[axis] != size):
         return f"expected {expected}, found {outputs}"
     if seg and (len(outputs.get("output1") or ()) != 4):
         return f"expected {expected}, found {outputs}"
-    if meta["task"] not in ("detect", "segment"):
-        return f"task '{meta['task']}' is not supported (detect, segment)"
     return None
 
 
-def decoder(meta: dict, settings: DecodeSettings) -> YoloDecoder:
-    return YoloDecoder(len(meta["names"]), settings)
+def decoder(meta: dict, settings: DecodeSettings):
+    layout = meta.get("layout") or "dense"
+    if layout == "dense":
+        return YoloDecoder(len(meta["names"]), settings)
+    return FinalDecoder(len(meta["names"]), settings, layout, meta["task"] == "segment")
 
 
 def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
@@ -155,8 +259,10 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
         )
     model = model.float().eval()
     head = model.model[-1]
-    if getattr(head, "end2end", False):
-        raise ValueError(f"checkpoint '{path}': NMS-free (end2end) heads are not supported yet; export a YOLOv8/YOLO11 model")
+    rtdetr = type(head).__name__ == "RTDETRDecoder"
+    end2end = getattr(head, "one2one_cv2", None) is not None  # YOLO26: run its NMS-free one-to-one head
+    if end2end:
+        head.end2end = True  # before fusing, which drops the branch not chosen
     task = "segment" if hasattr(head, "proto") else "detect"
     if hasattr(model, "fuse"):
         model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
@@ -164,12 +270,14 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     head.export, head.format, head.dynamic = True, "onnx", False
     names = model.names if isinstance(model.names, (list, tuple)) else [model.names[k] for k in sorted(model.names)]
     size = imgsz or int((ckpt.get("train_args") or {}).get("imgsz", 640))
+    layout = "rtdetr-topk" if rtdetr else "end2end" if end2end else "dense"
     meta = {
         "family": "yolo",
         "task": task,
         "names": list(names),
         "stride": int(max(model.stride)),
-        "fit": Fit((size, size)).to_dict(),
+        "layout": layout,
+        "fit": Fit((size, size), "resize" if rtdetr else "letterbox").to_dict(),
         "outputs": ["output0", "output1"] if task == "segment" else ["output0"],
     }
     return Graph(meta, str(path), module=_YoloGraph(model), source=path)

@@ -22,10 +22,11 @@ def masks_from_prototypes(
 
     coefficients: (N, C) mask coefficients. prototypes: (C, Hp, Wp) for a network input of
     ``input_hw``. boxes: (N, 4) xyxy in frame pixels. The frame was fitted into the input as
-    ``input = frame * scale + pad`` (per axis, x then y). Returns BoxMasks whose region i is box i widened to whole
-    pixels: the prototype mix ``coefficients @ prototypes`` sampled bilinearly at those frame
-    pixel centres, thresholded at sigmoid 0.5 (logit 0). Only box regions are resampled, never
-    the whole frame.
+    ``input = frame * scale + pad`` (per axis, x then y). Returns BoxMasks whose region i holds
+    the frame pixels whose index lies in box i (x1 <= x < x2, y1 <= y < y2: the pixels
+    Ultralytics' crop_mask keeps): the prototype mix ``coefficients @ prototypes`` sampled
+    bilinearly at those pixel centres, thresholded at sigmoid 0.5 (logit 0). Only box regions are
+    resampled, never the whole frame.
     """
     h, w = frame_hw
     n = len(coefficients)
@@ -38,7 +39,7 @@ def masks_from_prototypes(
     sx, sy = scale[0] * wp / input_hw[1], scale[1] * hp / input_hw[0]
     bx = (0.5 * scale[0] + pad[0]) * wp / input_hw[1] - 0.5
     by = (0.5 * scale[1] + pad[1]) * hp / input_hw[0] - 0.5
-    regions = np.concatenate([np.floor(boxes[:, :2]), np.ceil(boxes[:, 2:])], axis=1).astype(np.int32)
+    regions = np.ceil(boxes).astype(np.int32)  # pixels x with x1 <= x < x2 (Ultralytics' crop_mask rule)
     regions = regions.clip(0, [w, h, w, h])
     regions[:, 2:] = np.maximum(regions[:, 2:], regions[:, :2])
     crops = []

@@ -30,11 +30,13 @@ def test_letterbox_matches_the_numpy_path(device, frame_hw, input_hw):
         assert np.allclose(pad, 114 / 255)
 
 
-@pytest.mark.parametrize("mode, frame_hw", [("torchvision", (720, 1280)), ("torchvision", (500, 375)), ("stretch", (720, 1280))])
-def test_torchvision_fit_matches_the_numpy_path(mode, frame_hw):
+@pytest.mark.parametrize("mode, frame_hw", [("torchvision", (720, 1280)), ("torchvision", (500, 375)), ("stretch", (720, 1280)),
+                                           ("resize", (720, 1280)), ("resize", (300, 200))])
+def test_other_fits_match_the_numpy_path(mode, frame_hw):
     fit = cpu.Fit((800, 1333) if mode == "torchvision" else (320, 320), mode, 800, 1333, (0.485, 0.456, 0.406))
     image = np.random.default_rng(1).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
     want, want_meta = cpu.prepare(image, fit)
     got, meta = gpu.prepare(torch.from_numpy(image), fit)
     assert meta == want_meta
-    assert np.abs(got.numpy() - want).max() < 1e-4
+    # resize rounds the uint8 picture as OpenCV does, maybe the other way: one grey level
+    assert np.abs(got.numpy() - want).max() < (1 / 255 + 1e-6 if mode == "resize" else 1e-4)

@@ -20,8 +20,7 @@ def masks_reference(coef, protos, boxes, frame_hw, input_hw, meta):
     mx, my = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
     for i in range(len(coef)):
         full = cv2.remap(logits[i].astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        x1, y1 = np.floor(boxes[i, :2]).astype(int)
-        x2, y2 = np.ceil(boxes[i, 2:]).astype(int)
+        x1, y1, x2, y2 = np.ceil(boxes[i]).astype(int)  # pixel indices x1 <= x < x2
         out[i, y1:y2, x1:x2] = full[y1:y2, x1:x2] > 0
     return out
 
