@@ -19,7 +19,8 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
     gpu = record.get("gpu")
     rows = [
         ("format", f"{record['format']}  {record['precision']}  ({record['engine_bytes'] / 1e6:.1f} MB)"),
-        ("family", f"{m['family']}" + (f" / {m['arch']}" if m.get("arch") else "") + f"  task {m['task']}"),
+        ("family", f"{m['family']}" + (f" / {m['arch']}" if m.get("arch") else "") + f"  task {m['task']}"
+                   + (f"  layout {m['layout']}" if m.get("layout") else "")),
         ("classes", shown),
         ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} "
                   f"{inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
