@@ -96,7 +96,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
         runner = _make_engine(graph, meta, options, partial, say, calib)
         say("checking the engine against the reference")
         results = [runner(x) for x in samples]
-        report = check.compare_outputs(expected, results, options.precision, graph.label, options.format)
+        report = check.compare_outputs(expected, results, options.precision, graph.label, options.format, graph.meta.get("layout") or "dense")
         if options.precision == "int8":
             report["int8"] = check.int8_report(reference, runner, meta, options, held, say)
         sidecar_path(engine).unlink(missing_ok=True)  # an old sidecar must never describe the new engine

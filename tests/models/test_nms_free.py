@@ -235,3 +235,19 @@ def test_run_on_a_yolo26_seg_export_has_no_duplicate_boxes(nms_free, tmp_path):
         iou = box_iou(boxes, boxes) if len(boxes) else np.zeros((0, 0))
         dup = (iou > 0.99) & (same[:, None] == same[None, :]) & ~np.eye(len(boxes), dtype=bool)
         assert not dup.any(), "the same box twice: NMS-free rows decoded as dense candidates?"
+
+
+def test_builder_builds_rtdetr(nms_free, tmp_path):
+    """RT-DETR's top-k rows pass the builder's check (row to nearest row) and keep their layout and fit."""
+    from pipeline.build import BuildOptions, build
+    from pipeline.models import load_model
+
+    engine = build(str(nms_free["rtdetr-l"]), BuildOptions(format="onnx", imgsz=320), tmp_path, trust_checkpoint=True)
+    model = json.loads(engine.with_suffix(".json").read_text())["model"]
+    assert (model["layout"], model["fit"]["mode"]) == ("rtdetr-topk", "resize")
+    image = images()[0]
+    a = load_model(str(nms_free["rtdetr-l"]), backend="torch", imgsz=320, trust_checkpoint=True, conf=0.5).predict([image])[0]
+    b = load_model(str(engine), conf=0.5).predict([image])[0]
+    assert len(a) > 0
+    assert_every_reference_detection_matched(b, {"xyxy": a.xyxy.tolist(), "scores": a.confidence.tolist(),
+                                                 "classes": a.class_id.tolist(), "masks": []}, image.shape[:2])
