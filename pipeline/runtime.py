@@ -197,11 +197,20 @@ class CpuSteps:
         return draw(item.frame.image, item.detections, self.model.metadata.names, hud=hud)
 
 
+def runs_on_gpu(model: Model) -> bool:
+    """The model's backend runs on a CUDA device and takes tensors (torch, aoti, tensorrt).
+    (Decided without importing torch: the core install has none.)"""
+    device = getattr(model.backend, "device", None)
+    return device is not None and str(device).startswith("cuda") and hasattr(model.backend, "infer_tensor")
+
+
 def steps_for(model: Model):
     """The GPU path when the model's backend runs on CUDA and takes tensors, else the CPU path."""
-    from pipeline.gpu.steps import GpuSteps, runs_on_gpu
+    if not runs_on_gpu(model):
+        return CpuSteps(model)
+    from pipeline.gpu.steps import GpuSteps
 
-    return GpuSteps(model) if runs_on_gpu(model) else CpuSteps(model)
+    return GpuSteps(model)
 
 
 class SourceFailed(StageError):

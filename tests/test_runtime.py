@@ -350,3 +350,31 @@ def test_batches_are_cut_at_the_oldest_frames_deadline(tiny_model):
     waited = [lat for _, lat in sink.seen]
     assert np.median(waited) < 0.15  # a frame is not held for a full batch (8 frames = 200 ms here)
     assert {sid for sid, _ in sink.seen} == {0, 1}
+
+
+def test_the_core_install_runs_without_torch(tmp_path):
+    """`pip install .` has no torch: running (and benchmarking) an ONNX model must not import it."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["torch"] = None  # any 'import torch' now raises ImportError, as on the core install
+from pipeline.bench import make_steps
+from pipeline.models import load_model
+from pipeline.runtime import Pipeline
+from pipeline.sources import open_source
+model = load_model("tiny-seg")
+assert make_steps(model, "auto").name == "cpu"
+m = Pipeline(open_source("synthetic:64x48@30?live=0&frames=5"), model).run(handle_sigint=False)
+assert m["frames_out"] == 5 and m["path"] == "cpu", m
+try:
+    make_steps(model, "gpu")
+except Exception as exc:
+    assert "does not run on tensors" in str(exc), exc
+else:
+    raise AssertionError("--path gpu with ONNX Runtime was accepted")
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

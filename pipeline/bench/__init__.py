@@ -35,13 +35,17 @@ def make_steps(model: Model, path: str):
     """auto: the GPU path when the model runs on CUDA on a tensor backend; cpu: pre/post on the
     host (for comparison); gpu: on the model's device (an error for ONNX Runtime)."""
     from pipeline.config import ConfigError
-    from pipeline.gpu.steps import GpuSteps
     from pipeline.runtime import CpuSteps, steps_for
 
     if path == "auto":
         return steps_for(model)
     if path == "cpu":
         return CpuSteps(model)
+    if not hasattr(model.backend, "infer_tensor"):  # before importing torch: the core install has none
+        raise ConfigError(f"--path gpu: the {model.backend.name} backend does not run on tensors: "
+                          "the GPU path needs torch, aoti or tensorrt")
+    from pipeline.gpu.steps import GpuSteps
+
     try:
         return GpuSteps(model)
     except ValueError as exc:

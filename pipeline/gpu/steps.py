@@ -25,12 +25,6 @@ from pipeline.models.yolo import YoloDecoder
 from pipeline.overlay import draw, draw_hud, draw_labels
 
 
-def runs_on_gpu(model: Model) -> bool:
-    """The model's backend runs on a CUDA device and takes tensors (torch, aoti, tensorrt)."""
-    device = getattr(model.backend, "device", None)
-    return device is not None and torch.device(device).type == "cuda" and hasattr(model.backend, "infer_tensor")
-
-
 class GpuSteps:
     """Prepare, infer, decode and draw with frames on ``model.backend.device``.
 

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.gpu.steps import GpuSteps, runs_on_gpu
-from pipeline.runtime import CpuSteps, Pipeline, steps_for
+from pipeline.gpu.steps import GpuSteps
+from pipeline.runtime import CpuSteps, Pipeline, runs_on_gpu, steps_for
 from pipeline.sinks import Sink
 from pipeline.sources import Source
 from pipeline.types import Frame
