@@ -274,6 +274,14 @@ def cmd_run(args, console: Console) -> int:
     return run_pipeline(cfg, console, args.quiet, args.debug)
 
 
+def kept_partial(sinks) -> str:
+    """" (partial outputs kept: a.mp4.partial, ...)" for the sinks that left one, else ""."""
+    from pipeline.sinks import partial_path
+
+    kept = [partial_path(s.path).name for s in sinks if hasattr(s, "path") and partial_path(s.path).exists()]
+    return f" (partial outputs kept: {', '.join(kept)})" if kept else ""
+
+
 def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     """Run the pipeline ``cfg`` describes, with progress and the metrics table; returns the exit code."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -281,7 +289,6 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     from pipeline.metrics import render_table
     from pipeline.models import load_model
     from pipeline.runtime import Pipeline, SourceFailed, StageError
-    from pipeline.sinks import partial_path
     from pipeline.sources import open_source
 
     _check_paths(cfg)
@@ -313,9 +320,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
     except SourceFailed as exc:  # the other sources ran to their end: report them, then fail
         metrics, failed = exc.metrics, exc
     except StageError as exc:
-        kept = [partial_path(s.path).name for s in all_sinks if hasattr(s, "path") and partial_path(s.path).exists()]
-        extra = f" (partial outputs kept: {', '.join(kept)})" if kept else ""
-        say(f"error: {exc}{extra}")
+        say(f"error: {exc}{kept_partial(all_sinks)}")
         if debug:
             console.print("".join(traceback.format_exception(exc.error)), highlight=False)
         return EXIT_FAILED
@@ -332,8 +337,7 @@ def run_pipeline(cfg, console: Console, quiet: bool, debug: bool) -> int:
                     console.print(f"{'video' if s.needs_image else 'detections'}: {s.path}"
                                   + (f"  (source {i}: {cfg.sources[i]})" if len(sources) > 1 else ""), soft_wrap=True)
     if failed is not None:
-        kept = [partial_path(s.path).name for s in all_sinks if hasattr(s, "path") and partial_path(s.path).exists()]
-        say(f"error: {failed}" + (f" (partial outputs kept: {', '.join(kept)})" if kept else ""))
+        say(f"error: {failed}{kept_partial(all_sinks)}")
         if debug:
             console.print("".join(traceback.format_exception(failed.error)), highlight=False)
         return EXIT_FAILED

@@ -267,7 +267,9 @@ class Pipeline:
             self.shared_sinks, self.source_sinks = [], {int(k): list(v) for k, v in sinks.items()}
         else:
             self.shared_sinks, self.source_sinks = list(sinks), {}
-        self.sinks = self.shared_sinks + [s for v in self.source_sinks.values() for s in v]
+        # per source: the sinks its frames go to, and whether one of them needs the drawn picture
+        self._routes = [self.shared_sinks + self.source_sinks.get(i, []) for i in range(len(self.sources))]
+        self._annotate = [any(s.needs_image for s in route) for route in self._routes]
         live = [s.live for s in self.sources]
         if max_latency_ms is None and any(live):
             max_latency_ms = 100.0
@@ -282,8 +284,7 @@ class Pipeline:
         self._failures: list[tuple[int, str, BaseException]] = []
         self._threads: list[threading.Thread] = []
         self._counts = [{"frames_in": 0, "frames_out": 0} for _ in self.sources]
-        self._lock = threading.Lock()
-        self._busy_s = 0.0  # recent model + decode time per batch, to cut batches before the deadline
+        self._busy_s = 0.0  # recent model time per batch (moving average), to cut batches before the deadline
         self.batches = {"count": 0, "frames": 0, "cut_at_deadline": 0}
         q = self.metrics.queues
         # Queues are named after the stage that reads them; each source has its own first queue.
@@ -293,10 +294,7 @@ class Pipeline:
         q["postprocess"] = StageQueue(2, self._stop)
         q["overlay"] = StageQueue(4, self._stop)
         q["sink"] = StageQueue(4, self._stop)
-        self._annotate = any(s.needs_image for s in self.sinks)
 
-    def sinks_of(self, source_id: int) -> list[Sink]:
-        return self.shared_sinks + self.source_sinks.get(source_id, [])
 
     # ---- control -------------------------------------------------------------------------
 
@@ -353,8 +351,6 @@ class Pipeline:
                     frame = replace(frame, source_id=sid)
                 stats.add((time.perf_counter() - t0) * 1000)
                 counts["frames_in"] += 1
-                with self._lock:
-                    self.metrics.frames_in += 1
                 out.put(Item(frame))
             out.put(END)
         finally:
@@ -416,7 +412,7 @@ class Pipeline:
     def _overlay(self) -> None:
         inq, out, stats = self.metrics.queues["overlay"], self.metrics.queues["sink"], self.metrics.stage("overlay")
         while (item := inq.get()) is not END:
-            if self._annotate and any(s.needs_image for s in self.sinks_of(item.frame.source_id)):
+            if self._annotate[item.frame.source_id]:
                 t0 = time.perf_counter()
                 hud = None
                 if self.hud:
@@ -432,7 +428,7 @@ class Pipeline:
         inq, stats = self.metrics.queues["sink"], self.metrics.stage("sink")
         while (item := inq.get()) is not END:
             t0 = time.perf_counter()
-            for s in self.sinks_of(item.frame.source_id):
+            for s in self._routes[item.frame.source_id]:
                 s.write(item.frame, item.detections, item.image)
                 if s.wants_stop:
                     self.drain()
@@ -476,6 +472,7 @@ class Pipeline:
                 t.join()
             self.metrics.ended = time.monotonic()
             self.metrics.source_drops = sum(s.drops for s in self.sources)
+            self.metrics.frames_in = sum(c["frames_in"] for c in self._counts)
             close_errors = self._close_sinks(complete=not self._errors and not self._aborted)
         if self._errors:
             raise self._errors[0] from self._errors[0].error

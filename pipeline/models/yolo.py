@@ -86,13 +86,18 @@ class YoloDecoder:
         xyxy = meta.to_frame(boxes[keep])
         if protos is None:
             return Detections(xyxy, score[keep], cls[keep])
-        coef = pred[4 + self.nc :, idx[keep]].T
-        scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
-        mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
-        # as Ultralytics' predictor does, a segmentation without a single mask pixel is no detection
-        det = Detections(xyxy, score[keep], cls[keep], mask)
-        has_mask = np.array([c.any() for c in mask.crops], bool)
-        return det if has_mask.all() else det[has_mask]
+        return with_masks(xyxy, score[keep], cls[keep], pred[4 + self.nc :, idx[keep]].T, protos, meta)
+
+
+def with_masks(xyxy: np.ndarray, score: np.ndarray, cls: np.ndarray, coef: np.ndarray, protos: np.ndarray,
+               meta: LetterboxMeta) -> Detections:
+    """Detections with their masks from the prototypes; as Ultralytics' predictor does, a
+    segmentation without a single mask pixel is no detection."""
+    scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
+    mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
+    det = Detections(xyxy, score, cls, mask)
+    has_mask = np.array([c.any() for c in mask.crops], bool)
+    return det if has_mask.all() else det[has_mask]
 
 
 class FinalDecoder:
@@ -141,11 +146,7 @@ class FinalDecoder:
         xyxy = meta.to_frame(boxes[idx])
         if coef is None or protos is None:
             return Detections(xyxy, score[idx], cls[idx])
-        scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
-        mask = masks_from_prototypes(coef[idx], protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
-        det = Detections(xyxy, score[idx], cls[idx], mask)
-        has_mask = np.array([c.any() for c in mask.crops], bool)
-        return det if has_mask.all() else det[has_mask]
+        return with_masks(xyxy, score[idx], cls[idx], coef[idx], protos, meta)
 
 
 # ---------------------------------------------------------------------------- metadata and checkpoints
