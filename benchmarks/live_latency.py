@@ -28,7 +28,7 @@ from pipeline.sources import open_source  # noqa: E402
 
 class Slowed(Model):
     def __init__(self, base: Model, seconds: float):
-        super().__init__(base.backend, base.decoder, base.metadata)
+        super().__init__(base.backend, base.decoder, base.info)
         self.seconds = seconds
 
     def infer(self, batch):
@@ -48,7 +48,7 @@ def main() -> None:
     model = Slowed(load_model("tiny-seg"), args.model_ms / 1000)
     source = open_source(f"synthetic:{args.size}@{args.fps}")
     tmp = tempfile.TemporaryDirectory()
-    pipe = Pipeline(source, model, [JsonlSink(Path(tmp.name) / "live.jsonl", model.metadata.names)])
+    pipe = Pipeline(source, model, [JsonlSink(Path(tmp.name) / "live.jsonl", model.info.names)])
     rss = {}
     threading.Timer(args.seconds / 4, lambda: rss.setdefault("after_warmup_mb", round(rss_mb(), 1))).start()
     threading.Timer(args.seconds, pipe.drain).start()

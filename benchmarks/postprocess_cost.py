@@ -29,10 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.models import load_model  # noqa: E402
-from pipeline.models.settings import DecodeSettings  # noqa: E402
-from pipeline.models.yolo import YoloDecoder  # noqa: E402
+from pipeline.models.decoder import DecodeSettings  # noqa: E402
+from pipeline.models.yolo import DenseDecoder  # noqa: E402
 from pipeline.ops import batched_nms, masks_from_prototypes, paste_masks  # noqa: E402
-from pipeline.preprocess import letterbox  # noqa: E402
+from pipeline.preprocess.host import letterbox  # noqa: E402
 
 FRAME_HW, INPUT, N_CAND, N_DET, NC, NM = (1080, 1920), 640, 8400, 100, 80, 32
 
@@ -73,7 +73,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     _, meta = letterbox(np.zeros((*FRAME_HW, 3), np.uint8), (INPUT, INPUT))
     outputs = yolo_outputs(rng)
-    decoder = YoloDecoder(NC, DecodeSettings(conf=0.25, iou=0.45))
+    decoder = DenseDecoder(NC, DecodeSettings(conf=0.25, iou=0.45))
     dets = decoder(outputs, [meta])[0]
     assert len(dets) == N_DET, f"the synthetic outputs gave {len(dets)} detections, not {N_DET}"
 
@@ -108,8 +108,8 @@ def main() -> None:
             path = str(Path(tmp) / "seg640.onnx")
             build(path, seed=0, imgsz=INPUT, width=256)
         model = load_model(path)
-        if model.metadata.input_hw != (INPUT, INPUT):
-            sys.exit(f"--model must have a {INPUT}x{INPUT} input, found {model.metadata.input_hw}")
+        if model.info.input_hw != (INPUT, INPUT):
+            sys.exit(f"--model must have a {INPUT}x{INPUT} input, found {model.info.input_hw}")
         x = model.preprocess(np.zeros((*FRAME_HW, 3), np.uint8))[0][None]
         result["engine"] = "tiny builder, width 256" if args.model is None else Path(args.model).name
         result["engine_ms"] = median_ms(lambda: model.infer(x), max(10, args.repeat // 2))

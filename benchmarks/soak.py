@@ -55,7 +55,7 @@ def main() -> int:
     model = load_model(args.model)
     samples: list[tuple[float, float, int]] = []  # (seconds since start, RSS MB, open fds)
     with tempfile.TemporaryDirectory() as tmp:
-        pipe = Pipeline(open_source(args.source), model, [Drawn(), JsonlSink(Path(tmp) / "soak.jsonl", model.metadata.names)])
+        pipe = Pipeline(open_source(args.source), model, [Drawn(), JsonlSink(Path(tmp) / "soak.jsonl", model.info.names)])
         stop = threading.Event()
         started = time.monotonic()
 

@@ -13,7 +13,7 @@ Python API::
 from pipeline.models import load_model
 from pipeline.runtime import Pipeline, StageError
 from pipeline.sources import open_source
-from pipeline.types import Detections, Frame, LetterboxMeta
+from pipeline.types import Detections, Frame, FitTransform
 
-__all__ = ["Pipeline", "StageError", "load_model", "open_source", "Detections", "Frame", "LetterboxMeta"]
+__all__ = ["Pipeline", "StageError", "load_model", "open_source", "Detections", "Frame", "FitTransform"]
 __version__ = "0.1.0"

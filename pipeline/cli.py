@@ -220,7 +220,7 @@ def _make_sinks(cfg, sources, model) -> dict[int, list]:
             if cfg.save is not None:
                 own.append(VideoSink(per_source(cfg.save, i, n), source.fps, live=source.live))
             if cfg.json_path is not None:
-                own.append(JsonlSink(per_source(cfg.json_path, i, n), model.metadata.names))
+                own.append(JsonlSink(per_source(cfg.json_path, i, n), model.info.names))
         if cfg.show:
             sinks[0].append(WindowSink())
         if cfg.serve is not None:
@@ -450,7 +450,7 @@ def cmd_bench(args, console: Console) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.bench import expand, load, make_config, make_steps, measure, parse_sweep
+    from pipeline.bench import expand, load, make_config, choose_path, measure, parse_sweep
     from pipeline.bench.plot import require_matplotlib, save_plot
     from pipeline.bench.report import render_report, render_sweep
     from pipeline.bench.system import machine
@@ -478,7 +478,7 @@ def cmd_bench(args, console: Console) -> int:
                 task = bar.add_task(f"loading {cfg.model} ({cfg.backend}, {cfg.device}, imgsz {cfg.imgsz or 'default'})", total=None)
                 models[key(cfg)] = load(cfg)
                 bar.remove_task(task)
-            make_steps(models[key(cfg)], cfg.path)  # a path this backend cannot take fails now, not after timing
+            choose_path(models[key(cfg)], cfg.path)  # a path this backend cannot take fails now, not after timing
         for cfg, label in zip(configs, labels):
             def phase(name: str, total: int | None, label=label):
                 task = bar.add_task(f"{label}: {name}" if axes else name, total=total)

@@ -1,4 +1,4 @@
-"""The only things that cross stage borders: Frame, LetterboxMeta, Detections."""
+"""The only things that cross stage borders: Frame, Fit / FitTransform, BoxMasks, Detections, EngineMeta."""
 
 from __future__ import annotations
 
@@ -36,7 +36,30 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class LetterboxMeta:
+class Fit:
+    """How frames enter a network: its input size and the fitting rule (see module docstring).
+
+    mode: "letterbox" | "resize" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
+    bounds (mode "torchvision" only). pad_rgb: padding colour in [0, 1] RGB (torchvision modes).
+    """
+
+    input_hw: tuple[int, int]
+    mode: str = "letterbox"
+    min_size: int = 0
+    max_size: int = 0
+    pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def to_dict(self) -> dict:
+        return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
+                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Fit:
+        return cls(tuple(d["input_hw"]), d["mode"], int(d.get("min_size", 0)), int(d.get("max_size", 0)), tuple(d.get("pad_rgb", (0, 0, 0))))
+
+
+@dataclass(frozen=True)
+class FitTransform:
     """How a frame was fitted into the network input, to map boxes back.
 
     input_x = frame_x * scale_x + pad_x (and the same in y); a letterbox keeps the aspect
@@ -50,11 +73,17 @@ class LetterboxMeta:
     pad_x: float
     pad_y: float
 
-    def to_frame(self, xyxy: np.ndarray) -> np.ndarray:
-        """(N, 4) boxes in input pixels -> (N, 4) float32 boxes in frame pixels, clipped."""
-        from pipeline.ops.boxes import scale_boxes  # ops imports types; import here, not at the top
-
-        return scale_boxes(xyxy, (self.scale_x, self.scale_y), (self.pad_x, self.pad_y), self.frame_hw)
+    def to_frame(self, xyxy):
+        """(N, 4) boxes in input pixels -> (N, 4) boxes in frame pixels, clipped to the frame
+        (0 <= x <= W, 0 <= y <= H): the fit inverted. A numpy array gives float32; a torch
+        tensor gives a tensor on its device (the GPU path), by the same arithmetic."""
+        if isinstance(xyxy, np.ndarray):
+            xyxy = xyxy.astype(np.float32, copy=False)
+        h, w = self.frame_hw
+        out = xyxy[:, [0, 1, 2, 3]]  # a copy, numpy or torch
+        out[:, 0::2] = ((out[:, 0::2] - self.pad_x) / self.scale_x).clip(0, w)
+        out[:, 1::2] = ((out[:, 1::2] - self.pad_y) / self.scale_y).clip(0, h)
+        return out
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from pipeline.bench.system import rss_mb  # noqa: F401  (the tests' name for it)
 from pipeline.models import Model, load_model
+from pipeline.demo.scenes import Scene
 from pipeline.sources import SyntheticScene, open_source
 
 
@@ -59,7 +61,7 @@ class SlowModel(Model):
     """The tiny model with ``infer`` taking at least ``delay`` seconds (a slow engine)."""
 
     def __init__(self, base: Model, delay: float):
-        super().__init__(base.backend, base.decoder, base.metadata)
+        super().__init__(base.backend, base.decoder, base.info)
         self.delay = delay
 
     def infer(self, batch):
@@ -70,10 +72,10 @@ class SlowModel(Model):
 
 
 class FailingModel(Model):
-    """The tiny model, raising in one step (preprocess, infer or decode) on the nth call."""
+    """The tiny model, raising in one step (preprocess, infer or postprocess) on the nth call."""
 
     def __init__(self, base: Model, step: str, at_call: int = 3):
-        super().__init__(base.backend, base.decoder, base.metadata)
+        super().__init__(base.backend, base.decoder, base.info)
         self.step, self.at_call, self.calls = step, at_call, 0
 
     def _maybe_fail(self, step):
@@ -90,9 +92,9 @@ class FailingModel(Model):
         self._maybe_fail("infer")
         return super().infer(batch)
 
-    def decode(self, outputs, metas):
-        self._maybe_fail("decode")
-        return super().decode(outputs, metas)
+    def postprocess(self, outputs, transforms):
+        self._maybe_fail("postprocess")
+        return super().postprocess(outputs, transforms)
 
 
 
@@ -253,3 +255,33 @@ def open_when_up(url: str, reconnect: float, timeout: float = 15.0):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# ---- the GPU path: its tests run on CPU tensors here (and on CUDA where there is one)
+
+def assert_same(got, want, mask_tolerance=0.01):
+    """Same boxes (within 1e-3 px), scores, classes, order; masks differ in at most 1 % of a box's pixels."""
+    assert len(got) == len(want)
+    np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-3)
+    np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-6)
+    np.testing.assert_array_equal(got.class_id, want.class_id)
+    assert (got.mask is None) == (want.mask is None)
+    if want.mask is not None:
+        np.testing.assert_array_equal(got.mask.regions, want.mask.regions)
+        for a, b in zip(got.mask.crops, want.mask.crops):
+            assert a.shape == b.shape and (a != b).sum() <= mask_tolerance * max(a.size, 1)
+
+
+DEVICES = ["cpu"] + (["cuda"] if importlib.util.find_spec("torch") and __import__("torch").cuda.is_available() else [])
+
+
+@pytest.fixture(scope="session")
+def demo_frames() -> list[np.ndarray]:
+    """Four 1280x720 demo-scene frames (cars, pedestrians, cyclists, signs)."""
+    return [r.image for r in Scene(7).frames(40)][::10]
+
+
+@pytest.fixture(scope="session")
+def demo_torch() -> object:
+    """The bundled demo model (detection + masks) on the torch backend, CPU."""
+    return load_model("demo", backend="torch", conf=0.25)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.types import BoxMasks, Detections, Frame, LetterboxMeta
+from pipeline.types import BoxMasks, Detections, Frame, FitTransform
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,18 @@ def test_frame_rejects_non_bgr_images():
 
 
 def test_letterbox_meta_maps_back_and_clips():
-    meta = LetterboxMeta(frame_hw=(100, 200), input_hw=(64, 64), scale_x=0.32, scale_y=0.32, pad_x=0, pad_y=16)
+    meta = FitTransform(frame_hw=(100, 200), input_hw=(64, 64), scale_x=0.32, scale_y=0.32, pad_x=0, pad_y=16)
     boxes = np.array([[0, 16, 64, 48], [-10, 0, 100, 70]], np.float32)
     out = meta.to_frame(boxes)
     assert out[0].tolist() == pytest.approx([0, 0, 200, 100])
     assert out[1].tolist() == pytest.approx([0, 0, 200, 100])  # clipped to the frame
+
+
+def test_scale_boxes_inverts_the_fit_and_clips():
+    boxes = np.array([[10, 20, 110, 60], [-5, -5, 500, 500]], np.float32)
+    out = FitTransform((200, 300), (100, 100), 0.5, 0.25, 10, 20).to_frame(boxes)
+    np.testing.assert_allclose(out[0], [0, 0, 200, 160])
+    np.testing.assert_allclose(out[1], [0, 0, 300, 200])  # clipped to the frame
+    assert out.dtype == np.float32
+
+

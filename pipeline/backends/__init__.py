@@ -15,14 +15,19 @@ class Backend(Protocol):
     name: str
     input_hw: tuple[int, int]
     max_batch: int | None  # None: any batch size
+    # The torch device this backend also takes tensors on (``infer_tensor``), e.g. "cuda:0";
+    # None: numpy only. The GPU path (pipeline.paths) needs one, so nothing leaves the device.
+    tensor_device: str | None
+    captures_own_graphs: bool  # it replays its own CUDA graphs (TensorRT): the GPU path adds none
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """batch: (B, 3, H, W) float32 -> {output name: array with leading batch axis B}."""
         ...
 
-    # Backends that run on torch tensors (torch, aoti, tensorrt) also have
-    # ``device`` and ``infer_tensor(batch: Tensor on device) -> {name: Tensor on device}``,
-    # which the GPU path (pipeline.gpu) uses so nothing leaves the device.
+    def infer_tensor(self, batch) -> dict:
+        """(B, 3, H, W) float32 tensor on ``tensor_device`` -> {name: tensor on that device}.
+        Only called when ``tensor_device`` is not None."""
+        ...
 
     def metadata(self) -> dict[str, str]:
         """Key/value metadata stored with the engine (e.g. ONNX metadata_props)."""

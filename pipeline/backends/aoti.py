@@ -11,6 +11,7 @@ from pipeline.backends import run_in_chunks
 
 class AotiBackend:
     name = "aoti"
+    captures_own_graphs = False
 
     def __init__(self, path: str | Path, meta: dict, device: str = "cpu"):
         import torch
@@ -20,6 +21,7 @@ class AotiBackend:
             raise ValueError(f"device '{device}' asked for, but this torch sees no CUDA GPU: use --device cpu")
         self.torch = torch
         self.device = torch.device(device)
+        self.tensor_device = str(self.device)
         try:
             index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
             self.runner = aoti_load_package(str(path), device_index=index)

@@ -25,6 +25,8 @@ def providers_for(device: str) -> list[str]:
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    tensor_device = None  # numpy in, numpy out
+    captures_own_graphs = False
 
     def __init__(self, path: str | Path | bytes, providers: list[str] | None = None, threads: int = 0):
         opts = ort.SessionOptions()
@@ -59,6 +61,9 @@ class OnnxRuntimeBackend:
     @staticmethod
     def _label(path) -> str:
         return "the exported graph" if isinstance(path, bytes) else str(path)
+
+    def infer_tensor(self, batch) -> dict:
+        raise TypeError("ONNX Runtime runs on numpy arrays, not tensors (tensor_device is None)")
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)

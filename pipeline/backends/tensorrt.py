@@ -108,6 +108,7 @@ class TensorRTBackend:
     """Runs a TensorRT plan: numpy batch in, numpy outputs out; device buffers stay torch tensors."""
 
     name = "tensorrt"
+    captures_own_graphs = True
 
     def __init__(self, path: str | Path, meta: dict, device: str = "cuda"):
         import torch
@@ -117,6 +118,7 @@ class TensorRTBackend:
             raise ValueError(f"TensorRT engines run on a CUDA GPU; device '{device}' is not one: use --device cuda")
         self.torch, self.trt = torch, trt
         self.device = torch.device(device)
+        self.tensor_device = str(self.device)
         self.stream = torch.cuda.Stream(self.device)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())

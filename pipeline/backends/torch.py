@@ -9,6 +9,7 @@ from pipeline.backends import run_in_chunks
 
 class TorchBackend:
     name = "torch"
+    captures_own_graphs = False
 
     def __init__(self, module, input_hw: tuple[int, int], output_names: list[str], max_batch: int | None = None, device: str = "cpu"):
         import torch
@@ -17,6 +18,7 @@ class TorchBackend:
             raise ValueError(f"device '{device}' asked for, but this torch sees no CUDA GPU: use --device cpu")
         self.torch = torch
         self.device = torch.device(device)
+        self.tensor_device = str(self.device)
         self.module = module.to(self.device).eval()
         self.input_hw = tuple(input_hw)
         self.output_names = list(output_names)

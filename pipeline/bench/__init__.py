@@ -18,9 +18,10 @@ from pipeline.bench.phases import engine_only, make_sinks, pipelined, sample_bat
 from pipeline.bench.report import make_report
 from pipeline.bench.system import machine
 from pipeline.models import Model, load_model
+from pipeline.paths import ModelPath, path_for
 from pipeline.sources import open_source
 
-__all__ = ["BenchConfig", "expand", "load", "make_config", "make_steps", "measure", "parse_sweep"]
+__all__ = ["BenchConfig", "expand", "load", "make_config", "choose_path", "measure", "parse_sweep"]
 
 # phase name, its total steps -> a callback taking the steps done (or None)
 PhaseProgress = Callable[[str, int | None], Callable[[int], None] | None]
@@ -31,43 +32,32 @@ def load(cfg: BenchConfig) -> Model:
                       trust_checkpoint=cfg.trust_checkpoint)
 
 
-def make_steps(model: Model, path: str):
-    """auto: the GPU path when the model runs on CUDA on a tensor backend; cpu: pre/post on the
-    host (for comparison); gpu: on the model's device (an error for ONNX Runtime)."""
+def choose_path(model: Model, path: str) -> ModelPath:
+    """``--path`` for this model (``pipeline.paths.path_for``); a path this backend cannot take is a settings error."""
     from pipeline.config import ConfigError
-    from pipeline.runtime import CpuSteps, steps_for
-
-    if path == "auto":
-        return steps_for(model)
-    if path == "cpu":
-        return CpuSteps(model)
-    if not hasattr(model.backend, "infer_tensor"):  # before importing torch: the core install has none
-        raise ConfigError(f"--path gpu: the {model.backend.name} backend does not run on tensors: "
-                          "the GPU path needs torch, aoti or tensorrt")
-    from pipeline.gpu.steps import GpuSteps
 
     try:
-        return GpuSteps(model)
+        return path_for(model, path)
     except ValueError as exc:
-        raise ConfigError(f"--path gpu: {exc}") from None
+        raise ConfigError(f"--path {path}: {exc}") from None
 
 
 def measure(cfg: BenchConfig, model: Model, command: str, progress: PhaseProgress | None = None) -> dict:
     """Engine only, sequential and pipelined runs of ``model`` on ``cfg.source`` -> the report dict."""
     progress = progress or (lambda phase, total: None)
-    steps = make_steps(model, cfg.path)
+    path = choose_path(model, cfg.path)
     first = open_source(cfg.source, device=cfg.device)
     frames = cfg.frames if first.total is None else min(cfg.frames, first.total)
-    batch = sample_batch(first, steps, cfg.batch)
+    batch = sample_batch(first, path, cfg.batch)
     calls = max(math.ceil(frames / cfg.batch), 10)
-    engine = engine_only(steps, batch, calls, cfg.warmup, progress("engine only", calls))
-    names = model.metadata.names
+    engine = engine_only(path, batch, calls, cfg.warmup, progress("engine only", calls))
+    names = model.info.names
     with tempfile.TemporaryDirectory(prefix="rtpipe-bench-") as tmp:
         source = open_source(cfg.source, device=cfg.device)
-        seq = sequential(source, steps, make_sinks(cfg.sink, Path(tmp), "sequential", source, names), frames, cfg.device,
+        seq = sequential(source, path, make_sinks(cfg.sink, Path(tmp), "sequential", source, names), frames, cfg.device,
                          progress("sequential", frames))
         source = open_source(cfg.source, device=cfg.device)
-        pipe = pipelined(source, steps, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
+        pipe = pipelined(source, path, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
                          cfg.device, progress("pipelined", frames))
     return make_report(cfg.model_dump(exclude={"weights", "trust_checkpoint"}), engine, seq, pipe, command=command,
                        machine=machine(cfg.device))

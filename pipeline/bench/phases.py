@@ -6,8 +6,8 @@
 - ``sequential``: every stage in one thread, one frame at a time, as a simple script does it.
 - ``pipelined``: the ``Pipeline`` (a thread per stage, bounded queues, batching).
 
-All three do the model's work with the same ``steps`` (``CpuSteps`` or ``GpuSteps``, see
-``pipeline.runtime``). ``progress(done)`` is called with the frames (or engine calls) done so far.
+All three do the model's work on the same ``ModelPath`` (``CpuPath`` or ``GpuPath``, see
+``pipeline.paths``). ``progress(done)`` is called with the frames (or engine calls) done so far.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pipeline.bench.system import Usage
 from pipeline.metrics import LatencyStats, RunMetrics
-from pipeline.runtime import STAGES, Item, Pipeline
+from pipeline.paths import Item, ModelPath
+from pipeline.runtime import STAGES, Pipeline
 from pipeline.sinks import JsonlSink, Sink, VideoSink
 from pipeline.sources import Source, SourceError
 
@@ -36,7 +37,7 @@ def make_sinks(kind: str, folder: Path, tag: str, source: Source, names) -> list
     return sinks
 
 
-def sample_batch(source: Source, steps, batch: int) -> list[Item]:
+def sample_batch(source: Source, path: ModelPath, batch: int) -> list[Item]:
     """The first ``batch`` frames of the source, prepared (repeated if the source is shorter)."""
     frames = source.frames()
     try:
@@ -46,18 +47,18 @@ def sample_batch(source: Source, steps, batch: int) -> list[Item]:
     if not items:
         raise SourceError(f"source '{source.uri}' gave no frames to benchmark")
     for it in items:
-        steps.prepare(it)
+        path.preprocess(it)
     return [items[i % len(items)] for i in range(batch)]
 
 
-def engine_only(steps, items: list[Item], calls: int, warmup: int, progress: Progress | None = None) -> dict:
+def engine_only(path: ModelPath, items: list[Item], calls: int, warmup: int, progress: Progress | None = None) -> dict:
     """``calls`` timed engine calls on ``items`` after ``warmup`` untimed ones -> fps (frames/s) and per-call latency.
 
     ``fps`` is batch / median call time: what the engine does when nothing interrupts it (a
     shared machine's pauses would otherwise flatter the efficiency ratio); ``fps_wall`` is
     frames / wall time of the whole loop.
     """
-    call = steps.engine_call(items)
+    call = path.engine_call(items)
     for _ in range(warmup):
         call()
     stats = LatencyStats()
@@ -81,15 +82,15 @@ def _timed(stats: LatencyStats):
     stats.add((time.perf_counter() - t0) * 1000)
 
 
-def sequential(source: Source, steps, sinks: list[Sink], frames: int, device: str,
+def sequential(source: Source, path: ModelPath, sinks: list[Sink], frames: int, device: str,
                progress: Progress | None = None) -> tuple[dict, Usage]:
     """One thread, one frame at a time through every stage -> (a metrics dict shaped as ``Pipeline.run``'s, its usage)."""
     with Usage(device) as usage:
-        metrics = _sequential(source, steps, sinks, frames, progress)
+        metrics = _sequential(source, path, sinks, frames, progress)
     return metrics, usage
 
 
-def _sequential(source: Source, steps, sinks: list[Sink], frames: int, progress: Progress | None) -> dict:
+def _sequential(source: Source, path: ModelPath, sinks: list[Sink], frames: int, progress: Progress | None) -> dict:
     m = RunMetrics()
     stage = {name: m.stage(name) for name in STAGES}
     annotate = any(s.needs_image for s in sinks)
@@ -106,17 +107,17 @@ def _sequential(source: Source, steps, sinks: list[Sink], frames: int, progress:
             m.frames_in += 1
             item = Item(frame)
             with _timed(stage["preprocess"]):
-                steps.prepare(item)
+                path.preprocess(item)
             with _timed(stage["infer"]):
-                outputs = steps.infer([item])
+                outputs = path.infer([item])
             with _timed(stage["postprocess"]):
-                steps.decode(outputs, [item])
+                path.postprocess(outputs, [item])
             detections = item.detections
             found += len(detections)
             image = None
             if annotate:
                 with _timed(stage["overlay"]):
-                    image = steps.draw(item, None)
+                    image = path.overlay(item, None)
             m.to_overlay.add((time.monotonic() - frame.captured_at) * 1000)
             with _timed(stage["sink"]):
                 for s in sinks:
@@ -134,10 +135,10 @@ def _sequential(source: Source, steps, sinks: list[Sink], frames: int, progress:
     return {**m.to_dict(), "detections_per_frame": round(found / max(m.frames_out, 1), 2)}
 
 
-def pipelined(source: Source, steps, sinks: list[Sink], frames: int, batch: int, device: str,
+def pipelined(source: Source, path: ModelPath, sinks: list[Sink], frames: int, batch: int, device: str,
               progress: Progress | None = None) -> tuple[dict, Usage]:
     """The threaded pipeline on ``frames`` frames -> (its metrics dict, its usage)."""
     with Usage(device) as usage:
-        metrics = Pipeline(source, steps.model, sinks, batch=batch, max_frames=frames, on_frame=progress,
-                           steps=steps).run(handle_sigint=False)
+        metrics = Pipeline(source, path.model, sinks, batch=batch, max_frames=frames, on_frame=progress,
+                           path=path).run(handle_sigint=False)
     return metrics, usage

@@ -84,9 +84,10 @@ def int8_report(reference, runner, meta: dict, options, held: list[np.ndarray], 
     """Compare the INT8 engine's detections with the reference's on the held-back frames
     ``held``; raises CheckFailed over the limits unless ``options.accept_accuracy_loss``."""
     from pipeline.models import FAMILIES
-    from pipeline.models.settings import DecodeSettings
+    from pipeline.models.decoder import DecodeSettings
     from pipeline.ops import box_iou
-    from pipeline.preprocess import Fit, prepare
+    from pipeline.types import Fit
+    from pipeline.preprocess.host import prepare
 
     say(f"comparing INT8 with the reference on {len(held)} held-back frames")
     fit = Fit.from_dict(meta["fit"])

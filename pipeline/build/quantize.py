@@ -27,7 +27,9 @@ def quantize(onnx_bytes: bytes, meta: dict, options: BuildOptions, frames: list[
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from pipeline.preprocess import Fit, prepare
+    from pipeline.types import Fit
+
+    from pipeline.preprocess.host import prepare
 
     fit = Fit.from_dict(meta["fit"])
     size = options.batch.max if options.batch.fixed else 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.preprocess import Fit, prepare
+from pipeline.types import Fit
+
+from pipeline.preprocess.host import prepare
 
 
 def sample_inputs(meta: dict, n: int, seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.demo.scenes import Rendered, Scene
-from pipeline.preprocess import letterbox
+from pipeline.preprocess.host import letterbox
 
 TRAIN_SEED_BASE = 1_000_000  # training clips use seeds from here up; demo and test clips stay below
 

@@ -23,7 +23,7 @@ from pipeline.demo import data
 from pipeline.demo.loss import losses
 from pipeline.demo.scenes import CLASSES
 from pipeline.models import rtnet
-from pipeline.preprocess import to_tensor
+from pipeline.preprocess.host import to_tensor
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "assets" / "demo-seg.pt"
 

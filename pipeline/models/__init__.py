@@ -31,9 +31,10 @@ from pipeline.backends import Backend
 from pipeline.models import torchvision as tv_family
 from pipeline.models import yolo as yolo_family
 from pipeline.models.export import META_KEY
-from pipeline.models.settings import DecodeSettings
-from pipeline.preprocess import Fit, prepare
-from pipeline.types import Detections, LetterboxMeta
+from pipeline.models.decoder import DecodeSettings
+from pipeline.types import Fit
+from pipeline.preprocess.host import prepare
+from pipeline.types import Detections, FitTransform
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
@@ -72,7 +73,7 @@ class ModelInfo:
 
 
 class Model:
-    """Preprocess, run and decode: ``predict(images) -> list[Detections]``.
+    """Preprocess, infer and postprocess: ``predict(images) -> list[Detections]``.
 
     The runtime calls the three steps separately, one stage each; ``predict`` chains them for
     scripts and tests. Images are HxWx3 uint8 BGR; detections come back in their pixels.
@@ -81,22 +82,22 @@ class Model:
     def __init__(self, backend: Backend, decoder, info: ModelInfo):
         self.backend = backend
         self.decoder = decoder
-        self.metadata = info
+        self.info = info
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxMeta]:
-        return prepare(image, self.metadata.fit)
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, FitTransform]:
+        return prepare(image, self.info.fit)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.backend.infer(batch)
 
-    def decode(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
-        return self.decoder(outputs, metas)
+    def postprocess(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
+        return self.decoder(outputs, transforms)
 
     def predict(self, images: list[np.ndarray]) -> list[Detections]:
         if not images:
             return []
         tensors, metas = zip(*(self.preprocess(im) for im in images))
-        return self.decode(self.infer(np.stack(tensors)), list(metas))
+        return self.postprocess(self.infer(np.stack(tensors)), list(metas))
 
 
 @dataclass

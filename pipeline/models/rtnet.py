@@ -144,7 +144,7 @@ def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
 
 
 def meta(net) -> dict:
-    from pipeline.preprocess import Fit
+    from pipeline.types import Fit
 
     return {
         "family": "yolo",

@@ -96,7 +96,7 @@ def _calibrate_class_bias(model, nc: int, per_frame: float = 1.5, conf: float = 
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from pipeline.preprocess import prepare
+    from pipeline.preprocess.host import prepare
     from pipeline.sources import SyntheticScene
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

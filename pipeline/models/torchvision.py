@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.models.settings import DecodeSettings
+from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, decode_deltas, decode_ltrb, default_boxes, grid_anchors, nms, paste_masks
-from pipeline.preprocess import Fit
-from pipeline.types import Detections, LetterboxMeta
+from pipeline.types import Fit
+from pipeline.types import Detections, FitTransform
 
 ARCHS = {
     "ssdlite320_mobilenet_v3_large": "ssd",
@@ -259,13 +259,16 @@ class OneStageDecoder:
         self.anchors = np.concatenate(parts)
         self.level_ends = np.cumsum([len(p) for p in parts])
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+    def on_device(self) -> None:
+        return None  # decoded on the host
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
         n = outputs["cls_logits"].shape[1]
         if n != len(self.anchors):
             raise ValueError(f"the graph gives {n} anchors' outputs, its metadata describes {len(self.anchors)}: rebuild the engine")
         return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
 
-    def _one(self, out: dict[str, np.ndarray], meta: LetterboxMeta) -> Detections:
+    def _one(self, out: dict[str, np.ndarray], meta: FitTransform) -> Detections:
         s, cfg = self.s, self.decode_cfg
         bounds = np.array([meta.frame_hw[1] * meta.scale_x + meta.pad_x, meta.frame_hw[0] * meta.scale_y + meta.pad_y] * 2, np.float32)
         if cfg["score"] == "softmax":
@@ -333,10 +336,13 @@ class TwoStageDecoder:
     def __init__(self, meta: dict, settings: DecodeSettings):
         self.s = settings
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+    def on_device(self) -> None:
+        return None  # decoded on the host
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
         return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
 
-    def _one(self, out: dict[str, np.ndarray], meta: LetterboxMeta) -> Detections:
+    def _one(self, out: dict[str, np.ndarray], meta: FitTransform) -> Detections:
         s = self.s
         scores, labels = out["scores"].astype(np.float32), out["labels"].astype(np.int64)
         keep = (scores > 0) & (scores > s.conf)

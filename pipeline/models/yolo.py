@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.models.settings import DecodeSettings
+from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, cxcywh_to_xyxy, masks_from_prototypes, nms
-from pipeline.preprocess import Fit
-from pipeline.types import Detections, LetterboxMeta
+from pipeline.types import Fit
+from pipeline.types import BoxMasks, Detections, FitTransform
 
 LAYOUTS = ("dense", "end2end", "rtdetr", "rtdetr-topk")
 
@@ -53,22 +53,28 @@ def parse_names(value: str) -> list[str]:
     raise ValueError(f"model metadata 'names' is not a dict or list literal: {value[:80]!r}")
 
 
-class YoloDecoder:
-    """outputs + letterbox metas -> one Detections per image (frame pixels)."""
+class DenseDecoder:
+    """``dense`` outputs + transforms -> one Detections per image (frame pixels): candidates
+    above ``conf``, class filter, top ``max_candidates``, class-aware NMS, ``max_det``, masks."""
 
     def __init__(self, num_classes: int, settings: DecodeSettings, max_candidates: int = 30000):
         self.nc = num_classes
         self.s = settings
         self.max_candidates = max_candidates
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+    def on_device(self):
+        from pipeline.models.yolo_device import DenseDeviceDecoder
+
+        return DenseDeviceDecoder(self.nc, self.s, self.max_candidates)
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
         preds = outputs["output0"]
         protos = outputs.get("output1")
         if preds.shape[1] < 4 + self.nc:
             raise ValueError(f"output0 has {preds.shape[1]} channels, fewer than 4 + {self.nc} classes")
         return [self._one(preds[i], None if protos is None else protos[i], metas[i]) for i in range(len(metas))]
 
-    def _one(self, pred: np.ndarray, protos: np.ndarray | None, meta: LetterboxMeta) -> Detections:
+    def _one(self, pred: np.ndarray, protos: np.ndarray | None, meta: FitTransform) -> Detections:
         s = self.s
         scores_all = pred[4 : 4 + self.nc]  # (nc, N)
         cls = scores_all.argmax(0)
@@ -90,17 +96,23 @@ class YoloDecoder:
 
 
 def with_masks(xyxy: np.ndarray, score: np.ndarray, cls: np.ndarray, coef: np.ndarray, protos: np.ndarray,
-               meta: LetterboxMeta) -> Detections:
+               meta: FitTransform) -> Detections:
     """Detections with their masks from the prototypes; as Ultralytics' predictor does, a
     segmentation without a single mask pixel is no detection."""
     scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
     mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
     det = Detections(xyxy, score, cls, mask)
-    has_mask = np.array([c.any() for c in mask.crops], bool)
-    return det if has_mask.all() else det[has_mask]
+    keep = nonempty(mask)
+    return det if keep.all() else det[keep]
 
 
-class FinalDecoder:
+def nonempty(masks: BoxMasks) -> np.ndarray:
+    """(N,) bool: which masks have at least one pixel. As Ultralytics' predictor does, a
+    segmentation without a single mask pixel is no detection (host and device decoders)."""
+    return np.array([c.any() for c in masks.crops], bool)
+
+
+class NmsFreeDecoder:
     """NMS-free outputs (``end2end``, ``rtdetr``, ``rtdetr-topk``) -> one Detections per image.
 
     Rows are final detections: keep those above ``conf`` (and in ``classes``), the first
@@ -111,14 +123,17 @@ class FinalDecoder:
 
     def __init__(self, num_classes: int, settings: DecodeSettings, layout: str, seg: bool):
         if layout not in LAYOUTS[1:]:
-            raise ValueError(f"FinalDecoder decodes {LAYOUTS[1:]}, not '{layout}'")
+            raise ValueError(f"NmsFreeDecoder decodes {LAYOUTS[1:]}, not '{layout}'")
         self.nc, self.s, self.layout, self.seg = num_classes, settings, layout, seg
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[LetterboxMeta]) -> list[Detections]:
+    def on_device(self) -> None:
+        return None  # rows are few and final: decoded on the host
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
         rows, protos = outputs["output0"], outputs.get("output1")
         return [self._one(rows[i], None if protos is None else protos[i], metas[i]) for i in range(len(metas))]
 
-    def _rows(self, rows: np.ndarray, meta: LetterboxMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _rows(self, rows: np.ndarray, meta: FitTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """(K, C) rows -> boxes xyxy in input pixels, scores, classes, mask coefficients."""
         rows = rows.astype(np.float32, copy=False)
         if self.layout == "end2end":
@@ -131,7 +146,7 @@ class FinalDecoder:
         cls = scores.argmax(1)
         return boxes, scores[np.arange(len(rows)), cls], cls, None
 
-    def _one(self, rows: np.ndarray, protos: np.ndarray | None, meta: LetterboxMeta) -> Detections:
+    def _one(self, rows: np.ndarray, protos: np.ndarray | None, meta: FitTransform) -> Detections:
         s = self.s
         boxes, score, cls, coef = self._rows(rows, meta)
         keep = score > s.conf
@@ -219,8 +234,8 @@ def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
 def decoder(meta: dict, settings: DecodeSettings):
     layout = meta.get("layout") or "dense"
     if layout == "dense":
-        return YoloDecoder(len(meta["names"]), settings)
-    return FinalDecoder(len(meta["names"]), settings, layout, meta["task"] == "segment")
+        return DenseDecoder(len(meta["names"]), settings)
+    return NmsFreeDecoder(len(meta["names"]), settings, layout, meta["task"] == "segment")
 
 
 def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):

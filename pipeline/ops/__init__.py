@@ -1,11 +1,11 @@
 """Pure array functions: box maths, anchors, NMS, masks. No I/O; shapes in docstrings."""
 
 from pipeline.ops.anchors import default_boxes, grid_anchors
-from pipeline.ops.boxes import box_iou, cxcywh_to_xyxy, decode_deltas, decode_ltrb, scale_boxes
+from pipeline.ops.boxes import box_iou, cxcywh_to_xyxy, decode_deltas, decode_ltrb
 from pipeline.ops.masks import masks_from_prototypes, paste_masks, rle_encode, rle_encode_crop
-from pipeline.ops.nms import batched_nms, batched_nms_tensor, nms
+from pipeline.ops.nms import batched_nms, nms
 
 __all__ = [
-    "box_iou", "cxcywh_to_xyxy", "decode_deltas", "decode_ltrb", "scale_boxes", "default_boxes", "grid_anchors",
-    "nms", "batched_nms", "batched_nms_tensor", "masks_from_prototypes", "paste_masks", "rle_encode", "rle_encode_crop",
+    "box_iou", "cxcywh_to_xyxy", "decode_deltas", "decode_ltrb", "default_boxes", "grid_anchors",
+    "nms", "batched_nms", "masks_from_prototypes", "paste_masks", "rle_encode", "rle_encode_crop",
 ]

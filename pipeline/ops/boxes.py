@@ -30,21 +30,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def scale_boxes(xyxy: np.ndarray, scale_xy: tuple[float, float], pad_xy: tuple[float, float], frame_hw: tuple[int, int]) -> np.ndarray:
-    """(N, 4) xyxy in network-input pixels -> (N, 4) float32 xyxy in frame pixels.
-
-    The frame was fitted as ``input = frame * scale + pad`` per axis; this inverts that and
-    clips to the frame (0 <= x <= W, 0 <= y <= H).
-    """
-    out = np.empty(xyxy.shape, dtype=np.float32)
-    out[:, 0::2] = (xyxy[:, 0::2] - pad_xy[0]) / scale_xy[0]
-    out[:, 1::2] = (xyxy[:, 1::2] - pad_xy[1]) / scale_xy[1]
-    h, w = frame_hw
-    np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
-    return out
-
-
 def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, weights: tuple[float, float, float, float], clip: float) -> np.ndarray:
     """Faster R-CNN box coding (torchvision ``BoxCoder.decode_single``), float32.
 

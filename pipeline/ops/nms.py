@@ -47,13 +47,3 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_
     span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
     shifted = boxes + (classes.astype(np.float64) * span)[:, None]
     return nms(shifted, scores, iou_threshold)
-
-
-def batched_nms_tensor(boxes, scores, classes, iou_threshold: float):
-    """Class-aware NMS on torch tensors (any device): ``torchvision.ops.batched_nms``.
-
-    Same contract as :func:`batched_nms`; returns an int64 tensor of kept indices.
-    """
-    from torchvision.ops import batched_nms as tv_batched_nms
-
-    return tv_batched_nms(boxes, scores, classes, iou_threshold)

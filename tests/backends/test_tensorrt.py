@@ -34,7 +34,7 @@ def test_tensorrt_engine_matches_the_checkpoint(ckpt, tmp_path, precision):
     conf = pick_conf(np.concatenate([d.confidence for d in probe.predict(images())]))
     ref = load_model(ckpt, backend="torch", conf=conf, iou=0.5).predict(images())
     trt_model = load_model(str(engine), device="cuda", conf=conf, iou=0.5)
-    assert trt_model.metadata.backend == "tensorrt"
+    assert trt_model.info.backend == "tensorrt"
     for _ in range(3):  # the second call at a batch size captures a CUDA graph, the third replays it
         got = trt_model.predict(images())
     if precision == "fp32":
@@ -47,4 +47,4 @@ def test_tensorrt_engine_matches_the_checkpoint(ckpt, tmp_path, precision):
 def test_tensorrt_cache_through_run(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("RTPIPE_ENGINE_DIR", str(tmp_path))
     model = load_model(ckpt, backend="tensorrt", device="cuda")
-    assert model.metadata.backend == "tensorrt" and list(tmp_path.glob("*.engine"))
+    assert model.info.backend == "tensorrt" and list(tmp_path.glob("*.engine"))

@@ -88,4 +88,4 @@ def test_tables_render(report):
 
 def test_load_uses_the_configured_backend():
     m = load(make_config({"source": "x", "model": "tiny-seg", "backend": "onnxruntime"}))
-    assert m.metadata.backend == "onnxruntime"
+    assert m.info.backend == "onnxruntime"

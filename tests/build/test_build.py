@@ -61,7 +61,7 @@ def test_engine_detections_match_the_checkpoint(checkpoints, engines, family, fm
     conf = pick_conf(np.concatenate([d.confidence for d in probe.predict(images())]))
     reference = load_model(spec, backend="torch", weights=weights, conf=conf, iou=0.5).predict(images())
     engine = load_model(str(engines[family][fmt]), conf=conf, iou=0.5)
-    assert engine.metadata.backend == {"onnx": "onnxruntime", "aoti": "aoti"}[fmt]
+    assert engine.info.backend == {"onnx": "onnxruntime", "aoti": "aoti"}[fmt]
     for i, (ref, got) in enumerate(zip(reference, engine.predict(images()))):  # 3 frames: batch 1 ONNX runs them one by one
         assert_same_detections(ref, got, f"{family} {fmt} image {i}")
 

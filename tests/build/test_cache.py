@@ -20,7 +20,7 @@ def test_cache_builds_once_and_rebuilds_what_is_stale(tmp_path, monkeypatch, cap
 
     def load():
         model = load_model(str(ckpt), backend="aoti")
-        assert model.metadata.backend == "aoti"
+        assert model.info.backend == "aoti"
         return capsys.readouterr().err, engine.stat().st_mtime_ns
 
     err, first = load()

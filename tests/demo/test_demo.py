@@ -62,9 +62,9 @@ def test_backends_give_identical_detections_on_the_demo_clip(backend, frames, tm
     pytest.importorskip("torch")
     monkeypatch.setenv("RTPIPE_ENGINE_DIR", str(tmp_path))
     ref = load_model("demo")
-    assert ref.metadata.backend == "onnxruntime" and ref.metadata.path == "demo"
+    assert ref.info.backend == "onnxruntime" and ref.info.path == "demo"
     got = load_model("demo", backend=backend)
-    assert got.metadata.backend == backend
+    assert got.info.backend == backend
     for k, (r, g) in enumerate(zip(ref.predict(frames), got.predict(frames))):
         assert_identical(r, g, f"{backend} frame {k}")
 

@@ -60,5 +60,5 @@ def test_train_writes_a_checkpoint_that_records_its_recipe(tmp_path):
     t = ckpt["training"]
     assert t["seed"] == 3 and t["steps_done"] == 2 and t["config"]["width"] == 8 and t["command"].startswith("python -m pipeline.demo.train")
     model = load_model(str(out))
-    assert model.metadata.names == CLASSES and model.metadata.input_hw == (96, 160)
+    assert model.info.names == CLASSES and model.info.input_hw == (96, 160)
     assert not out.with_suffix(".partial.pt").exists()

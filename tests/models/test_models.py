@@ -7,7 +7,7 @@ from tests.conftest import one_node_onnx
 
 
 def test_builtin_model_metadata(tiny_model):
-    info = tiny_model.metadata
+    info = tiny_model.info
     assert info.names == ("car", "pedestrian", "cyclist", "sign")
     assert info.input_hw == (320, 320) and info.task == "segment" and info.backend == "onnxruntime"
 
@@ -69,7 +69,7 @@ def test_load_refuses_garbage_and_unknown_layouts(tmp_path):
 def test_preset_names_the_model(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("model: tiny-seg\nconf: 0.5\n")
-    assert load_model(str(preset)).metadata.names == ("car", "pedestrian", "cyclist", "sign")
+    assert load_model(str(preset)).info.names == ("car", "pedestrian", "cyclist", "sign")
     preset.write_text("conf: 0.5\n")
     with pytest.raises(ModelError, match="names no model"):
         load_model(str(preset))
@@ -100,7 +100,7 @@ def test_torchvision_preset_supplies_model_and_weights(tmp_path):
     torch.save(tvf.build("ssdlite320_mobilenet_v3_large").state_dict(), tmp_path / "w.pth")
     preset = tmp_path / "p.yaml"
     preset.write_text(f"model: torchvision:ssdlite320_mobilenet_v3_large\nweights: {tmp_path / 'w.pth'}\n")
-    info = load_model(str(preset), backend="torch").metadata
+    info = load_model(str(preset), backend="torch").info
     assert (info.family, info.arch, info.input_hw) == ("torchvision", "ssdlite320_mobilenet_v3_large", (320, 320))
 
 

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.models.settings import DecodeSettings
-from pipeline.models.yolo import FinalDecoder, check_outputs, layout_of
+from pipeline.models.decoder import DecodeSettings
+from pipeline.models.yolo import NmsFreeDecoder, check_outputs, layout_of
 from pipeline.ops import box_iou
-from pipeline.types import LetterboxMeta
+from pipeline.types import FitTransform
 
 
 @pytest.mark.parametrize("out0, nc, seg, head, end2end, want", [
@@ -42,7 +42,7 @@ def test_check_outputs_names_the_layouts_it_knows():
     assert check_outputs({**meta, "layout": None}, {"output0": [1, 300, 6]}) is not None
 
 
-META = LetterboxMeta(frame_hw=(240, 320), input_hw=(320, 320), scale_x=1.0, scale_y=1.0, pad_x=0, pad_y=40)
+META = FitTransform(frame_hw=(240, 320), input_hw=(320, 320), scale_x=1.0, scale_y=1.0, pad_x=0, pad_y=40)
 
 
 def e2e_rows() -> np.ndarray:
@@ -52,7 +52,7 @@ def e2e_rows() -> np.ndarray:
 
 
 def test_end_to_end_rows_are_kept_as_they_are_without_nms():
-    d = FinalDecoder(3, DecodeSettings(conf=0.25), "end2end", seg=False)({"output0": e2e_rows()}, [META])[0]
+    d = NmsFreeDecoder(3, DecodeSettings(conf=0.25), "end2end", seg=False)({"output0": e2e_rows()}, [META])[0]
     assert len(d) == 3  # the overlapping pair stays: the engine's rows are final
     np.testing.assert_allclose(d.xyxy[0], [10, 10, 110, 110])  # pad_y 40 removed
     np.testing.assert_array_equal(d.class_id, [2, 2, 0])
@@ -66,7 +66,7 @@ def test_end_to_end_rows_are_kept_as_they_are_without_nms():
     (DecodeSettings(conf=0.1, max_det=2), [0.9, 0.8]),
 ])
 def test_end_to_end_settings(settings, want):
-    d = FinalDecoder(3, settings, "end2end", seg=False)({"output0": e2e_rows()}, [META])[0]
+    d = NmsFreeDecoder(3, settings, "end2end", seg=False)({"output0": e2e_rows()}, [META])[0]
     np.testing.assert_allclose(d.confidence, want)
 
 
@@ -77,20 +77,20 @@ def test_end_to_end_masks_come_from_the_prototypes():
     rows[0, 0, 6], rows[0, 1, 7] = 1.0, 1.0  # each picks one prototype
     protos = np.full((1, 32, 80, 80), -1.0, np.float32)
     protos[0, 0, :, :] = 1.0  # prototype 0 is on everywhere: the first mask fills its box
-    d = FinalDecoder(2, DecodeSettings(conf=0.25), "end2end", seg=True)({"output0": rows, "output1": protos}, [META])[0]
+    d = NmsFreeDecoder(2, DecodeSettings(conf=0.25), "end2end", seg=True)({"output0": rows, "output1": protos}, [META])[0]
     assert len(d) == 1  # the second mask is empty: no detection, as Ultralytics' predictor does
     assert d.mask.crops[0].all() and tuple(d.mask.regions[0]) == (40, 40, 120, 120)
 
 
 def test_rtdetr_layouts_scale_normalised_boxes_and_pick_the_best_class():
-    meta = LetterboxMeta(frame_hw=(240, 480), input_hw=(320, 320), scale_x=320 / 480, scale_y=320 / 240, pad_x=0, pad_y=0)
+    meta = FitTransform(frame_hw=(240, 480), input_hw=(320, 320), scale_x=320 / 480, scale_y=320 / 240, pad_x=0, pad_y=0)
     scores = np.array([[[0.1, 0.8, 0.3], [0.6, 0.2, 0.1], [0.1, 0.1, 0.2]]], np.float32)
     boxes = np.array([[[0.5, 0.5, 0.2, 0.4], [0.25, 0.25, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1]]], np.float32)
-    d = FinalDecoder(3, DecodeSettings(conf=0.5), "rtdetr", seg=False)({"output0": np.concatenate([boxes, scores], 2)}, [meta])[0]
+    d = NmsFreeDecoder(3, DecodeSettings(conf=0.5), "rtdetr", seg=False)({"output0": np.concatenate([boxes, scores], 2)}, [meta])[0]
     np.testing.assert_allclose(d.xyxy, [[192, 72, 288, 168], [96, 48, 144, 72]], atol=1e-3)  # normalised x frame size
     np.testing.assert_array_equal(d.class_id, [1, 0])
     topk = np.concatenate([boxes, np.array([[[0.8], [0.6], [0.2]]]), np.array([[[1], [0], [2]]])], 2).astype(np.float32)
-    t = FinalDecoder(3, DecodeSettings(conf=0.5), "rtdetr-topk", seg=False)({"output0": topk}, [meta])[0]
+    t = NmsFreeDecoder(3, DecodeSettings(conf=0.5), "rtdetr-topk", seg=False)({"output0": topk}, [meta])[0]
     np.testing.assert_allclose(t.xyxy, d.xyxy, atol=1e-3)
     np.testing.assert_array_equal(t.class_id, d.class_id)
 
@@ -179,7 +179,7 @@ def test_yolo26_matches_ultralytics_predictor(nms_free, name, end2end):
         for kind, path in engines.items():
             model = load_model(str(path), conf=conf, imgsz=320 if kind == "pt" else None, trust_checkpoint=True,
                                backend="torch" if kind == "pt" else "auto")
-            assert model.decoder.__class__.__name__ == ("FinalDecoder" if end2end else "YoloDecoder")
+            assert model.decoder.__class__.__name__ == ("NmsFreeDecoder" if end2end else "DenseDecoder")
             assert_every_reference_detection_matched(model.predict([image])[0], ref, image.shape[:2])
 
 
@@ -190,7 +190,7 @@ def test_rtdetr_matches_ultralytics_predictor(nms_free):
 
     pt = nms_free["rtdetr-l"]
     models = {"onnx": load_model(str(nms_free["rtdetr-l-onnx"]), conf=0.01)}
-    assert models["onnx"].decoder.layout == "rtdetr-topk" and models["onnx"].metadata.fit.mode == "resize"
+    assert models["onnx"].decoder.layout == "rtdetr-topk" and models["onnx"].info.fit.mode == "resize"
     for image in images():
         conf = gap_threshold(np.array(reference(RTDETR, pt, image, 0.01)["scores"]))
         ref = reference(RTDETR, pt, image, conf)

@@ -30,7 +30,7 @@ def test_checkpoint_round_trip_and_layout(tmp_path):
 def test_input_size_is_a_load_option(tmp_path):
     path = yolo_checkpoint(tmp_path / "n.pt", imgsz=96, width=8)
     model = load_model(str(path), backend="torch", imgsz=128, conf=0.0)
-    assert model.metadata.input_hw == (128, 128)
+    assert model.info.input_hw == (128, 128)
     assert len(model.predict([np.zeros((100, 200, 3), np.uint8)])) == 1
 
 

@@ -79,7 +79,7 @@ def assert_matches(ref: dict, det, masks_too: bool) -> None:
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_predict_matches_torchvision(case, backend):
     model = load(case, backend)
-    assert model.metadata.family == "torchvision" and model.metadata.backend == backend
+    assert model.info.family == "torchvision" and model.info.backend == backend
     det = model.predict([case["image"]])[0]
     assert_matches(case["ref"], det, masks_too="masks" in case["ref"])
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from pipeline.models import ModelError, load_model
-from pipeline.models.yolo import DecodeSettings, YoloDecoder, parse_names
+from pipeline.models.yolo import DecodeSettings, DenseDecoder, parse_names
 from pipeline.ops import box_iou
 from pipeline.ops.masks import rle_decode
 from pipeline.sources import SyntheticScene
-from pipeline.types import LetterboxMeta
+from pipeline.types import FitTransform
 
-META = LetterboxMeta(frame_hw=(64, 128), input_hw=(64, 64), scale_x=0.5, scale_y=0.5, pad_x=0, pad_y=16)
+META = FitTransform(frame_hw=(64, 128), input_hw=(64, 64), scale_x=0.5, scale_y=0.5, pad_x=0, pad_y=16)
 
 
 def raw(cands, nc=3, nm=0):
@@ -32,7 +32,7 @@ def test_decode_threshold_nms_and_scaling():
         (33, 32, 20, 20, 1, 0.7),  # same place, other class: kept
         (10, 20, 4, 4, 2, 0.2),    # under conf
     ]
-    d = YoloDecoder(3, DecodeSettings(conf=0.25, iou=0.5))({"output0": raw(cands)}, [META])[0]
+    d = DenseDecoder(3, DecodeSettings(conf=0.25, iou=0.5))({"output0": raw(cands)}, [META])[0]
     assert d.class_id.tolist() == [0, 1]
     assert d.confidence.tolist() == pytest.approx([0.9, 0.7])
     # input (22, 22, 42, 42) -> frame ((22-0)/0.5, (22-16)/0.5, ...) = (44, 12, 84, 52)
@@ -51,14 +51,14 @@ def test_decode_threshold_nms_and_scaling():
 )
 def test_decode_options(settings, expected):
     cands = [(32, 32, 20, 20, 0, 0.9), (33, 32, 20, 20, 1, 0.7)]
-    d = YoloDecoder(3, settings)({"output0": raw(cands)}, [META])[0]
+    d = DenseDecoder(3, settings)({"output0": raw(cands)}, [META])[0]
     assert d.class_id.tolist() == expected
 
 
 def test_decode_masks_follow_coefficients():
     cands = [(32, 32, 20, 20, 0, 0.9, 1.0, 0.0), (16, 40, 10, 10, 1, 0.8, -1.0, 0.0)]
     protos = np.ones((1, 2, 16, 16), np.float32)
-    d = YoloDecoder(3, DecodeSettings())({"output0": raw(cands, nm=2), "output1": protos}, [META])[0]
+    d = DenseDecoder(3, DecodeSettings())({"output0": raw(cands, nm=2), "output1": protos}, [META])[0]
     dense = d.mask.dense()
     # negative coefficient: sigmoid < 0.5 everywhere, an empty mask, so (as in Ultralytics) no detection
     assert dense.shape == (1, 64, 128) and d.class_id.tolist() == [0]
@@ -68,7 +68,7 @@ def test_decode_masks_follow_coefficients():
 
 def test_decode_rejects_too_few_channels():
     with pytest.raises(ValueError, match="fewer than 4 \\+ 80"):
-        YoloDecoder(80, DecodeSettings())({"output0": np.zeros((1, 10, 5), np.float32)}, [META])
+        DenseDecoder(80, DecodeSettings())({"output0": np.zeros((1, 10, 5), np.float32)}, [META])
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_ultralytics_onnx_export_matches_its_predictor():
     """The committed ONNX is Ultralytics' own export; the reference is its predictor's output."""
     ref = json.loads(FIXTURE.with_suffix(".reference.json").read_text())
     model = load_model(str(FIXTURE.with_suffix(".onnx")), conf=ref["conf"], iou=ref["iou"])
-    info = model.metadata
+    info = model.info
     assert (info.family, info.task, info.input_hw, len(info.names)) == ("yolo", "segment", (320, 320), 80)
     assert len(ref["scores"]) >= 20
     assert_matches_reference(model.predict([scene_image()])[0], ref)

@@ -41,16 +41,6 @@ def test_cxcywh_to_xyxy():
     assert out.tolist() == [[8, 17, 12, 23]]
 
 
-def test_scale_boxes_inverts_the_fit_and_clips():
-    from pipeline.ops import scale_boxes
-
-    boxes = np.array([[10, 20, 110, 60], [-5, -5, 500, 500]], np.float32)
-    out = scale_boxes(boxes, (0.5, 0.25), (10, 20), (200, 300))
-    np.testing.assert_allclose(out[0], [0, 0, 200, 160])
-    np.testing.assert_allclose(out[1], [0, 0, 300, 200])  # clipped to the frame
-    assert out.dtype == np.float32
-
-
 def _torchvision_coders():
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchvision")

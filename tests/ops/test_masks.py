@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from pipeline.ops import masks_from_prototypes, rle_encode, rle_encode_crop
 from pipeline.ops.masks import rle_decode
-from pipeline.preprocess import letterbox
+from pipeline.preprocess.host import letterbox
 
 
 def masks_reference(coef, protos, boxes, frame_hw, input_hw, meta):

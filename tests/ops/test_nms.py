@@ -53,11 +53,12 @@ def test_nms_keeps_overlapping_boxes_of_other_classes():
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(0, 80))
-def test_tensor_batched_nms_agrees_with_numpy(seed, n):
+def test_torchvision_batched_nms_agrees_with_numpy(seed, n):
+    """The device decoder's NMS (torchvision's) keeps what the host decoder's does."""
     import pytest
 
     torch = pytest.importorskip("torch")
-    from pipeline.ops import batched_nms_tensor
+    from torchvision.ops import batched_nms as batched_nms_tensor
 
     rng = np.random.default_rng(seed)
     boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)

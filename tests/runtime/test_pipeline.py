@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.runtime import END, FEEDER_NICE, Pipeline, SourceEnd, SourceFailed, StageError, StageQueue, Stopped
+from pipeline.runtime.pipeline import FEEDER_NICE, Pipeline, SourceFailed, StageError
+from pipeline.runtime.queues import END, SourceEnd, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import open_source
 from tests.conftest import FailingModel, SlowModel, make_clip, rss_mb
@@ -103,7 +104,7 @@ def test_live_source_keeps_latency_bounded_and_counts_drops(tiny_model):
     assert sink.indices == sorted(sink.indices)
 
 
-@pytest.mark.parametrize("step, stage", [("preprocess", "preprocess"), ("infer", "infer"), ("decode", "postprocess")])
+@pytest.mark.parametrize("step, stage", [("preprocess", "preprocess"), ("infer", "infer"), ("postprocess", "postprocess")])
 def test_failing_model_step_stops_everything(tiny_model, step, stage):
     sink = RecordingSink()
     pipe = Pipeline(open_source("synthetic:320x240@30?live=0&frames=100000"), FailingModel(tiny_model, step), [sink])
@@ -128,7 +129,7 @@ def test_failing_sink_and_source_name_their_stage(tiny_model):
 
 def test_failure_while_live_stages_block(tiny_model):
     """A dead consumer must not leave the grab thread blocked on a full queue."""
-    pipe = Pipeline(open_source("synthetic:320x240@120"), FailingModel(tiny_model, "decode", at_call=2), [RecordingSink(0.05)])
+    pipe = Pipeline(open_source("synthetic:320x240@120"), FailingModel(tiny_model, "postprocess", at_call=2), [RecordingSink(0.05)])
     t0 = time.monotonic()
     with pytest.raises(StageError):
         pipe.run(handle_sigint=False)
@@ -221,7 +222,7 @@ def test_metrics_shape(tiny_model):
         if s["count"]:
             assert s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
     assert m["fps"] == pytest.approx(m["frames_out"] / m["wall_s"], rel=1e-2)
-    assert m["model"]["names"] == list(tiny_model.metadata.names)
+    assert m["model"]["names"] == list(tiny_model.info.names)
     assert np.isfinite(m["e2e_latency"]["p99_ms"])
 
 
@@ -360,16 +361,16 @@ def test_the_core_install_runs_without_torch(tmp_path):
     code = """
 import sys
 sys.modules["torch"] = None  # any 'import torch' now raises ImportError, as on the core install
-from pipeline.bench import make_steps
+from pipeline.paths import path_for
 from pipeline.models import load_model
 from pipeline.runtime import Pipeline
 from pipeline.sources import open_source
 model = load_model("tiny-seg")
-assert make_steps(model, "auto").name == "cpu"
+assert path_for(model, "auto").name == "cpu"
 m = Pipeline(open_source("synthetic:64x48@30?live=0&frames=5"), model).run(handle_sigint=False)
 assert m["frames_out"] == 5 and m["path"] == "cpu", m
 try:
-    make_steps(model, "gpu")
+    path_for(model, "gpu")
 except Exception as exc:
     assert "does not run on tensors" in str(exc), exc
 else:

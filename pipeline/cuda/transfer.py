@@ -31,7 +31,7 @@ class Uploader:
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """The frame on the device. On CUDA, work queued on ``self.stream`` after this call
-        sees the copy finished; other streams must wait for that stream (see GpuSteps)."""
+        sees the copy finished; other streams must wait for that stream (see pipeline.paths.gpu)."""
         if self.stream is None:
             return torch.from_numpy(image)
         k, self._turn = self._turn, self._turn ^ 1

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import overlay as cpu
-from pipeline.gpu import overlay as gpu
-from pipeline.gpu.decode import DeviceMasks
+from pipeline.overlay import host as cpu
+from pipeline.overlay import device as gpu
+from pipeline.ops.masks_device import DeviceMasks
 from pipeline.types import BoxMasks, Detections
-from tests.gpu.conftest import DEVICES
+from tests.conftest import DEVICES
 
 
 def random_dets(seed: int, hw=(240, 320), n=8) -> Detections:

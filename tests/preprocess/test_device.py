@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import preprocess as cpu
-from pipeline.gpu import preprocess as gpu
-from tests.gpu.conftest import DEVICES
+from pipeline.preprocess import host as cpu
+from pipeline.preprocess import device as gpu
+from pipeline.types import Fit
+from tests.conftest import DEVICES
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -18,8 +19,8 @@ def test_letterbox_matches_the_numpy_path(device, frame_hw, input_hw):
     rng = np.random.default_rng(sum(frame_hw))
     image = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
     image[: frame_hw[0] // 2] = 40  # flat regions and edges, not only noise
-    want, want_meta = cpu.prepare(image, cpu.Fit(input_hw))
-    got, meta = gpu.prepare(torch.from_numpy(image).to(device), cpu.Fit(input_hw))
+    want, want_meta = cpu.prepare(image, Fit(input_hw))
+    got, meta = gpu.prepare(torch.from_numpy(image).to(device), Fit(input_hw))
     assert meta == want_meta
     assert got.shape == want.shape and got.dtype == torch.float32 and got.device.type == device
     diff = np.abs(got.cpu().numpy() - want)
@@ -33,7 +34,7 @@ def test_letterbox_matches_the_numpy_path(device, frame_hw, input_hw):
 @pytest.mark.parametrize("mode, frame_hw", [("torchvision", (720, 1280)), ("torchvision", (500, 375)), ("stretch", (720, 1280)),
                                            ("resize", (720, 1280)), ("resize", (300, 200))])
 def test_other_fits_match_the_numpy_path(mode, frame_hw):
-    fit = cpu.Fit((800, 1333) if mode == "torchvision" else (320, 320), mode, 800, 1333, (0.485, 0.456, 0.406))
+    fit = Fit((800, 1333) if mode == "torchvision" else (320, 320), mode, 800, 1333, (0.485, 0.456, 0.406))
     image = np.random.default_rng(1).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
     want, want_meta = cpu.prepare(image, fit)
     got, meta = gpu.prepare(torch.from_numpy(image), fit)

@@ -7,12 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.gpu.steps import GpuSteps
-from pipeline.runtime import CpuSteps, Pipeline, runs_on_gpu, steps_for
+from pipeline.paths import CpuPath, Item, path_for, runs_on_gpu
+from pipeline.paths.gpu import GpuPath
+from pipeline.runtime import Pipeline
 from pipeline.sinks import Sink
 from pipeline.sources import Source
 from pipeline.types import Frame
-from tests.gpu.test_decode import assert_same
+from tests.conftest import assert_same
 
 
 class Frames(Source):
@@ -36,15 +37,15 @@ class Keep(Sink):
         self.got.append((frame.index, detections, image))
 
 
-def run(model, images, steps, batch=2):
+def run(model, images, path, batch=2):
     sink = Keep()
-    m = Pipeline(Frames(images), model, [sink], batch=batch, steps=steps).run(handle_sigint=False)
+    m = Pipeline(Frames(images), model, [sink], batch=batch, path=path).run(handle_sigint=False)
     return m, sink.got
 
 
 def test_gpu_path_gives_the_cpu_paths_detections_and_pictures(demo_torch, demo_frames):
-    m_cpu, cpu = run(demo_torch, demo_frames, CpuSteps(demo_torch))
-    m_gpu, gpu = run(demo_torch, demo_frames, GpuSteps(demo_torch))
+    m_cpu, cpu = run(demo_torch, demo_frames, CpuPath(demo_torch))
+    m_gpu, gpu = run(demo_torch, demo_frames, GpuPath(demo_torch))
     assert m_cpu["path"] == "cpu" and m_gpu["path"] == "gpu"
     assert [i for i, _, _ in gpu] == [i for i, _, _ in cpu] == list(range(len(demo_frames)))
     assert sum(len(d) for _, d, _ in cpu) >= 10
@@ -62,22 +63,21 @@ def test_gpu_path_gives_the_cpu_paths_detections_and_pictures(demo_torch, demo_f
 
 def test_gpu_path_decodes_exactly_as_its_own_decoder(demo_torch, demo_frames):
     """Given the same input tensor, the pipeline's GPU decode equals the numpy decoder (tight tolerances)."""
-    steps = GpuSteps(demo_torch)
-    from pipeline.runtime import Item
+    path = GpuPath(demo_torch)
 
     items = [Item(Frame(f, i, 0.0, 0.0)) for i, f in enumerate(demo_frames[:2])]
     for it in items:
-        steps.prepare(it)
-    outputs = steps.infer(items)
-    steps.decode(outputs, items)
+        path.preprocess(it)
+    outputs = path.infer(items)
+    path.postprocess(outputs, items)
     host = {k: v.numpy() for k, v in outputs.items()}
-    want = demo_torch.decode(host, [it.meta for it in items])
+    want = demo_torch.postprocess(host, [it.transform for it in items])
     for it, w in zip(items, want):
         assert_same(it.detections, w)
 
 
 def test_the_gpu_path_is_chosen_only_for_tensor_backends_on_cuda(demo_torch, tiny_model):
-    assert not runs_on_gpu(demo_torch) and isinstance(steps_for(demo_torch), CpuSteps)  # torch, but on the CPU
+    assert not runs_on_gpu(demo_torch) and isinstance(path_for(demo_torch), CpuPath)  # torch, but on the CPU
     assert not runs_on_gpu(tiny_model)  # ONNX Runtime
     with pytest.raises(ValueError, match="does not run on tensors"):
-        GpuSteps(tiny_model)
+        GpuPath(tiny_model)

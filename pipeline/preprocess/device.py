@@ -1,4 +1,4 @@
-"""Fit frames into the network input on the device: the tensor twin of ``pipeline.preprocess``.
+"""Fit frames into the network input on the device: the tensor twin of ``pipeline.preprocess.host``.
 
 Same rules and rounding as the numpy path: the letterbox resizes the uint8 picture (bilinear,
 half-pixel centres, rounded back to whole levels as OpenCV's uint8 resize does), pads with 114
@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.preprocess import PAD_VALUE, Fit, torchvision_size
-from pipeline.types import LetterboxMeta
+from pipeline.types import Fit
+
+from pipeline.preprocess.host import PAD_VALUE, torchvision_size
+from pipeline.types import FitTransform
 
 
 def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -22,7 +24,7 @@ def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(chw[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
 
 
-def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, LetterboxMeta]:
+def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, FitTransform]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], letterboxed, and its meta.
 
     The same sizes and padding as ``pipeline.preprocess.letterbox`` (Ultralytics' rounding).
@@ -38,19 +40,19 @@ def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = P
     out = torch.full((3, ih, iw), float(pad_value), dtype=torch.float32, device=image.device)
     out[:, top : top + nh, left : left + nw] = resized
     out.mul_(1 / 255)
-    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
+    return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
 
 
-def resize(image: torch.Tensor, input_hw: tuple[int, int]) -> tuple[torch.Tensor, LetterboxMeta]:
+def resize(image: torch.Tensor, input_hw: tuple[int, int]) -> tuple[torch.Tensor, FitTransform]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], stretched, as ``pipeline.preprocess.resize``."""
     h, w = int(image.shape[0]), int(image.shape[1])
     ih, iw = input_hw
     rgb = image.flip(-1).permute(2, 0, 1).float()
     out = _resize(rgb, (ih, iw)).round_().clamp_(0, 255).mul_(1 / 255)
-    return out.contiguous(), LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
+    return out.contiguous(), FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
 
 
-def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]:
+def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1] placed top-left (or stretched), as
     ``pipeline.preprocess.fit_torchvision``."""
     h, w = int(image.shape[0]), int(image.shape[1])
@@ -66,10 +68,10 @@ def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, Letter
     out = torch.empty((3, ih, iw), dtype=torch.float32, device=image.device)
     out[:] = torch.tensor(fit.pad_rgb, dtype=torch.float32, device=image.device)[:, None, None]
     out[:, :nh, :nw] = _resize(rgb, (nh, nw))
-    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
+    return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
 
 
-def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, LetterboxMeta]:
+def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
     """One frame on the device -> (3, H, W) float32 network input and its meta."""
     if fit.mode == "letterbox":
         return letterbox(image, fit.input_hw)

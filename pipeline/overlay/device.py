@@ -1,13 +1,13 @@
 """Drawing on the device: mask tints and box outlines on the frame tensor, then one copy to
-the host, where ``pipeline.overlay`` adds the text labels (and the HUD)."""
+the host, where ``pipeline.overlay.host`` adds the text labels (and the HUD)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from pipeline.gpu.decode import DeviceMasks
-from pipeline.overlay import PALETTE, line_width
+from pipeline.ops.masks_device import DeviceMasks
+from pipeline.overlay.host import PALETTE, line_width
 from pipeline.types import Detections
 
 

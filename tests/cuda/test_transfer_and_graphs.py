@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.gpu.graphs import CudaGraphs
-from pipeline.gpu.transfer import Uploader
+from pipeline.cuda.graphs import CudaGraphs
+from pipeline.cuda.transfer import Uploader
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 

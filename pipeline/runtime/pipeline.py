@@ -23,28 +23,19 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-import numpy as np
-
 from pipeline.metrics import RunMetrics
 from pipeline.models import Model
-from pipeline.overlay import draw
+from pipeline.paths import Item, ModelPath, path_for
+from pipeline.runtime.queues import END, WAIT, QueueGroup, SourceEnd, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import Source
-from pipeline.types import Detections, Frame, LetterboxMeta
 
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
-END = object()  # end of stream, passed down the stages in order
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
-_WAIT = 0.05    # the longest any wait lasts before the stop event is checked again
-
-
-class Stopped(Exception):
-    """Raised inside a stage when the run is being stopped; the stage exits quietly."""
 
 
 class StageError(RuntimeError):
@@ -56,161 +47,10 @@ class StageError(RuntimeError):
         self.error = error
 
 
-def is_marker(item) -> bool:
-    """END and SourceEnd: they carry no frame and are never dropped."""
-    return item is END or isinstance(item, SourceEnd)
-
-
-class StageQueue:
-    """A bounded FIFO between two stages, with stop-aware waits and depth/drop statistics.
-
-    drop_oldest=False: ``put`` waits while full (lossless). drop_oldest=True: ``put`` never
-    waits for a frame; it drops the oldest frame instead and counts it (end markers are never
-    dropped, and wait for room like any item on a lossless queue).
-    """
-
-    def __init__(self, capacity: int, stop: threading.Event, drop_oldest: bool = False):
-        if capacity < 1:
-            raise ValueError("queue capacity must be >= 1")
-        self.capacity = capacity
-        self.drop_oldest = drop_oldest
-        self._stop = stop
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self.drops = 0
-        self.max_depth = 0
-        self._depth_sum = 0
-        self._puts = 0
-
-    def put(self, item) -> None:
-        with self._cond:
-            while len(self._items) >= self.capacity:
-                if self.drop_oldest and not is_marker(item) and self._drop_oldest_frame():
-                    continue
-                if self._stop.is_set():
-                    raise Stopped
-                self._cond.wait(_WAIT)
-            self._items.append(item)
-            depth = len(self._items)
-            self.max_depth = max(self.max_depth, depth)
-            self._depth_sum += depth
-            self._puts += 1
-            self._cond.notify_all()
-
-    def _drop_oldest_frame(self) -> bool:
-        """Drop the oldest item that is not an end marker (markers are never dropped)."""
-        for k, queued in enumerate(self._items):
-            if not is_marker(queued):
-                del self._items[k]
-                self.drops += 1
-                return True
-        return False
-
-    def get(self, timeout: float | None = None):
-        """The oldest item; None if ``timeout`` (seconds) passes first. Raises Stopped on stop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._items:
-                if self._stop.is_set():
-                    raise Stopped
-                wait = _WAIT
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        return None
-                self._cond.wait(wait)
-            item = self._items.popleft()
-            self._cond.notify_all()
-            return item
-
-    def stats(self) -> dict:
-        return {
-            "capacity": self.capacity, "drop_oldest": self.drop_oldest, "drops": self.drops,
-            "max_depth": self.max_depth, "mean_depth": round(self._depth_sum / self._puts, 3) if self._puts else 0.0,
-        }
-
-
-class QueueGroup:
-    """Several queues reported as one (each source's own input queue)."""
-
-    def __init__(self, queues: list[StageQueue]):
-        self.queues = queues
-
-    def stats(self) -> dict:
-        parts = [q.stats() for q in self.queues]
-        puts = [q._puts for q in self.queues]
-        mean = sum(p["mean_depth"] * n for p, n in zip(parts, puts)) / max(sum(puts), 1)
-        return {"capacity": sum(p["capacity"] for p in parts), "drop_oldest": any(p["drop_oldest"] for p in parts),
-                "drops": sum(p["drops"] for p in parts), "max_depth": max(p["max_depth"] for p in parts), "mean_depth": round(mean, 3)}
-
-
-@dataclass
-class Item:
-    """One frame on its way through the stages; each stage fills in its field."""
-
-    frame: Frame
-    tensor: object = None  # network input (numpy, or a torch tensor on the GPU path)
-    meta: LetterboxMeta | None = None
-    detections: Detections | None = None
-    image: np.ndarray | None = None  # annotated picture, when a sink needs one
-    extra: object = None  # what a Steps keeps between its stages (the GPU path: the frame on the device, masks)
-
-
-@dataclass(frozen=True)
-class SourceEnd:
-    """End of one source's frames (the infer stage ends when every source has ended)."""
-
-    source_id: int
-
-
 @dataclass
 class Batch:
     items: list[Item]
     outputs: dict = field(default_factory=dict)
-
-
-class CpuSteps:
-    """The model's work on host memory: numpy + OpenCV letterbox, the backend, the numpy
-    decoder, OpenCV drawing. (``pipeline.gpu.steps.GpuSteps`` keeps frames on the device.)"""
-
-    name = "cpu"
-
-    def __init__(self, model: Model):
-        self.model = model
-
-    def prepare(self, item: Item) -> None:
-        item.tensor, item.meta = self.model.preprocess(item.frame.image)
-
-    def infer(self, items: list[Item]) -> dict:
-        return self.model.infer(np.stack([it.tensor for it in items]))
-
-    def engine_call(self, items: list[Item]) -> Callable[[], object]:
-        """The engine alone on these prepared items, as a call to repeat (``rtpipe bench``)."""
-        batch = np.stack([it.tensor for it in items])
-        return lambda: self.model.infer(batch)
-
-    def decode(self, outputs: dict, items: list[Item]) -> None:
-        for it, d in zip(items, self.model.decode(outputs, [it.meta for it in items])):
-            it.detections = d
-
-    def draw(self, item: Item, hud: dict | None) -> np.ndarray:
-        return draw(item.frame.image, item.detections, self.model.metadata.names, hud=hud)
-
-
-def runs_on_gpu(model: Model) -> bool:
-    """The model's backend runs on a CUDA device and takes tensors (torch, aoti, tensorrt).
-    (Decided without importing torch: the core install has none.)"""
-    device = getattr(model.backend, "device", None)
-    return device is not None and str(device).startswith("cuda") and hasattr(model.backend, "infer_tensor")
-
-
-def steps_for(model: Model):
-    """The GPU path when the model's backend runs on CUDA and takes tensors, else the CPU path."""
-    if not runs_on_gpu(model):
-        return CpuSteps(model)
-    from pipeline.gpu.steps import GpuSteps
-
-    return GpuSteps(model)
 
 
 class SourceFailed(StageError):
@@ -237,7 +77,7 @@ class Pipeline:
     many ms of its capture (default: 100 when a source is live; none for files, whose batches
     fill up). max_frames: frames read per source. hud: draw FPS and latency on the annotated
     frames. on_frame: called from the sink thread after each frame with the frames out so far
-    (progress bars). steps: how the model's work is done (default: ``steps_for(model)``).
+    (progress bars). path: where the model's steps run (default: ``path_for(model)``).
 
     A source that fails (a stream that does not come back, a broken file) ends only itself:
     the others run on, and ``run`` then raises SourceFailed; that source's own sinks are closed
@@ -255,7 +95,7 @@ class Pipeline:
         max_frames: int | None = None,
         hud: bool = False,
         on_frame: Callable[[int], None] | None = None,
-        steps=None,
+        path: ModelPath | None = None,
     ):
         if batch < 1:
             raise ValueError("batch must be >= 1")
@@ -275,7 +115,7 @@ class Pipeline:
             max_latency_ms = 100.0
         self.batch, self.max_latency = batch, None if max_latency_ms is None else max_latency_ms / 1000
         self.max_frames, self.hud, self.on_frame = max_frames, hud, on_frame
-        self.steps = steps if steps is not None else steps_for(model)
+        self.path = path if path is not None else path_for(model)
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
@@ -360,7 +200,7 @@ class Pipeline:
         inq, out, stats = self._inputs[sid], self.metrics.queues["infer"], self.metrics.stage("preprocess")
         while (item := inq.get()) is not END:
             t0 = time.perf_counter()
-            self.steps.prepare(item)
+            self.path.preprocess(item)
             stats.add((time.perf_counter() - t0) * 1000)
             out.put(item)
         out.put(SourceEnd(sid))
@@ -388,7 +228,7 @@ class Pipeline:
         ended: set[int] = set()
         while items := self._collect(inq, ended):
             t0 = time.perf_counter()
-            outputs = self.steps.infer(items)
+            outputs = self.path.infer(items)
             took = time.perf_counter() - t0
             stats.add(took * 1000)
             self._busy_s = 0.8 * self._busy_s + 0.2 * took if self.batches["count"] else took
@@ -403,7 +243,7 @@ class Pipeline:
         inq, out, stats = self.metrics.queues["postprocess"], self.metrics.queues["overlay"], self.metrics.stage("postprocess")
         while (batch := inq.get()) is not END:
             t0 = time.perf_counter()
-            self.steps.decode(batch.outputs, batch.items)
+            self.path.postprocess(batch.outputs, batch.items)
             stats.add((time.perf_counter() - t0) * 1000)
             for it in batch.items:
                 out.put(it)
@@ -417,9 +257,9 @@ class Pipeline:
                 hud = None
                 if self.hud:
                     hud = {"fps": self.metrics.recent_fps(), "latency_ms": self.metrics.e2e.last()}
-                item.image = self.steps.draw(item, hud)
+                item.image = self.path.overlay(item, hud)
                 stats.add((time.perf_counter() - t0) * 1000)
-            item.extra = None
+            item.device = None  # the device copy is not needed past here
             self.metrics.to_overlay.add((time.monotonic() - item.frame.captured_at) * 1000)
             out.put(item)
         out.put(END)
@@ -463,7 +303,7 @@ class Pipeline:
                 self._stage(name, body, thread_name).start()
             while any(t.is_alive() for t in self._threads):
                 for t in self._threads:
-                    t.join(_WAIT)
+                    t.join(WAIT)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -492,11 +332,11 @@ class Pipeline:
         result["sources"] = [{**s.describe(), **self._counts[i], "drops": s.drops, "error": failed.get(i)}
                              for i, s in enumerate(self.sources)]
         result["source"] = result["sources"][0]
-        result["model"] = self.model.metadata.to_dict()
+        result["model"] = self.model.info.to_dict()
         result["batch"] = self.batch
         result["batches"] = {**self.batches, "mean_size": round(self.batches["frames"] / max(self.batches["count"], 1), 3),
                              "max_latency_ms": None if self.max_latency is None else self.max_latency * 1000}
-        result["path"] = self.steps.name
+        result["path"] = self.path.name
         return result
 
     def _on_sigint(self, signum, frame) -> None:

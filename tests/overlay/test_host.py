@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.overlay import PALETTE, blend_masks, class_colour, draw
+from pipeline.overlay.host import PALETTE, blend_masks, class_colour, draw
 from pipeline.types import Detections
 
 

@@ -14,40 +14,15 @@ Two ways of fitting, each matching the reference implementation of its family:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-from pipeline.types import LetterboxMeta
+from pipeline.types import Fit, FitTransform
 
 PAD_VALUE = 114
 
 
-@dataclass(frozen=True)
-class Fit:
-    """How frames enter a network: its input size and the fitting rule (see module docstring).
-
-    mode: "letterbox" | "resize" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
-    bounds (mode "torchvision" only). pad_rgb: padding colour in [0, 1] RGB (torchvision modes).
-    """
-
-    input_hw: tuple[int, int]
-    mode: str = "letterbox"
-    min_size: int = 0
-    max_size: int = 0
-    pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    def to_dict(self) -> dict:
-        return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
-                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Fit:
-        return cls(tuple(d["input_hw"]), d["mode"], int(d.get("min_size", 0)), int(d.get("max_size", 0)), tuple(d.get("pad_rgb", (0, 0, 0))))
-
-
-def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, LetterboxMeta]:
+def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, FitTransform]:
     """Resize keeping the aspect ratio and pad the rest, centred, to ``input_hw``.
 
     image: HxWx3 uint8. Returns (input_h, input_w, 3) uint8 and the meta that maps boxes back.
@@ -65,16 +40,16 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
-    return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
+    return image, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=r, scale_y=r, pad_x=left, pad_y=top)
 
 
-def resize(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, LetterboxMeta]:
+def resize(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, FitTransform]:
     """Stretch the uint8 image to ``input_hw`` (bilinear), as Ultralytics' RT-DETR predictor does."""
     h, w = image.shape[:2]
     ih, iw = input_hw
     if (h, w) != (ih, iw):
         image = cv2.resize(image, (iw, ih), interpolation=cv2.INTER_LINEAR)
-    return image, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
+    return image, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=iw / w, scale_y=ih / h, pad_x=0, pad_y=0)
 
 
 def to_tensor(image: np.ndarray) -> np.ndarray:
@@ -96,7 +71,7 @@ def torchvision_size(frame_hw: tuple[int, int], min_size: int, max_size: int) ->
     return math.floor(float(h) * scale), math.floor(float(w) * scale)
 
 
-def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, LetterboxMeta]:
+def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, FitTransform]:
     """HxWx3 uint8 BGR -> (3, H, W) float32 RGB in [0, 1] placed top-left (or stretched).
 
     The image is converted to float before resizing, as torchvision resizes the float tensor;
@@ -118,10 +93,10 @@ def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, LetterboxM
     out = np.empty((3, ih, iw), np.float32)
     out[:] = np.asarray(fit.pad_rgb, np.float32)[:, None, None]
     out[:, :nh, :nw] = rgb.transpose(2, 0, 1)
-    return out, LetterboxMeta(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
+    return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
 
 
-def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, LetterboxMeta]:
+def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, FitTransform]:
     """One frame -> (3, H, W) float32 network input and its meta. A bare (h, w) means letterbox."""
     if not isinstance(fit, Fit):
         fit = Fit(tuple(fit))
