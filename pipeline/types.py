@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -204,3 +206,80 @@ class Detections:
             self.class_id[idx],
             None if self.mask is None else self.mask[idx],
         )
+
+
+class MetaError(ValueError):
+    """Engine metadata that does not validate; the message is one line naming the bad field."""
+
+
+@dataclass(frozen=True)
+class Baked:
+    """Decoding limits compiled into a two-stage graph (torchvision R-CNN): looser settings cannot take effect."""
+
+    conf: float
+    iou: float
+    max_det: int
+
+
+@dataclass(frozen=True)
+class EngineMeta:
+    """What an engine is: everything needed to feed it frames and decode its outputs.
+
+    Stored as JSON in an ONNX file's metadata (key ``rtpipe``) and in every sidecar's ``model``;
+    read into this class once (``from_dict``), by the loading code only.
+
+    family: "yolo" | "torchvision". task: "detect" | "segment". names: class names by id.
+    fit: how frames enter the network. outputs: the graph's output names, in order.
+    arch: the architecture (rtnet, a torchvision name), when known. layout (yolo): how
+    ``output0`` is laid out (``pipeline.models.yolo``; None: dense). stride (yolo): the largest
+    stride. kind (torchvision): rcnn, retinanet, fcos or ssd. batch: the graph's fixed batch
+    size (None: dynamic); batch_max: the most a built engine takes. baked: decoding limits inside
+    the graph. mean/std: normalisation inside the graph (torchvision). anchors/decode
+    (torchvision one-stage): anchor levels and box coding, read by that family only.
+    """
+
+    family: Literal["yolo", "torchvision"]
+    task: str
+    names: tuple[str, ...]
+    fit: Fit
+    outputs: tuple[str, ...]
+    arch: str | None = None
+    layout: str | None = None
+    stride: int | None = None
+    kind: str | None = None
+    batch: int | None = None
+    batch_max: int | None = None
+    baked: Baked | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    anchors: dict | None = None
+    decode: dict | None = None
+
+    @classmethod
+    def from_dict(cls, data: object, origin: str = "engine metadata") -> EngineMeta:
+        """A JSON-style dict -> EngineMeta, validated; MetaError names the field that is wrong.
+        Unknown keys are ignored (metadata written by a newer rtpipe)."""
+        from pydantic import ValidationError
+
+        try:
+            return _meta_adapter().validate_python(data)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            given = e.get("input")
+            shown = "" if isinstance(given, (dict, list)) or e["type"] == "missing" else f" (got {given!r:.60})"
+            raise MetaError(f"{origin}: field '{key}': {e['msg']}{shown}; rebuild or re-export the model") from None
+
+    def to_dict(self) -> dict:
+        """JSON-able, the form ``from_dict`` reads."""
+        d = asdict(self)
+        d["names"], d["outputs"], d["fit"] = list(self.names), list(self.outputs), self.fit.to_dict()
+        return d
+
+
+@functools.cache
+def _meta_adapter():
+    """Built once, on first use: pydantic is imported only by what reads metadata."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(EngineMeta)

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import run_in_chunks
+from pipeline.types import EngineMeta
 
 
 class AotiBackend:
     name = "aoti"
     captures_own_graphs = False
 
-    def __init__(self, path: str | Path, meta: dict, device: str = "cpu"):
+    def __init__(self, path: str | Path, meta: EngineMeta, device: str = "cpu"):
         import torch
         from torch._inductor import aoti_load_package
 
@@ -28,10 +29,10 @@ class AotiBackend:
         except Exception as exc:
             first = (str(exc).splitlines() or [""])[0][:160]
             raise ValueError(f"'{path}': not a loadable AOTInductor package ({exc.__class__.__name__}: {first})") from exc
-        self.input_hw = tuple(meta["fit"]["input_hw"])
-        self.output_names = list(meta["outputs"])
-        self.exact = meta.get("batch") is not None
-        self.max_batch = meta.get("batch") or meta.get("batch_max")
+        self.input_hw = meta.fit.input_hw
+        self.output_names = list(meta.outputs)
+        self.exact = meta.batch is not None
+        self.max_batch = meta.batch or meta.batch_max
 
     def _run_tensor(self, batch):
         with self.torch.inference_mode():

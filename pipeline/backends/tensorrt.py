@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import run_in_chunks
+from pipeline.types import EngineMeta
 
 
 def _trt():
@@ -110,7 +111,7 @@ class TensorRTBackend:
     name = "tensorrt"
     captures_own_graphs = True
 
-    def __init__(self, path: str | Path, meta: dict, device: str = "cuda"):
+    def __init__(self, path: str | Path, meta: EngineMeta, device: str = "cuda"):
         import torch
 
         trt = _trt()
@@ -131,8 +132,8 @@ class TensorRTBackend:
         if len(self.inputs) != 1:
             raise ValueError(f"'{path}': expected one image input, found {self.inputs}")
         self.input_name = self.inputs[0]
-        self.input_hw = tuple(meta["fit"]["input_hw"])
-        self.output_names = list(meta["outputs"])
+        self.input_hw = meta.fit.input_hw
+        self.output_names = list(meta.outputs)
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         self.exact = self.min_batch == self.max_batch

@@ -23,11 +23,13 @@ import os
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.build.options import BuildError, BuildOptions
 from pipeline.build.sidecar import SCHEMA, cache_key, checkpoint_sha256, gpu, sha256, sidecar_path, versions
 from pipeline.build.sidecar import write as write_sidecar
+from pipeline.types import EngineMeta
 
 __all__ = ["BuildError", "BuildOptions", "build", "build_graph", "engine_name"]
 
@@ -57,11 +59,11 @@ def build(spec: str, options: BuildOptions | None = None, out: str | Path = "eng
     return build_graph(graph, options, Path(out), name, say, command)
 
 
-def engine_name(label: str, meta: dict, options: BuildOptions) -> str:
+def engine_name(label: str, meta: EngineMeta, options: BuildOptions) -> str:
     """``STEM-HxW-bBATCH-PRECISION[-DEVICE]``: the options that make engines differ, readable."""
     path = Path(label)  # a file: its stem; torchvision:<arch> or a builtin: the name itself
     stem = path.stem if path.suffix or "/" in label else label.replace(":", "-")
-    h, w = meta["fit"]["input_hw"]
+    h, w = meta.fit.input_hw
     device = f"-{options.device.replace(':', '')}" if options.format == "aoti" else ""
     return f"{stem}-{h}x{w}-b{options.batch.label()}-{options.precision}{device}"
 
@@ -73,7 +75,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     from pipeline.build.samples import sample_inputs
 
     started = time.perf_counter()
-    meta = dict(graph.meta)
+    meta = graph.meta
     options.check_against(meta, has_module=graph.module is not None)
     out.mkdir(parents=True, exist_ok=True)
     engine = out / ((name or engine_name(graph.label, meta, options)) + SUFFIX[options.format])
@@ -89,14 +91,13 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
 
         calib, held = split(calibration_frames(options.calib, options.calib_frames))
 
-    meta["batch"] = options.batch.max if options.batch.fixed else None  # fixed: exactly this many
-    meta["batch_max"] = options.batch.max
+    meta = replace(meta, batch=options.batch.max if options.batch.fixed else None, batch_max=options.batch.max)  # fixed: exactly this many
     partial = engine.with_name(engine.stem + ".partial" + engine.suffix)
     try:
         runner = _make_engine(graph, meta, options, partial, say, calib)
         say("checking the engine against the reference")
         results = [runner(x) for x in samples]
-        report = check.compare_outputs(expected, results, options.precision, graph.label, options.format, graph.meta.get("layout") or "dense")
+        report = check.compare_outputs(expected, results, options.precision, graph.label, options.format, meta.layout or "dense")
         if options.precision == "int8":
             report["int8"] = check.int8_report(reference, runner, meta, options, held, say)
         sidecar_path(engine).unlink(missing_ok=True)  # an old sidecar must never describe the new engine
@@ -114,7 +115,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
         "format": options.format,
         "engine_bytes": engine.stat().st_size,
         "engine_sha256": sha256(engine),
-        "model": meta,
+        "model": meta.to_dict(),
         "input": input_description(meta, options),
         "outputs": {k: list(v.shape[1:]) for k, v in results[0].items()},
         "precision": options.precision,
@@ -135,7 +136,7 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     return engine
 
 
-def _make_engine(graph, meta: dict, options: BuildOptions, path: Path, say: Progress, calib: list | None = None):
+def _make_engine(graph, meta: EngineMeta, options: BuildOptions, path: Path, say: Progress, calib: list | None = None):
     """Write the engine to ``path``; return a runner for it (batch -> named outputs). calib: int8 calibration frames."""
     if options.format == "aoti":
         from pipeline.backends.aoti import AotiBackend
@@ -165,7 +166,7 @@ def _make_engine(graph, meta: dict, options: BuildOptions, path: Path, say: Prog
     return trt_backend.TensorRTBackend(path, meta, options.device).infer
 
 
-def export_onnx(graph, meta: dict, options: BuildOptions) -> bytes:
+def export_onnx(graph, meta: EngineMeta, options: BuildOptions) -> bytes:
     """The family's graph module as ONNX bytes (fp32, or fp16 inside with fp32 at the edges);
     an ONNX spec is used as it is."""
     import onnx
@@ -210,12 +211,12 @@ def half_precision(module):
     return HalfGraph().eval()
 
 
-def input_description(meta: dict, options: BuildOptions) -> dict:
-    h, w = meta["fit"]["input_hw"]
+def input_description(meta: EngineMeta, options: BuildOptions) -> dict:
+    h, w = meta.fit.input_hw
     b = options.batch
-    norm = f"(x - mean {meta['mean']}) / std {meta['std']}, inside the engine" if "mean" in meta else "none (RGB 0..1 in)"
+    norm = f"(x - mean {list(meta.mean)}) / std {list(meta.std)}, inside the engine" if meta.mean is not None else "none (RGB 0..1 in)"
     return {"name": "images", "shape": [b.max if b.fixed else f"{b.min}..{b.max}", 3, h, w], "dtype": "float32",
-            "color": "RGB", "scale": "1/255", "fit": meta["fit"], "normalisation": norm}
+            "color": "RGB", "scale": "1/255", "fit": meta.fit.to_dict(), "normalisation": norm}
 
 
 def build_command(spec, options: BuildOptions, out, weights, trust, name) -> str:

@@ -8,16 +8,17 @@ import warnings
 from pathlib import Path
 
 from pipeline.build.options import BuildError, BuildOptions
+from pipeline.types import EngineMeta
 
 
-def compile_package(module, meta: dict, options: BuildOptions, path: Path) -> Path:
+def compile_package(module, meta: EngineMeta, options: BuildOptions, path: Path) -> Path:
     """Export ``module`` at the engine's input size and batch range and compile it into ``path``."""
     import torch
     from torch.export import Dim
 
     from pipeline.build import half_precision
 
-    h, w = meta["fit"]["input_hw"]
+    h, w = meta.fit.input_hw
     b = options.batch
     device = torch.device(options.device)
     module = (half_precision(module) if options.precision == "fp16" else copy.deepcopy(module)).to(device).eval()
@@ -25,7 +26,7 @@ def compile_package(module, meta: dict, options: BuildOptions, path: Path) -> Pa
     n = b.max if b.fixed else min(max(2, b.opt), b.max)
     example = torch.rand(n, 3, h, w, device=device)
     dynamic = None if b.fixed else ({0: Dim("batch", min=b.min, max=b.max)},)
-    label = meta.get("arch") or meta["family"]
+    label = meta.arch or meta.family
     try:
         with warnings.catch_warnings(), torch.no_grad(), _quiet_inductor():
             warnings.simplefilter("ignore")

@@ -28,7 +28,7 @@ def _notice(message: str) -> None:
 
 def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
     """The cached engine for ``graph`` (a checkpoint) in format ``fmt``, built if missing or stale."""
-    fixed = graph.meta.get("batch")
+    fixed = graph.meta.batch
     options = BuildOptions(format=fmt, device=device, batch=str(fixed) if fixed else "1:1:16")
     out = engine_dir()
     name = engine_name(graph.label, graph.meta, options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.build.options import CheckFailed
+from pipeline.types import EngineMeta
 
 # largest |engine - reference| / (1 + |reference|) per output
 RELATIVE_LIMIT = {"fp32": 1e-3, "fp16": 2e-2}
@@ -30,7 +31,7 @@ def reference_runner(graph):
         return (graph.cpu_backend or OnnxRuntimeBackend(graph.onnx)).infer
     from pipeline.backends.torch import TorchBackend
 
-    return TorchBackend(graph.module, tuple(graph.meta["fit"]["input_hw"]), graph.meta["outputs"], None, "cpu").infer
+    return TorchBackend(graph.module, graph.meta.fit.input_hw, graph.meta.outputs, None, "cpu").infer
 
 
 TOPK_LAYOUTS = ("end2end", "rtdetr-topk")  # output0 rows are a top-k, in score order (score in column 4)
@@ -80,18 +81,17 @@ def compare_outputs(expected: list[dict], results: list[dict], precision: str, l
     return report
 
 
-def int8_report(reference, runner, meta: dict, options, held: list[np.ndarray], say) -> dict:
+def int8_report(reference, runner, meta: EngineMeta, options, held: list[np.ndarray], say) -> dict:
     """Compare the INT8 engine's detections with the reference's on the held-back frames
     ``held``; raises CheckFailed over the limits unless ``options.accept_accuracy_loss``."""
     from pipeline.models import FAMILIES
     from pipeline.models.decoder import DecodeSettings
     from pipeline.ops import box_iou
-    from pipeline.types import Fit
     from pipeline.preprocess.host import prepare
 
     say(f"comparing INT8 with the reference on {len(held)} held-back frames")
-    fit = Fit.from_dict(meta["fit"])
-    decode = FAMILIES[meta["family"]].decoder(meta, DecodeSettings())
+    fit = meta.fit
+    decode = FAMILIES[meta.family].decoder(meta, DecodeSettings())
     tensors, metas = zip(*(prepare(f, fit) for f in held))
     batch = np.stack(tensors)
     ref = decode(_chunked(reference, batch, options), list(metas))

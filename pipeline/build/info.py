@@ -6,25 +6,27 @@ from pathlib import Path
 
 from rich.table import Table
 
+from pipeline.types import EngineMeta
+
 
 def render(engine: Path, record: dict, problems: list[str]) -> Table:
-    m = record["model"]
+    m = EngineMeta.from_dict(record["model"], f"sidecar of {engine}")
     inp = record.get("input", {})
     table = Table(title=f"{engine}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    names = m["names"]
+    names = m.names
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} classes)" if len(names) > 8 else f" ({len(names)} classes)")
     batch = record["batch"]
     gpu = record.get("gpu")
     rows = [
         ("format", f"{record['format']}  {record['precision']}  ({record['engine_bytes'] / 1e6:.1f} MB)"),
-        ("family", f"{m['family']}" + (f" / {m['arch']}" if m.get("arch") else "") + f"  task {m['task']}"
-                   + (f"  layout {m['layout']}" if m.get("layout") else "")),
+        ("family", f"{m.family}" + (f" / {m.arch}" if m.arch else "") + f"  task {m.task}"
+                   + (f"  layout {m.layout}" if m.layout else "")),
         ("classes", shown),
         ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} "
                   f"{inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
-        ("fit", ", ".join(f"{k} {v}" for k, v in m["fit"].items())),
+        ("fit", ", ".join(f"{k} {v}" for k, v in m.fit.to_dict().items())),
         ("normalisation", str(inp.get("normalisation"))),
         ("outputs", "  ".join(f"{k} [B, {', '.join(map(str, v))}]" for k, v in record.get("outputs", {}).items())),
         ("batch", f"{batch['max']} (fixed)" if batch["min"] == batch["max"] else f"{batch['min']}..{batch['max']} (opt {batch['opt']})"),

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.types import EngineMeta
+
 
 class BuildError(ValueError):
     """A build that cannot be made; one line saying what to change."""
@@ -102,15 +104,15 @@ class BuildOptions(BaseModel):
                 args.append("--accept-accuracy-loss")
         return args
 
-    def check_against(self, meta: dict, has_module: bool) -> None:
+    def check_against(self, meta: EngineMeta, has_module: bool) -> None:
         """Refuse combinations that cannot be built, before any work is done."""
         fmt, prec, dev = self.format, self.precision, self.device
         if fmt == "tensorrt" and not dev.startswith("cuda"):
             raise BuildError("TensorRT engines are built on the GPU they run on: add --device cuda")
         if fmt == "aoti" and not has_module:
             raise BuildError("--format aoti compiles a PyTorch module: build it from the checkpoint, not from an ONNX file")
-        if fmt == "aoti" and meta.get("kind") == "rcnn":
-            raise BuildError(f"{meta['arch']}: torch.export cannot trace two-stage models (data-dependent shapes in the RPN and RoI heads): "
+        if fmt == "aoti" and meta.kind == "rcnn":
+            raise BuildError(f"{meta.arch}: torch.export cannot trace two-stage models (data-dependent shapes in the RPN and RoI heads): "
                              "use --format onnx")
         if fmt == "aoti" and prec == "int8":
             raise BuildError("int8 is built for --format onnx or tensorrt (Q/DQ graphs); for aoti use fp32 or fp16")
@@ -124,6 +126,6 @@ class BuildOptions(BaseModel):
 
             if not torch.cuda.is_available():
                 raise BuildError(f"--device {dev}: this torch sees no CUDA GPU; build on the machine that will run the engine")
-        fixed = meta.get("batch")
+        fixed = meta.batch
         if fixed is not None and (self.batch.min, self.batch.max) != (fixed, fixed):
-            raise BuildError(f"{meta.get('arch') or meta['family']} graphs are exported at batch {fixed}: use --batch {fixed}")
+            raise BuildError(f"{meta.arch or meta.family} graphs are exported at batch {fixed}: use --batch {fixed}")

@@ -15,23 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.build.options import BuildError, BuildOptions
+from pipeline.types import EngineMeta
 
 # Only the heavy layers get Q/DQ nodes: the decode at the end (sigmoid, concat of box pixels with
 # 0..1 scores) must stay in float, one int8 scale cannot hold both ranges.
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm"]
 
 
-def quantize(onnx_bytes: bytes, meta: dict, options: BuildOptions, frames: list[np.ndarray]) -> bytes:
+def quantize(onnx_bytes: bytes, meta: EngineMeta, options: BuildOptions, frames: list[np.ndarray]) -> bytes:
     """The graph with Q/DQ nodes, calibrated on ``frames`` (BGR images)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from pipeline.types import Fit
-
     from pipeline.preprocess.host import prepare
 
-    fit = Fit.from_dict(meta["fit"])
+    fit = meta.fit
     size = options.batch.max if options.batch.fixed else 1
     tensors = np.stack([prepare(f, fit)[0] for f in frames])
     usable = len(tensors) - len(tensors) % size

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.types import Fit
-
 from pipeline.preprocess.host import prepare
+from pipeline.types import EngineMeta
 
 
-def sample_inputs(meta: dict, n: int, seed: int = 0) -> np.ndarray:
+def sample_inputs(meta: EngineMeta, n: int, seed: int = 0) -> np.ndarray:
     """(n, 3, H, W) float32: ``n`` rendered road scenes, fitted as the engine expects."""
     from pipeline.sources import SyntheticScene
 
-    fit = Fit.from_dict(meta["fit"])
+    fit = meta.fit
     h, w = fit.input_hw
     scenes = [SyntheticScene(int(w * 1.5), int(h * 1.5), seed * 100 + i) for i in range(n)]
     return np.stack([prepare(s.render(7 * i), fit)[0] for i, s in enumerate(scenes)])

@@ -30,11 +30,10 @@ import numpy as np
 from pipeline.backends import Backend
 from pipeline.models import torchvision as tv_family
 from pipeline.models import yolo as yolo_family
+from pipeline.models.decoder import DecodeSettings, Decoder
 from pipeline.models.export import META_KEY
-from pipeline.models.decoder import DecodeSettings
-from pipeline.types import Fit
 from pipeline.preprocess.host import prepare
-from pipeline.types import Detections, FitTransform
+from pipeline.types import Baked, Detections, EngineMeta, Fit, FitTransform, MetaError
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
@@ -79,7 +78,7 @@ class Model:
     scripts and tests. Images are HxWx3 uint8 BGR; detections come back in their pixels.
     """
 
-    def __init__(self, backend: Backend, decoder, info: ModelInfo):
+    def __init__(self, backend: Backend, decoder: Decoder, info: ModelInfo):
         self.backend = backend
         self.decoder = decoder
         self.info = info
@@ -104,7 +103,7 @@ class Model:
 class Graph:
     """A network ready for a backend: an ONNX graph, a torch module, or (checkpoints) both ways."""
 
-    meta: dict  # engine metadata: family, task, names, fit, outputs, decode details
+    meta: EngineMeta
     label: str  # what to call it in messages and metadata
     onnx: Path | bytes | None = None
     module: object | None = None  # torch.nn.Module
@@ -116,7 +115,7 @@ class Graph:
         if self.onnx is None:
             from pipeline.models.export import to_onnx
 
-            self.onnx = to_onnx(self.module, self.meta, batch=self.meta.get("batch"))
+            self.onnx = to_onnx(self.module, self.meta, batch=self.meta.batch)
         return self.onnx
 
 
@@ -132,16 +131,21 @@ def _onnx_graph(path: Path, label: str) -> Graph:
         raise ModelError(f"model '{label}': {exc}") from exc
     props = backend.metadata()
     outputs = {o.name: o.shape for o in backend.session.get_outputs()}
-    if META_KEY in props:
-        meta = json.loads(props[META_KEY])
-    elif "names" in props:
-        meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)
-    else:
+    if META_KEY not in props and "names" not in props:
         raise ModelError(
             f"model '{label}': unknown ONNX layout (no Ultralytics 'names' or rtpipe metadata): "
             "expected an Ultralytics export (output0 [B, 4+nc(+32), N], output1 prototypes) or one made by rtpipe"
         )
-    problem = FAMILIES[meta["family"]].check_outputs(meta, outputs)
+    try:
+        if META_KEY in props:
+            meta = EngineMeta.from_dict(json.loads(props[META_KEY]), f"model '{label}': rtpipe metadata")
+        else:
+            meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)
+    except MetaError as exc:
+        raise ModelError(str(exc)) from exc
+    except ValueError as exc:  # bad JSON, unparseable names
+        raise ModelError(f"model '{label}': {exc}") from exc
+    problem = FAMILIES[meta.family].check_outputs(meta, outputs)
     if problem:
         raise ModelError(f"model '{label}': unknown output layout: {problem}")
     return Graph(meta, label, onnx=path, cpu_backend=backend, source=path)
@@ -203,8 +207,8 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
         from pipeline.build.sidecar import SidecarError, load_checked
 
         try:
-            meta = load_checked(path)["model"]
-        except SidecarError as exc:
+            meta = EngineMeta.from_dict(load_checked(path)["model"], f"model '{spec}': sidecar {path.with_suffix('.json').name}")
+        except (SidecarError, MetaError) as exc:
             raise ModelError(str(exc)) from exc
         return Graph(meta, spec, engine=path, source=path)
     raise ModelError(f"model '{spec}': unknown file type '{suffix}': expected .onnx, .pt/.pth, .pt2, .engine, .yaml or torchvision:<arch>")
@@ -241,7 +245,7 @@ def _torch(graph: Graph, device: str) -> Backend:
 
     if graph.module is None:
         raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is not one: use --backend auto")
-    return TorchBackend(graph.module, tuple(graph.meta["fit"]["input_hw"]), graph.meta["outputs"], graph.meta.get("batch"), device)
+    return TorchBackend(graph.module, graph.meta.fit.input_hw, graph.meta.outputs, graph.meta.batch, device)
 
 
 def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
@@ -319,7 +323,7 @@ def load_model(
         spec = checkpoint_of(spec)  # a builtin's bundled ONNX has one input size; its checkpoint exports at any
     graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
     meta = graph.meta
-    fit = Fit.from_dict(meta["fit"])
+    fit = meta.fit
     if imgsz is not None and graph.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
         raise ModelError(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
@@ -329,17 +333,17 @@ def load_model(
         be = BACKEND_FACTORIES[name](graph, device)
     except ValueError as exc:  # includes SidecarError and BuildError
         raise ModelError(f"model '{spec}': {exc}") from exc
-    if "baked" in meta:
-        _warn_baked(spec, meta["baked"], settings)
-    info = ModelInfo(meta["family"], meta["task"], tuple(meta["names"]), fit.input_hw, graph.label, be.name, fit, meta.get("arch"))
-    return Model(be, FAMILIES[meta["family"]].decoder(meta, settings), info)
+    if meta.baked is not None:
+        _warn_baked(spec, meta.baked, settings)
+    info = ModelInfo(meta.family, meta.task, meta.names, fit.input_hw, graph.label, be.name, fit, meta.arch)
+    return Model(be, FAMILIES[meta.family].decoder(meta, settings), info)
 
 
-def _warn_baked(spec: str, baked: dict, s: DecodeSettings) -> None:
+def _warn_baked(spec: str, baked: Baked, s: DecodeSettings) -> None:
     """Two-stage graphs run their own NMS: settings looser than the graph's cannot take effect."""
-    if s.iou != baked["iou"] or s.conf < baked["conf"] or s.max_det > baked["max_det"]:
+    if s.iou != baked.iou or s.conf < baked.conf or s.max_det > baked.max_det:
         warnings.warn(
-            f"{spec}: this graph was built with conf {baked['conf']}, iou {baked['iou']}, max_det {baked['max_det']}; "
+            f"{spec}: this graph was built with conf {baked.conf}, iou {baked.iou}, max_det {baked.max_det}; "
             "its NMS IoU and lower limits apply (rebuild it to change them)",
             stacklevel=3,
         )

@@ -8,11 +8,13 @@ import warnings
 
 import numpy as np
 
+from pipeline.types import EngineMeta
+
 META_KEY = "rtpipe"  # ONNX metadata_props key holding the engine metadata as JSON
 
 
-def to_onnx(module, meta: dict, opset: int = 17, batch: int | None = None) -> bytes:
-    """Export ``module`` at ``meta['fit']['input_hw']``; ``batch`` None gives a dynamic batch axis.
+def to_onnx(module, meta: EngineMeta, opset: int = 17, batch: int | None = None) -> bytes:
+    """Export ``module`` at ``meta.fit.input_hw``; ``batch`` None gives a dynamic batch axis.
 
     Uses torch.onnx's TorchScript exporter (``dynamo=False``): the dynamo exporter cannot trace
     the data-dependent shapes of the two-stage torchvision models, and one exporter for every
@@ -21,9 +23,9 @@ def to_onnx(module, meta: dict, opset: int = 17, batch: int | None = None) -> by
     import onnx
     import torch
 
-    h, w = meta["fit"]["input_hw"]
+    h, w = meta.fit.input_hw
     example = torch.rand(batch or 1, 3, h, w)
-    names = list(meta["outputs"])
+    names = list(meta.outputs)
     dynamic = None if batch else {"images": {0: "batch"}, **{n: {0: "batch"} for n in names}}
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -31,7 +33,7 @@ def to_onnx(module, meta: dict, opset: int = 17, batch: int | None = None) -> by
         torch.onnx.export(module, (example,), buf, input_names=["images"], output_names=names,
                           opset_version=opset, dynamo=False, dynamic_axes=dynamic)
     proto = onnx.load_from_string(buf.getvalue())
-    set_metadata(proto, {META_KEY: json.dumps(meta, default=_jsonable)})
+    set_metadata(proto, {META_KEY: json.dumps(meta.to_dict(), default=_jsonable)})
     return proto.SerializeToString()
 
 

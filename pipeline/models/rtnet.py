@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.types import EngineMeta, Fit
+
 FORMAT = "rtpipe-checkpoint"
 VERSION = 1
 NM = 32  # mask coefficients / prototype channels
@@ -143,15 +145,6 @@ def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
     return net.eval()
 
 
-def meta(net) -> dict:
-    from pipeline.types import Fit
-
-    return {
-        "family": "yolo",
-        "arch": "rtnet",
-        "task": net.task,
-        "names": list(net.names),
-        "stride": STRIDE,
-        "fit": Fit(net.input_hw).to_dict(),
-        "outputs": ["output0", "output1"] if net.seg else ["output0"],
-    }
+def meta(net) -> EngineMeta:
+    return EngineMeta(family="yolo", arch="rtnet", task=net.task, names=tuple(net.names), stride=STRIDE, fit=Fit(net.input_hw),
+                      outputs=("output0", "output1") if net.seg else ("output0",))

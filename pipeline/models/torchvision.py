@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, decode_deltas, decode_ltrb, default_boxes, grid_anchors, nms, paste_masks
-from pipeline.types import Fit
+from pipeline.types import EngineMeta, Fit
 from pipeline.types import Detections, FitTransform
 
 ARCHS = {
@@ -126,8 +126,8 @@ def load_state_dict(model, path: str | Path, arch: str) -> None:
     model.load_state_dict(state)
 
 
-def describe(model, arch: str) -> dict:
-    """The engine metadata (JSON-able): everything needed to preprocess and decode the graph."""
+def describe(model, arch: str) -> EngineMeta:
+    """The engine metadata: everything needed to preprocess and decode the graph."""
     import torch
 
     kind = check_arch(arch)
@@ -144,7 +144,7 @@ def describe(model, arch: str) -> dict:
         "kind": kind,
         "names": coco_names(),
         "task": "segment" if kind == "rcnn" and model.roi_heads.has_mask() else "detect",
-        "fit": fit.to_dict(),
+        "fit": fit,
         "mean": list(t.image_mean),
         "std": list(t.image_std),
         "outputs": list(OUTPUTS[kind]) + (["masks"] if kind == "rcnn" and model.roi_heads.has_mask() else []),
@@ -153,7 +153,7 @@ def describe(model, arch: str) -> dict:
         rh = model.roi_heads
         meta["batch"] = 1
         meta["baked"] = {"conf": rh.score_thresh, "iou": rh.nms_thresh, "max_det": rh.detections_per_img}
-        return meta
+        return EngineMeta.from_dict(meta, f"torchvision:{arch}")
     with torch.no_grad():
         feats = model.backbone(torch.zeros(1, 3, *fit.input_hw))
     grids = [tuple(int(s) for s in f.shape[-2:]) for f in (feats.values() if isinstance(feats, dict) else [feats])]
@@ -178,14 +178,14 @@ def describe(model, arch: str) -> dict:
         meta["decode"] = {"score": "softmax" if kind == "ssd" else "sigmoid", "coder": "deltas",
                           "weights": list(coder.weights), "clip": coder.bbox_xform_clip}
     meta["decode"]["topk"] = int(model.topk_candidates)
-    return meta
+    return EngineMeta.from_dict(meta, f"torchvision:{arch}")
 
 
 def _ceil(v: int, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
 
-def graph(model, meta: dict):
+def graph(model, meta: EngineMeta):
     """The exportable ``nn.Module``: [0, 1] RGB (B, 3, H, W) in, the raw outputs of ``meta``."""
     import torch
     from torchvision.models.detection.image_list import ImageList
@@ -194,15 +194,15 @@ def graph(model, meta: dict):
         def __init__(self):
             super().__init__()
             self.model = model
-            self.register_buffer("mean", torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
 
         def forward(self, images):
             x = (images - self.mean) / self.std
             feats = self.model.backbone(x)
-            if meta["kind"] != "rcnn":
+            if meta.kind != "rcnn":
                 out = self.model.head(list(feats.values()))
-                return tuple(out[k] for k in meta["outputs"])
+                return tuple(out[k] for k in meta.outputs)
             return self._two_stage(x, feats)
 
         def _two_stage(self, x, feats):
@@ -211,13 +211,13 @@ def graph(model, meta: dict):
             proposals, _ = self.model.rpn(images, feats)
             dets, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
             d = dets[0]
-            pad = int(meta["baked"]["max_det"]) - d["boxes"].shape[0]
+            pad = int(meta.baked.max_det) - d["boxes"].shape[0]
             out = [
                 torch.nn.functional.pad(d["boxes"], (0, 0, 0, pad)),
                 torch.nn.functional.pad(d["scores"], (0, pad)),
                 torch.nn.functional.pad(d["labels"], (0, pad)),
             ]
-            if "masks" in meta["outputs"]:
+            if "masks" in meta.outputs:
                 out.append(torch.nn.functional.pad(d["masks"], (0, 0, 0, 0, 0, 0, 0, pad)))
             return tuple(o[None] for o in out)
 
@@ -227,8 +227,8 @@ def graph(model, meta: dict):
 # ---------------------------------------------------------------------------- decoding
 
 
-def decoder(meta: dict, settings: DecodeSettings):
-    return TwoStageDecoder(meta, settings) if meta["kind"] == "rcnn" else OneStageDecoder(meta, settings)
+def decoder(meta: EngineMeta, settings: DecodeSettings) -> OneStageDecoder | TwoStageDecoder:
+    return TwoStageDecoder(meta, settings) if meta.kind == "rcnn" else OneStageDecoder(meta, settings)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -247,11 +247,11 @@ class OneStageDecoder:
     everything and the ``max_det`` best.
     """
 
-    def __init__(self, meta: dict, settings: DecodeSettings):
+    def __init__(self, meta: EngineMeta, settings: DecodeSettings):
         self.s = settings
-        self.decode_cfg = meta["decode"]
-        ih, iw = meta["fit"]["input_hw"]
-        a = meta["anchors"]
+        self.decode_cfg = meta.decode  # this family's own records (written by ``describe``): read here only
+        ih, iw = meta.fit.input_hw
+        a = meta.anchors
         if a["type"] == "grid":
             parts = [grid_anchors(lv["grid"], lv["stride"], np.asarray(lv["cells"])) for lv in a["levels"]]
         else:
@@ -333,7 +333,7 @@ class OneStageDecoder:
 class TwoStageDecoder:
     """Padded two-stage detections -> Detections: score and class filter, scaling, mask paste."""
 
-    def __init__(self, meta: dict, settings: DecodeSettings):
+    def __init__(self, meta: EngineMeta, settings: DecodeSettings):
         self.s = settings
 
     def on_device(self) -> None:
@@ -356,9 +356,9 @@ class TwoStageDecoder:
         return Detections(xyxy, scores[idx], labels[idx].astype(np.int32), mask)
 
 
-def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
+def check_outputs(meta: EngineMeta, outputs: dict[str, list]) -> str | None:
     """None when the graph's outputs are the ones ``meta`` describes, else what is wrong."""
-    missing = [n for n in meta["outputs"] if n not in outputs]
+    missing = [n for n in meta.outputs if n not in outputs]
     if missing:
-        return f"expected outputs {meta['outputs']} for torchvision:{meta.get('arch')}, the graph has {list(outputs)}"
+        return f"expected outputs {list(meta.outputs)} for torchvision:{meta.arch}, the graph has {list(outputs)}"
     return None

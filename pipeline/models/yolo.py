@@ -1,6 +1,6 @@
 """YOLO family (Ultralytics YOLOv8/YOLO11/YOLO26 and RT-DETR): metadata and decoding of raw outputs.
 
-Output layouts (``meta["layout"]``), recognised from the engine's metadata and shapes, never
+Output layouts (``EngineMeta.layout``), recognised from the engine's metadata and shapes, never
 from a file name (``layout_of``):
 
 ============== ============================== ================================================
@@ -31,8 +31,7 @@ import numpy as np
 
 from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, cxcywh_to_xyxy, masks_from_prototypes, nms
-from pipeline.types import Fit
-from pipeline.types import BoxMasks, Detections, FitTransform
+from pipeline.types import BoxMasks, Detections, EngineMeta, Fit, FitTransform
 
 LAYOUTS = ("dense", "end2end", "rtdetr", "rtdetr-topk")
 
@@ -191,37 +190,33 @@ def layout_of(out0: list, nc: int, seg: bool, head: str | None = None, end2end: 
     return None
 
 
-def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> dict:
+def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> EngineMeta:
     """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, head, end2end) and its output shapes."""
     names = parse_names(props["names"])
     task = props.get("task", "segment" if "output1" in outputs else "detect")
     end2end = {"True": True, "False": False}.get(props.get("end2end", ""))
     layout = layout_of(list(outputs.get("output0") or ()), len(names), task == "segment", props.get("head"), end2end)
-    return {
-        "family": "yolo",
-        "task": task,
-        "names": names,
-        "stride": int(props.get("stride", 32)),
-        "layout": layout,
+    return EngineMeta(
+        family="yolo", task=task, names=tuple(names), stride=int(props.get("stride", 32)), layout=layout,
         # Ultralytics' RT-DETR predictor stretches frames to the input (LetterBox scale_fill)
-        "fit": Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox").to_dict(),
-        "outputs": list(outputs),
-    }
+        fit=Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox"),
+        outputs=tuple(outputs),
+    )
 
 
-def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
+def check_outputs(meta: EngineMeta, outputs: dict[str, list]) -> str | None:
     """None when the outputs have a known layout for ``meta``'s task, else what is wrong."""
-    nc = len(meta["names"])
-    seg = meta["task"] == "segment"
-    if meta["task"] not in ("detect", "segment"):
-        return f"task '{meta['task']}' is not supported (detect, segment)"
+    nc = len(meta.names)
+    seg = meta.task == "segment"
+    if meta.task not in ("detect", "segment"):
+        return f"task '{meta.task}' is not supported (detect, segment)"
     nm = PROTO_CHANNELS if seg else 0
     expected = (f"output0 [B, {4 + nc + nm}, N] (dense: 4 box + {nc} class" + (f" + {nm} mask" if seg else "") + " channels), "
                 f"[B, K, {6 + nm}] (end-to-end: x1 y1 x2 y2 score class" + (f" + {nm} mask" if seg else "") + ")"
                 + ("" if seg else f", [B, K, {4 + nc}] or [B, K, 6] (RT-DETR)"))
     if seg:
         expected += f", and output1 [B, {nm}, H/4, W/4]"
-    layout = meta.get("layout") or "dense"  # engines built before layouts were recorded are dense
+    layout = meta.layout or "dense"  # engines built before layouts were recorded are dense
     out0 = list(outputs.get("output0") or ())
     axis, size = {"dense": (1, 4 + nc + nm), "end2end": (2, 6 + nm), "rtdetr": (2, 4 + nc), "rtdetr-topk": (2, 6)}.get(layout, (0, -1))
     if len(out0) != 3 or size < 0 or (isinstance(out0[axis], int) and out0[axis] != size):
@@ -231,11 +226,11 @@ def check_outputs(meta: dict, outputs: dict[str, list]) -> str | None:
     return None
 
 
-def decoder(meta: dict, settings: DecodeSettings):
-    layout = meta.get("layout") or "dense"
+def decoder(meta: EngineMeta, settings: DecodeSettings) -> DenseDecoder | NmsFreeDecoder:
+    layout = meta.layout or "dense"
     if layout == "dense":
-        return DenseDecoder(len(meta["names"]), settings)
-    return NmsFreeDecoder(len(meta["names"]), settings, layout, meta["task"] == "segment")
+        return DenseDecoder(len(meta.names), settings)
+    return NmsFreeDecoder(len(meta.names), settings, layout, meta.task == "segment")
 
 
 def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
@@ -287,15 +282,11 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     names = model.names if isinstance(model.names, (list, tuple)) else [model.names[k] for k in sorted(model.names)]
     size = imgsz or int((ckpt.get("train_args") or {}).get("imgsz", 640))
     layout = "rtdetr-topk" if rtdetr else "end2end" if end2end else "dense"
-    meta = {
-        "family": "yolo",
-        "task": task,
-        "names": list(names),
-        "stride": int(max(model.stride)),
-        "layout": layout,
-        "fit": Fit((size, size), "resize" if rtdetr else "letterbox").to_dict(),
-        "outputs": ["output0", "output1"] if task == "segment" else ["output0"],
-    }
+    meta = EngineMeta(
+        family="yolo", task=task, names=tuple(names), stride=int(max(model.stride)), layout=layout,
+        fit=Fit((size, size), "resize" if rtdetr else "letterbox"),
+        outputs=("output0", "output1") if task == "segment" else ("output0",),
+    )
     return Graph(meta, str(path), module=_YoloGraph(model), source=path)
 
 

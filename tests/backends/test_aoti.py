@@ -5,8 +5,9 @@ import pytest
 pytest.importorskip("torch")
 
 from pipeline.backends.aoti import AotiBackend  # noqa: E402
+from pipeline.types import EngineMeta, Fit  # noqa: E402
 
-META = {"fit": {"input_hw": [64, 64], "mode": "letterbox"}, "outputs": ["output0"], "batch": 1}
+META = EngineMeta("yolo", "detect", ("a",), Fit((64, 64)), ("output0",), batch=1)
 
 
 def test_a_file_that_is_not_a_package_is_refused(tmp_path):

@@ -87,10 +87,12 @@ def test_builtin_file_is_shipped():
 @pytest.mark.parametrize("device, expected", [("cpu", "onnxruntime"), ("cuda", "torch")])
 def test_auto_backend_for_checkpoints(device, expected):
     from pipeline.models import Graph, pick_backend
+    from pipeline.types import EngineMeta, Fit
 
-    checkpoint = Graph({"fit": {}}, "torchvision:x", module=object())
+    meta = EngineMeta("yolo", "detect", ("a",), Fit((64, 64)), ("output0",))
+    checkpoint = Graph(meta, "torchvision:x", module=object())
     assert pick_backend(checkpoint, device) == expected
-    assert pick_backend(Graph({"fit": {}}, "x.onnx", onnx=b""), device) == "onnxruntime"
+    assert pick_backend(Graph(meta, "x.onnx", onnx=b""), device) == "onnxruntime"
 
 
 def test_torchvision_preset_supplies_model_and_weights(tmp_path):

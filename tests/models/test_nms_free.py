@@ -4,6 +4,7 @@ with Ultralytics' own predictor (those tests need the ultralytics package; CI in
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from pipeline.models.decoder import DecodeSettings
 from pipeline.models.yolo import NmsFreeDecoder, check_outputs, layout_of
 from pipeline.ops import box_iou
-from pipeline.types import FitTransform
+from pipeline.types import EngineMeta, Fit, FitTransform
 
 
 @pytest.mark.parametrize("out0, nc, seg, head, end2end, want", [
@@ -35,11 +36,11 @@ def test_layout_comes_from_shapes_and_metadata(out0, nc, seg, head, end2end, wan
 
 
 def test_check_outputs_names_the_layouts_it_knows():
-    meta = {"names": ["a", "b", "c"], "task": "detect", "layout": "end2end"}
+    meta = EngineMeta("yolo", "detect", ("a", "b", "c"), Fit((640, 640)), ("output0",), layout="end2end")
     assert check_outputs(meta, {"output0": [1, 300, 6]}) is None
     problem = check_outputs(meta, {"output0": [1, 300, 9]})
     assert "end-to-end" in problem and "RT-DETR" in problem and "[1, 300, 9]" in problem
-    assert check_outputs({**meta, "layout": None}, {"output0": [1, 300, 6]}) is not None
+    assert check_outputs(replace(meta, layout=None), {"output0": [1, 300, 6]}) is not None
 
 
 META = FitTransform(frame_hw=(240, 320), input_hw=(320, 320), scale_x=1.0, scale_y=1.0, pad_x=0, pad_y=40)

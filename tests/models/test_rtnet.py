@@ -15,7 +15,7 @@ def test_checkpoint_round_trip_and_layout(tmp_path):
     ckpt = torch.load(path, weights_only=True)  # no pickled code inside
     assert rtnet.is_checkpoint(ckpt) and ckpt["config"]["imgsz"] == 96
     graph = resolve(str(path))
-    assert graph.meta["arch"] == "rtnet" and graph.source == path
+    assert graph.meta.arch == "rtnet" and graph.source == path
     with torch.no_grad():
         out0, out1 = graph.module(torch.rand(2, 3, 96, 96))
     assert out0.shape == (2, 4 + 4 + 32, (96 // 8) ** 2) and out1.shape == (2, 32, 24, 24)

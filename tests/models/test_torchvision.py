@@ -41,8 +41,8 @@ def case(request, tmp_path_factory):
     spread_scores(model, gain=1.6 if arch.startswith("ssdlite") else 1.0)  # its features vanish at gain 1
     path = tmp_path_factory.mktemp(arch) / "w.pth"
     torch.save(model.state_dict(), path)
-    fit = tvf.describe(model, arch)["fit"]
-    ih, iw = fit["input_hw"]
+    fit = tvf.describe(model, arch).fit
+    ih, iw = fit.input_hw
     scene = SyntheticScene(2 * iw, 2 * ih, 3)  # twice the input: torchvision resizes it to fill the input exactly
     image = scene.render(5)
     set_thresholds(model, 1e-3)
