@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.demo.clip import write_clip  # noqa: E402
 from pipeline.demo.scenes import Scene  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
 
 
 def engine_fps(reps: int = 100) -> float:

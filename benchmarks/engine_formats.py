@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.build import BuildOptions, build  # noqa: E402
-from pipeline.models import load_model, rtnet  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
+from pipeline.models import rtnet  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.models import load_model  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
 from pipeline.models.decoder import DecodeSettings  # noqa: E402
 from pipeline.models.yolo import DenseDecoder  # noqa: E402
 from pipeline.ops import batched_nms, masks_from_prototypes, paste_masks  # noqa: E402

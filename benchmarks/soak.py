@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.bench.system import rss_mb  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
 from pipeline.runtime import Pipeline  # noqa: E402
 from pipeline.sinks import JsonlSink, Sink  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402

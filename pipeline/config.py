@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.models import BACKENDS
+from pipeline.backends import BACKENDS
 
 
 class ConfigError(ValueError):

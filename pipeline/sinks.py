@@ -32,6 +32,8 @@ class Sink:
 
     needs_image = False  # True: the overlay stage draws an annotated image for it
     wants_stop = False   # set by a sink (e.g. a closed window) to end the run cleanly
+    path: Path | None = None  # the file it writes (kept as NAME.partial until complete), if any
+    url: str | None = None  # where it can be watched (browser view), if anywhere
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -340,3 +342,38 @@ class BrowserView(Sink):
             self._cond.notify_all()
         self.server.shutdown()
         self.server.server_close()
+
+
+def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
+    """The output file of source ``i`` of ``n``: ``out.mp4`` -> ``out-1.mp4`` (as given when n == 1)."""
+    if path is None:
+        return None
+    p = Path(path)
+    return p if n == 1 else p.with_name(f"{p.stem}-{i}{p.suffix}")
+
+
+def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | Path | None = None, show: bool = False,
+               serve: tuple[str, int] | None = None, token: str | None = None) -> dict[int, list[Sink]]:
+    """The sinks asked for, per source id: ``save`` (annotated video) and ``jsonl`` (detections),
+    one file per source (see ``per_source``); ``show`` (a window) and ``serve`` (browser view at
+    (host, port), ``token`` to require) show the first source. ``sources`` give the frame rate
+    and whether they are live; ``names`` are the model's class names. If one sink cannot be set
+    up, those made before it are closed and the error is raised."""
+    n = len(sources)
+    sinks: dict[int, list[Sink]] = {}
+    try:
+        for i, source in enumerate(sources):
+            own = sinks[i] = []
+            if save is not None:
+                own.append(VideoSink(per_source(save, i, n), source.fps, live=source.live))
+            if jsonl is not None:
+                own.append(JsonlSink(per_source(jsonl, i, n), names))
+        if show:
+            sinks[0].append(WindowSink())
+        if serve is not None:
+            sinks[0].append(BrowserView(*serve, token=token))
+    except BaseException:
+        for s in (s for own in sinks.values() for s in own):
+            s.close(False)
+        raise
+    return sinks

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from pipeline.bench.system import rss_mb  # noqa: F401  (the tests' name for it)
-from pipeline.models import Model, load_model
 from pipeline.demo.scenes import Scene
+from pipeline.loader import load_model
+from pipeline.models import Model
 from pipeline.sources import SyntheticScene, open_source
 
 

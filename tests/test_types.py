@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.types import BoxMasks, Detections, Frame, FitTransform
+from pipeline.types import BoxMasks, Detections, FitTransform, Frame
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+BACKENDS = ("auto", "onnxruntime", "torch", "aoti", "tensorrt")  # what --backend takes
+
 
 @runtime_checkable
 class Backend(Protocol):

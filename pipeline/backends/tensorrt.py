@@ -44,14 +44,13 @@ def wants_fp16_graph() -> bool:
 
 
 def build_engine(onnx_bytes: bytes, options, timing_cache: Path, say) -> bytes:
-    """ONNX bytes -> a serialized TensorRT plan, built on ``options.device``."""
+    """ONNX bytes -> a serialized TensorRT plan, built on ``options.device``. A ValueError (one
+    line) when TensorRT refuses; the builder reports it as a BuildError."""
     import torch
-
-    from pipeline.build.options import BuildError
 
     trt = _trt()
     if major_version() < 10:
-        raise BuildError(f"TensorRT {trt.__version__} is too old: rtpipe targets 10.x and 11.x")
+        raise ValueError(f"TensorRT {trt.__version__} is too old: rtpipe targets 10.x and 11.x")
     torch.cuda.set_device(torch.device(options.device))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -59,7 +58,7 @@ def build_engine(onnx_bytes: bytes, options, timing_cache: Path, say) -> bytes:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildError(f"TensorRT could not parse the ONNX graph: {errors[:300]}")
+        raise ValueError(f"TensorRT could not parse the ONNX graph: {errors[:300]}")
     config = builder.create_builder_config()
     if options.workspace:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace * (1 << 30)))
@@ -79,7 +78,7 @@ def build_engine(onnx_bytes: bytes, options, timing_cache: Path, say) -> bytes:
     config.progress_monitor = _progress_monitor(trt, say)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise BuildError("TensorRT could not build the engine (see its log above); try --workspace with more GiB or --opt-level 2")
+        raise ValueError("TensorRT could not build the engine (see its log above); try --workspace with more GiB or --opt-level 2")
     timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
     return bytes(plan)
 

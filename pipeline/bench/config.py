@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.backends import BACKENDS
 from pipeline.config import ConfigError, explain
-from pipeline.models import BACKENDS
 
 SINKS = ("none", "jsonl", "video")
 SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "sink", "path")

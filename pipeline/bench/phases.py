@@ -21,20 +21,17 @@ from pipeline.bench.system import Usage
 from pipeline.metrics import LatencyStats, RunMetrics
 from pipeline.paths import Item, ModelPath
 from pipeline.runtime import STAGES, Pipeline
-from pipeline.sinks import JsonlSink, Sink, VideoSink
+from pipeline.sinks import Sink, open_sinks
 from pipeline.sources import Source, SourceError
 
 Progress = Callable[[int], None]
 
 
 def make_sinks(kind: str, folder: Path, tag: str, source: Source, names) -> list[Sink]:
-    """The outputs a timed run writes: none, ``TAG.jsonl``, or ``TAG.mp4`` (annotated H.264) + ``TAG.jsonl``."""
-    sinks: list[Sink] = []
-    if kind == "video":
-        sinks.append(VideoSink(folder / f"{tag}.mp4", source.fps, live=source.live))
-    if kind in ("jsonl", "video"):
-        sinks.append(JsonlSink(folder / f"{tag}.jsonl", names))
-    return sinks
+    """The outputs a timed run writes (``pipeline.sinks.open_sinks``, as ``rtpipe run`` makes them):
+    none, ``TAG.jsonl``, or ``TAG.mp4`` (annotated H.264) + ``TAG.jsonl``."""
+    return open_sinks([source], names, save=folder / f"{tag}.mp4" if kind == "video" else None,
+                      jsonl=folder / f"{tag}.jsonl" if kind in ("jsonl", "video") else None)[0]
 
 
 def sample_batch(source: Source, path: ModelPath, batch: int) -> list[Item]:

@@ -27,8 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.build.options import BuildError, BuildOptions
-from pipeline.build.sidecar import SCHEMA, cache_key, checkpoint_sha256, gpu, sha256, sidecar_path, versions
-from pipeline.build.sidecar import write as write_sidecar
+from pipeline.sidecar import SCHEMA, cache_key, checkpoint_sha256, gpu, sha256, sidecar_path, versions
+from pipeline.sidecar import write as write_sidecar
 from pipeline.types import EngineMeta
 
 __all__ = ["BuildError", "BuildOptions", "build", "build_graph", "engine_name"]
@@ -161,7 +161,10 @@ def _make_engine(graph, meta: EngineMeta, options: BuildOptions, path: Path, say
     from pipeline.backends import tensorrt as trt_backend
 
     say("building the TensorRT engine (minutes)")
-    plan = trt_backend.build_engine(onnx_bytes, options, path.parent / "timing.cache", say)
+    try:
+        plan = trt_backend.build_engine(onnx_bytes, options, path.parent / "timing.cache", say)
+    except ValueError as exc:  # TensorRT refused the graph or the settings
+        raise BuildError(str(exc)) from exc
     path.write_bytes(plan)
     return trt_backend.TensorRTBackend(path, meta, options.device).infer
 

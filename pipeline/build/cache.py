@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.build import SUFFIX, build_graph, engine_name
 from pipeline.build.options import BuildOptions
-from pipeline.build.sidecar import SidecarError, cache_key, checkpoint_sha256, gpu, problems, read, versions
+from pipeline.sidecar import SidecarError, cache_key, checkpoint_sha256, gpu, problems, read, versions
 
 
 def engine_dir() -> Path:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+from pipeline.config import ConfigError
 from pipeline.demo.scenes import CLASSES, FPS, Rendered, Scene
 from pipeline.ops import rle_encode_crop
 from pipeline.sinks import VideoSink, write_complete
@@ -55,3 +57,20 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
           "categories": [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]}
     write_complete(gt_path, json.dumps(gt, separators=(",", ":")))
     return video_path, gt_path
+
+
+def check_demo(out: str | Path, frames: int, size: str) -> tuple[int, int]:
+    """The demo's settings checked before anything is rendered; returns the clip's (width, height)."""
+    if frames < 1:
+        raise ConfigError(f"--frames {frames}: give at least 1 frame")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file: give a folder")
+    return parse_size(size)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--size WxH`` -> (width, height): even numbers from 64x64 to 7680x4320."""
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower())
+    if not m or not (64 <= int(m[1]) <= 7680 and 64 <= int(m[2]) <= 4320) or int(m[1]) % 2 or int(m[2]) % 2:
+        raise ConfigError(f"--size {text}: give WIDTHxHEIGHT, even numbers from 64x64 to 7680x4320, e.g. 1920x1080")
+    return int(m[1]), int(m[2])

@@ -21,8 +21,7 @@ import numpy as np
 
 from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, decode_deltas, decode_ltrb, default_boxes, grid_anchors, nms, paste_masks
-from pipeline.types import EngineMeta, Fit
-from pipeline.types import Detections, FitTransform
+from pipeline.types import Detections, EngineMeta, Fit, FitTransform
 
 ARCHS = {
     "ssdlite320_mobilenet_v3_large": "ssd",

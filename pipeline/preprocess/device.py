@@ -11,10 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.types import Fit
-
 from pipeline.preprocess.host import PAD_VALUE, torchvision_size
-from pipeline.types import FitTransform
+from pipeline.types import Fit, FitTransform
 
 
 def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

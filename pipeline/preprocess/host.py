@@ -14,6 +14,7 @@ Two ways of fitting, each matching the reference implementation of its family:
 from __future__ import annotations
 
 import math
+
 import cv2
 import numpy as np
 

@@ -12,7 +12,7 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU: TensorRT engines are built and run on one", allow_module_level=True)
 
 from pipeline.build import BuildOptions, build  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 from tests.conftest import assert_same_detections, pick_conf, yolo_checkpoint  # noqa: E402
 

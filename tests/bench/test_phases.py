@@ -82,7 +82,7 @@ def test_a_failing_pipelined_run_raises_the_stage(tiny_model, clip):
 def test_the_gpu_path_measures_the_same_way(tmp_path, clip):
     """On the torch backend (CPU here) the GPU path runs all three measurements with the same outputs."""
     from pipeline.bench import choose_path
-    from pipeline.models import load_model
+    from pipeline.loader import load_model
 
     model = load_model("demo", backend="torch")
     path = choose_path(model, "gpu")

@@ -12,9 +12,10 @@ pytest.importorskip("torchvision")
 
 from pipeline.build import BuildOptions, build, build_graph  # noqa: E402
 from pipeline.build.options import CheckFailed  # noqa: E402
-from pipeline.build.sidecar import SidecarError, sidecar_path  # noqa: E402
+from pipeline.sidecar import SidecarError, sidecar_path  # noqa: E402
 from pipeline.cli import main  # noqa: E402
-from pipeline.models import Graph, ModelError, load_model, resolve  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
+from pipeline.models import Graph, ModelError, resolve  # noqa: E402
 from pipeline.models import torchvision as tvf  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 from tests.conftest import assert_same_detections, pick_conf, spread_scores, yolo_checkpoint  # noqa: E402

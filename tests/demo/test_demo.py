@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.demo.scenes import CLASSES, Scene
-from pipeline.models import BUILTIN, BUILTIN_CHECKPOINTS, load_model
+from pipeline.loader import load_model
+from pipeline.models import BUILTIN, BUILTIN_CHECKPOINTS
 from pipeline.ops import box_iou
 from tests.test_cli import rtpipe
 

@@ -10,7 +10,8 @@ from pipeline.demo import data  # noqa: E402
 from pipeline.demo.loss import assign, losses  # noqa: E402
 from pipeline.demo.scenes import CLASSES  # noqa: E402
 from pipeline.demo.train import collate, main  # noqa: E402
-from pipeline.models import load_model, rtnet  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
+from pipeline.models import rtnet  # noqa: E402
 
 
 def cells(h, w, stride=8):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.models import BUILTIN, ModelError, load_model
+from pipeline.loader import load_model
+from pipeline.models import BUILTIN, ModelError
 from pipeline.sources import SyntheticScene
 from tests.conftest import one_node_onnx
 
@@ -86,7 +87,8 @@ def test_builtin_file_is_shipped():
 
 @pytest.mark.parametrize("device, expected", [("cpu", "onnxruntime"), ("cuda", "torch")])
 def test_auto_backend_for_checkpoints(device, expected):
-    from pipeline.models import Graph, pick_backend
+    from pipeline.loader import pick_backend
+    from pipeline.models import Graph
     from pipeline.types import EngineMeta, Fit
 
     meta = EngineMeta("yolo", "detect", ("a",), Fit((64, 64)), ("output0",))

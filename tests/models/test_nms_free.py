@@ -168,7 +168,7 @@ def assert_every_reference_detection_matched(det, ref: dict, frame_hw) -> None:
 def test_yolo26_matches_ultralytics_predictor(nms_free, name, end2end):
     from ultralytics import YOLO
 
-    from pipeline.models import load_model
+    from pipeline.loader import load_model
 
     pt, onnx = nms_free[name], nms_free[f"{name}-{'e2e' if end2end else 'dense'}"]
     kw = {"nms": False} if end2end else {}
@@ -187,7 +187,7 @@ def test_yolo26_matches_ultralytics_predictor(nms_free, name, end2end):
 def test_rtdetr_matches_ultralytics_predictor(nms_free):
     from ultralytics import RTDETR
 
-    from pipeline.models import load_model
+    from pipeline.loader import load_model
 
     pt = nms_free["rtdetr-l"]
     models = {"onnx": load_model(str(nms_free["rtdetr-l-onnx"]), conf=0.01)}
@@ -204,7 +204,7 @@ def test_rtdetr_matches_ultralytics_predictor(nms_free):
 @pytest.mark.parametrize("fmt", ["onnx", "aoti"])
 def test_builder_keeps_the_layout(nms_free, tmp_path, fmt):
     from pipeline.build import BuildOptions, build
-    from pipeline.models import load_model
+    from pipeline.loader import load_model
 
     engine = build(str(nms_free["yolo26n-seg"]), BuildOptions(format=fmt, imgsz=320), tmp_path, trust_checkpoint=True)
     sidecar = json.loads(engine.with_suffix(".json").read_text())
@@ -241,7 +241,7 @@ def test_run_on_a_yolo26_seg_export_has_no_duplicate_boxes(nms_free, tmp_path):
 def test_builder_builds_rtdetr(nms_free, tmp_path):
     """RT-DETR's top-k rows pass the builder's check (row to nearest row) and keep their layout and fit."""
     from pipeline.build import BuildOptions, build
-    from pipeline.models import load_model
+    from pipeline.loader import load_model
 
     engine = build(str(nms_free["rtdetr-l"]), BuildOptions(format="onnx", imgsz=320), tmp_path, trust_checkpoint=True)
     model = json.loads(engine.with_suffix(".json").read_text())["model"]

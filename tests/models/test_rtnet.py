@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.models import ModelError, load_model, resolve, rtnet  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
+from pipeline.models import ModelError, resolve, rtnet  # noqa: E402
 from pipeline.models import yolo as yolo_family  # noqa: E402
 from tests.conftest import yolo_checkpoint  # noqa: E402
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.models import load_model
+from pipeline.loader import load_model
 from pipeline.models.tiny import build
 from pipeline.sources import SyntheticScene
 

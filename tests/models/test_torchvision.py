@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from pipeline.models import ModelError, load_model  # noqa: E402
+from pipeline.loader import load_model  # noqa: E402
+from pipeline.models import ModelError  # noqa: E402
 from pipeline.models import torchvision as tvf  # noqa: E402
 from pipeline.ops import box_iou  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.models import ModelError, load_model
+from pipeline.loader import load_model
+from pipeline.models import ModelError
 from pipeline.models.yolo import DecodeSettings, DenseDecoder, parse_names
 from pipeline.ops import box_iou
 from pipeline.ops.masks import rle_decode

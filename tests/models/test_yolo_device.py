@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models.yolo_device import DenseDeviceDecoder
 from pipeline.models.decoder import DecodeSettings
 from pipeline.models.yolo import DenseDecoder
+from pipeline.models.yolo_device import DenseDeviceDecoder
 from tests.conftest import DEVICES, assert_same
 
 

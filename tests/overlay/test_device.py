@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.overlay import host as cpu
-from pipeline.overlay import device as gpu
 from pipeline.ops.masks_device import DeviceMasks
+from pipeline.overlay import device as gpu
+from pipeline.overlay import host as cpu
 from pipeline.types import BoxMasks, Detections
 from tests.conftest import DEVICES
 

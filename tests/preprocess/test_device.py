@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.preprocess import host as cpu
 from pipeline.preprocess import device as gpu
+from pipeline.preprocess import host as cpu
 from pipeline.types import Fit
 from tests.conftest import DEVICES
 

@@ -4,9 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.types import Fit
-
 from pipeline.preprocess.host import PAD_VALUE, fit_torchvision, letterbox, prepare, to_tensor, torchvision_size
+from pipeline.types import Fit
 
 
 @pytest.mark.parametrize(

@@ -362,7 +362,7 @@ def test_the_core_install_runs_without_torch(tmp_path):
 import sys
 sys.modules["torch"] = None  # any 'import torch' now raises ImportError, as on the core install
 from pipeline.paths import path_for
-from pipeline.models import load_model
+from pipeline.loader import load_model
 from pipeline.runtime import Pipeline
 from pipeline.sources import open_source
 model = load_model("tiny-seg")

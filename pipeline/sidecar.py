@@ -29,6 +29,13 @@ def sidecar_path(engine: str | Path) -> Path:
     return Path(engine).with_suffix(".json")
 
 
+def engine_of(path: Path) -> Path:
+    """The engine a path names: itself, or for a sidecar ``NAME.json`` the engine beside it."""
+    if path.suffix != ".json":
+        return path
+    return next((p for p in (path.with_suffix(s) for s in (".pt2", ".engine", ".plan", ".onnx")) if p.exists()), path.with_suffix(".onnx"))
+
+
 def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

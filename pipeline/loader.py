@@ -1,0 +1,136 @@
+"""Loading a model: a spec -> its Graph (``pipeline.models.resolve``) -> a backend -> ``Model``.
+
+The backend registry lives here, above both the families (``pipeline.models``) and the builder
+(``pipeline.build``): the aoti and tensorrt backends build a checkpoint's engine on first use
+(the engine cache), so loading depends on building, never the other way round.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.backends import BACKENDS, Backend
+from pipeline.models import ENGINE_SUFFIXES, FAMILIES, Graph, Model, ModelError, ModelInfo, checkpoint_of, resolve
+from pipeline.models.decoder import DecodeSettings
+from pipeline.types import Baked
+
+
+def _onnxruntime(graph: Graph, device: str) -> Backend:
+    from pipeline.backends.onnxruntime import OnnxRuntimeBackend, providers_for
+
+    if device == "cpu" and graph.cpu_backend is not None:
+        return graph.cpu_backend
+    if graph.onnx is None and graph.module is None:
+        raise ValueError(f"'{graph.label}' is a built engine: run it with --backend auto")
+    return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
+
+
+def _torch(graph: Graph, device: str) -> Backend:
+    from pipeline.backends.torch import TorchBackend
+
+    if graph.module is None:
+        raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is not one: use --backend auto")
+    return TorchBackend(graph.module, graph.meta.fit.input_hw, graph.meta.outputs, graph.meta.batch, device)
+
+
+def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
+    """aoti / tensorrt: a built engine runs as it is; a checkpoint is built first (engine cache)."""
+
+    def make(graph: Graph, device: str) -> Backend:
+        from pipeline.build.cache import cached_engine
+
+        if graph.engine is None:
+            if graph.module is None:
+                raise ValueError(f"the {fmt} backend needs a checkpoint or a .{'pt2' if fmt == 'aoti' else 'engine'} built by rtpipe build")
+            graph.engine = cached_engine(graph, fmt, device)
+        kind = ENGINE_SUFFIXES[graph.engine.suffix.lower()]
+        if kind != fmt:
+            raise ValueError(f"'{graph.engine}' is a {kind} engine: use --backend {kind}")
+        from pipeline.sidecar import check_device
+
+        check_device(graph.engine, device)
+        if fmt == "aoti":
+            from pipeline.backends.aoti import AotiBackend
+
+            return AotiBackend(graph.engine, graph.meta, device)
+        from pipeline.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(graph.engine, graph.meta, device)
+
+    return make
+
+
+BACKEND_FACTORIES: dict[str, Callable[[Graph, str], Backend]] = {
+    "onnxruntime": _onnxruntime, "torch": _torch, "aoti": _engine_backend("aoti"), "tensorrt": _engine_backend("tensorrt")}
+
+
+def pick_backend(graph: Graph, device: str) -> str:
+    """``auto``: the fastest runtime available for the graph on the device.
+
+    A built engine runs on its own runtime. ONNX graphs run on ONNX Runtime. Checkpoints on the
+    CPU too, after an in-memory export (0.7-2.4 s at load; inference 1.3-3.6x faster than torch
+    eager here, see benchmarks/backend_choice.py); on CUDA, torch, which needs no extra package.
+    """
+    if graph.engine is not None:
+        return ENGINE_SUFFIXES[graph.engine.suffix.lower()]
+    if graph.module is None or device == "cpu":
+        return "onnxruntime"
+    return "torch"
+
+
+def load_model(
+    spec: str,
+    backend: str = "auto",
+    device: str = "cpu",
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    classes: list[int] | None = None,
+    imgsz: int | None = None,
+    weights: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    agnostic: bool = False,
+    nms: bool = False,
+) -> Model:
+    """Load a model for ``predict`` or the pipeline.
+
+    weights: for ``torchvision:<arch>``, a local state_dict file or ``"DEFAULT"`` (torchvision's
+    weights API; downloads); None gives random weights with a warning. imgsz: checked against a
+    fixed-size ONNX; sets the input size of models built here. trust_checkpoint: allow
+    unpickling a .pt checkpoint's Python objects (only for files you trust). nms: also run NMS on
+    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it.
+    """
+    if backend not in BACKENDS:
+        raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
+    settings = DecodeSettings(conf=conf, iou=iou, max_det=max_det, classes=None if classes is None else tuple(classes), agnostic=agnostic,
+                              nms=nms)
+    if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu") or imgsz is not None:
+        spec = checkpoint_of(spec)  # a builtin's bundled ONNX has one input size; its checkpoint exports at any
+    graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
+    meta = graph.meta
+    fit = meta.fit
+    if imgsz is not None and graph.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
+        raise ModelError(
+            f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
+        )
+    name = pick_backend(graph, device) if backend == "auto" else backend
+    try:
+        be = BACKEND_FACTORIES[name](graph, device)
+    except ValueError as exc:  # includes SidecarError and BuildError
+        raise ModelError(f"model '{spec}': {exc}") from exc
+    if meta.baked is not None:
+        _warn_baked(spec, meta.baked, settings)
+    info = ModelInfo(meta.family, meta.task, meta.names, fit.input_hw, graph.label, be.name, fit, meta.arch)
+    return Model(be, FAMILIES[meta.family].decoder(meta, settings), info)
+
+
+def _warn_baked(spec: str, baked: Baked, s: DecodeSettings) -> None:
+    """Two-stage graphs run their own NMS: settings looser than the graph's cannot take effect."""
+    if s.iou != baked.iou or s.conf < baked.conf or s.max_det > baked.max_det:
+        warnings.warn(
+            f"{spec}: this graph was built with conf {baked.conf}, iou {baked.iou}, max_det {baked.max_det}; "
+            "its NMS IoU and lower limits apply (rebuild it to change them)",
+            stacklevel=3,
+        )

@@ -1,0 +1,187 @@
+"""The library session: settings -> model, sources, sinks, Pipeline -> metrics.
+
+``rtpipe run`` and ``rtpipe demo`` run exactly this; a Python user runs the same job::
+
+    from pipeline.runtime.session import Session
+
+    session = Session.from_settings(source="clip.mp4", model="demo", save="out.mp4")
+    for result in session.stream(draw=True):  # as the frames come: frame, detections, drawn image
+        print(result.frame.index, len(result.detections))
+    print(session.metrics["fps"])
+
+``run(on_result=...)`` does the same with a callback (called from the pipeline's sink thread)
+and returns the metrics dict. Settings are ``pipeline.config.RunConfig``'s (the YAML keys).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import ConfigError, RunConfig, build_config
+from pipeline.loader import load_model
+from pipeline.runtime.pipeline import Pipeline, SourceFailed
+from pipeline.sinks import Sink, open_sinks, partial_path, per_source, write_complete
+from pipeline.sources import open_source
+from pipeline.types import Detections, Frame
+
+
+@dataclass(frozen=True)
+class Result:
+    """One frame out of the pipeline: its detections (frame pixels), and the drawn picture when
+    it was asked for (``draw=True``) or a sink needed one."""
+
+    frame: Frame
+    detections: Detections
+    image: np.ndarray | None
+
+
+class CallbackSink(Sink):
+    """Hands every frame to ``callback(Result)`` (from the sink thread)."""
+
+    def __init__(self, callback: Callable[[Result], None], draw: bool):
+        self.callback, self.needs_image = callback, draw
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        self.callback(Result(frame, detections, image))
+
+
+class Session:
+    """One run's model, sources and sinks, set up from validated settings (nothing is read yet).
+
+    Raises ConfigError (settings), ModelError, SourceError or SinkError with a one-line message;
+    whatever was opened before the error is closed again.
+    """
+
+    def __init__(self, config: RunConfig):
+        if config.source is None:
+            raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
+        check_outputs(config)
+        self.config = config
+        weights = weights_for(config.model, config.weights)
+        self.model = load_model(config.model, backend=config.backend, device=config.device, conf=config.conf, iou=config.iou,
+                                max_det=config.max_det, classes=config.classes, imgsz=config.imgsz, weights=weights,
+                                trust_checkpoint=config.trust_checkpoint, nms=config.nms)
+        self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device)
+                        for i, uri in enumerate(config.sources)]
+        self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
+                                serve=config.serve_address(), token=config.token)
+        self.pipeline: Pipeline | None = None
+        self.metrics: dict | None = None
+
+    @classmethod
+    def from_settings(cls, preset: str | Path | None = None, **settings) -> Session:
+        """Settings as keyword arguments (RunConfig's names; ``json`` for the JSONL path) over an optional YAML preset."""
+        return cls(build_config(preset, settings))
+
+    @property
+    def total_frames(self) -> int | None:
+        """Frames the run will read when every source says how many it has, else None (live)."""
+        limit = self.config.frames
+        totals = [s.total if limit is None else min(limit, s.total or limit) for s in self.sources]
+        return None if None in totals else sum(totals)
+
+    def outputs(self) -> list[tuple[int, Sink]]:
+        """(source id, sink) for every sink that writes a file, in source order."""
+        return [(i, s) for i, own in self.sinks.items() for s in own if s.path is not None]
+
+    def kept_partial(self) -> list[Path]:
+        """The ``.partial`` files an unfinished run left behind."""
+        return [partial_path(s.path) for _, s in self.outputs() if partial_path(s.path).exists()]
+
+    def run(self, on_result: Callable[[Result], None] | None = None, draw: bool = False,
+            on_frame: Callable[[int], None] | None = None, handle_sigint: bool = True) -> dict:
+        """Run to the end of the sources; return the metrics dict (also written to ``metrics_json``).
+
+        on_result: called with every Result, from the sink thread (draw: with the drawn picture).
+        on_frame: called with the frames out so far (progress). handle_sigint: the first Ctrl-C
+        drains, the second aborts (main thread only). Raises StageError if a stage failed and
+        SourceFailed if a source did (its metrics are written all the same).
+        """
+        if self.pipeline is not None:
+            raise RuntimeError("a Session runs once: make a new one")
+        sinks = self.sinks
+        if on_result is not None:
+            extra = CallbackSink(on_result, draw)
+            sinks = {i: [*own, extra] for i, own in sinks.items()}
+        c = self.config
+        self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
+                                 max_frames=c.frames, hud=c.hud, on_frame=on_frame)
+        try:
+            self.metrics = self.pipeline.run(handle_sigint=handle_sigint)
+        except SourceFailed as exc:
+            self.metrics = exc.metrics
+            raise
+        finally:
+            if self.metrics is not None and c.metrics_json is not None:
+                write_complete(c.metrics_json, json.dumps(self.metrics, indent=2) + "\n")
+        return self.metrics
+
+    def stream(self, draw: bool = False) -> Iterator[Result]:
+        """The results as they come, in the caller's thread. Leaving the loop early drains the
+        run (outputs are finalised with the frames done); an error in the run is raised here."""
+        results: queue.Queue = queue.Queue(maxsize=8)
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def hand_over(result: Result) -> None:
+            while not done.is_set():
+                try:
+                    results.put(result, timeout=0.05)
+                    return
+                except queue.Full:
+                    pass
+
+        def work() -> None:
+            try:
+                self.run(on_result=hand_over, draw=draw, handle_sigint=False)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failure.append(exc)
+            finally:
+                results.put(None)
+
+        thread = threading.Thread(target=work, name="rtpipe-session", daemon=True)
+        thread.start()
+        try:
+            while (item := results.get()) is not None:
+                yield item
+        finally:
+            done.set()  # stop handing over; the run finishes what is in flight
+            if thread.is_alive() and self.pipeline is not None:
+                self.pipeline.drain()
+            while thread.is_alive():
+                try:
+                    results.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()
+        if failure:
+            raise failure[0]
+
+
+def weights_for(spec: str, given: str | None) -> str | None:
+    """``weights`` as ``load_model`` takes it (None: random init); a torchvision spec must say which."""
+    if spec.startswith("torchvision:") and given is None:
+        raise ConfigError(f"{spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    return None if given == "random" else given
+
+
+def check_outputs(config: RunConfig) -> None:
+    """Outputs that would overwrite an input or each other, or windows for several sources, are settings errors."""
+    n = len(config.sources)
+    if n > 1 and (config.show or config.serve):
+        raise ConfigError("--show and --serve show one source: with several sources write --save/--json (one file per source)")
+    inputs = {Path(s).expanduser().resolve() for s in config.sources if Path(s).exists()}
+    outs = [per_source(p, i, n) for p in (config.save, config.json_path) if p is not None for i in range(n)]
+    outs += [config.metrics_json] if config.metrics_json is not None else []
+    for p in outs:
+        if Path(p).expanduser().resolve() in inputs:
+            raise ConfigError(f"output '{p}' is the input file: choose another output path")
+    if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
+        raise ConfigError("two outputs share one path: give --save, --json and --metrics-json different files")
