@@ -1,4 +1,4 @@
-"""Loading a model: a spec -> its Graph (``pipeline.models.resolve``) -> a backend -> ``Model``.
+"""Loading a model: a spec -> its Network (``pipeline.models.resolve``) -> a backend -> ``Model``.
 
 The backend registry lives here, above both the families (``pipeline.models``) and the builder
 (``pipeline.build``): the aoti and tensorrt backends build a checkpoint's engine on first use
@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.backends import BACKENDS, Backend
-from pipeline.models import ENGINE_SUFFIXES, FAMILIES, Graph, Model, ModelError, ModelInfo, checkpoint_of, resolve
+from pipeline.models import ENGINE_SUFFIXES, FAMILIES, Model, ModelError, ModelInfo, Network, checkpoint_of, resolve
 from pipeline.models.decoder import DecodeSettings
 from pipeline.types import Baked
 
 
-def _onnxruntime(graph: Graph, device: str) -> Backend:
+def _onnxruntime(graph: Network, device: str) -> Backend:
     from pipeline.backends.onnxruntime import OnnxRuntimeBackend, providers_for
 
     if device == "cpu" and graph.cpu_backend is not None:
@@ -27,7 +27,7 @@ def _onnxruntime(graph: Graph, device: str) -> Backend:
     return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
 
 
-def _torch(graph: Graph, device: str) -> Backend:
+def _torch(graph: Network, device: str) -> Backend:
     from pipeline.backends.torch import TorchBackend
 
     if graph.module is None:
@@ -35,10 +35,10 @@ def _torch(graph: Graph, device: str) -> Backend:
     return TorchBackend(graph.module, graph.meta.fit.input_hw, graph.meta.outputs, graph.meta.batch, device)
 
 
-def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
+def _engine_backend(fmt: str) -> Callable[[Network, str], Backend]:
     """aoti / tensorrt: a built engine runs as it is; a checkpoint is built first (engine cache)."""
 
-    def make(graph: Graph, device: str) -> Backend:
+    def make(graph: Network, device: str) -> Backend:
         from pipeline.build.cache import cached_engine
 
         if graph.engine is None:
@@ -62,11 +62,11 @@ def _engine_backend(fmt: str) -> Callable[[Graph, str], Backend]:
     return make
 
 
-BACKEND_FACTORIES: dict[str, Callable[[Graph, str], Backend]] = {
+BACKEND_FACTORIES: dict[str, Callable[[Network, str], Backend]] = {
     "onnxruntime": _onnxruntime, "torch": _torch, "aoti": _engine_backend("aoti"), "tensorrt": _engine_backend("tensorrt")}
 
 
-def pick_backend(graph: Graph, device: str) -> str:
+def pick_backend(graph: Network, device: str) -> str:
     """``auto``: the fastest runtime available for the graph on the device.
 
     A built engine runs on its own runtime. ONNX graphs run on ONNX Runtime. Checkpoints on the

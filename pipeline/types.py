@@ -222,6 +222,40 @@ class Baked:
 
 
 @dataclass(frozen=True)
+class AnchorLevel:
+    """One feature level's anchors (torchvision one-stage). grid: (rows, cols). Grid anchors
+    (RetinaNet, FCOS): ``stride`` (y, x) in input pixels and ``cells`` (A, 4) xyxy around the
+    origin. Default boxes (SSD): ``steps`` (x, y) and ``wh`` (A, 2), fractions of the input."""
+
+    grid: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    cells: tuple[tuple[float, float, float, float], ...] | None = None
+    steps: tuple[float, float] | None = None
+    wh: tuple[tuple[float, float], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """How a one-stage graph's outputs map to anchors: type "grid" or "default", one entry per level."""
+
+    type: Literal["grid", "default"]
+    levels: tuple[AnchorLevel, ...]
+
+
+@dataclass(frozen=True)
+class BoxCoding:
+    """How a one-stage graph's scores and boxes are decoded. score: "sigmoid", "softmax" (with a
+    background class) or "sigmoid_ctrness". coder: "deltas" (weights, clip) or "ltrb". topk:
+    candidates kept per level (per class for softmax)."""
+
+    score: Literal["sigmoid", "softmax", "sigmoid_ctrness"]
+    coder: Literal["deltas", "ltrb"]
+    topk: int
+    weights: tuple[float, float, float, float] | None = None
+    clip: float | None = None
+
+
+@dataclass(frozen=True)
 class EngineMeta:
     """What an engine is: everything needed to feed it frames and decode its outputs.
 
@@ -235,7 +269,7 @@ class EngineMeta:
     stride. kind (torchvision): rcnn, retinanet, fcos or ssd. batch: the graph's fixed batch
     size (None: dynamic); batch_max: the most a built engine takes. baked: decoding limits inside
     the graph. mean/std: normalisation inside the graph (torchvision). anchors/decode
-    (torchvision one-stage): anchor levels and box coding, read by that family only.
+    (torchvision one-stage): anchor levels and box coding.
     """
 
     family: Literal["yolo", "torchvision"]
@@ -252,8 +286,8 @@ class EngineMeta:
     baked: Baked | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
-    anchors: dict | None = None
-    decode: dict | None = None
+    anchors: Anchors | None = None
+    decode: BoxCoding | None = None
 
     @classmethod
     def from_dict(cls, data: object, origin: str = "engine metadata") -> EngineMeta:

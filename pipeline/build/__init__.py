@@ -70,7 +70,7 @@ def engine_name(label: str, meta: EngineMeta, options: BuildOptions) -> str:
 
 def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None, say: Progress = lambda _m: None,
                 command: str | None = None) -> Path:
-    """Build a resolved Graph (see pipeline.models.resolve) into ``out``; see ``build``."""
+    """Build a resolved Network (see pipeline.models.resolve) into ``out``; see ``build``."""
     from pipeline.build import check
     from pipeline.build.samples import sample_inputs
 

@@ -31,6 +31,7 @@ from pipeline.models import torchvision as tv_family
 from pipeline.models import yolo as yolo_family
 from pipeline.models.decoder import Decoder, DecodeSettings
 from pipeline.models.export import META_KEY
+from pipeline.models.network import Network
 from pipeline.preprocess.host import prepare
 from pipeline.types import Detections, EngineMeta, Fit, FitTransform, MetaError
 
@@ -97,30 +98,10 @@ class Model:
         return self.postprocess(self.infer(np.stack(tensors)), list(metas))
 
 
-@dataclass
-class Graph:
-    """A network ready for a backend: an ONNX graph, a torch module, or (checkpoints) both ways."""
-
-    meta: EngineMeta
-    label: str  # what to call it in messages and metadata
-    onnx: Path | bytes | None = None
-    module: object | None = None  # torch.nn.Module
-    cpu_backend: Backend | None = None  # the ONNX Runtime session opened to read the metadata
-    source: Path | None = None  # the file whose sha256 identifies the weights (checkpoint, ONNX, state_dict)
-    engine: Path | None = None  # a built .pt2 / .engine (its sidecar checked; see pipeline.sidecar)
-
-    def to_onnx(self) -> Path | bytes:
-        if self.onnx is None:
-            from pipeline.models.export import to_onnx
-
-            self.onnx = to_onnx(self.module, self.meta, batch=self.meta.batch)
-        return self.onnx
-
-
 # ---------------------------------------------------------------------------- specs
 
 
-def _onnx_graph(path: Path, label: str) -> Graph:
+def _onnx_graph(path: Path, label: str) -> Network:
     from pipeline.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
@@ -146,17 +127,17 @@ def _onnx_graph(path: Path, label: str) -> Graph:
     problem = FAMILIES[meta.family].check_outputs(meta, outputs)
     if problem:
         raise ModelError(f"model '{label}': unknown output layout: {problem}")
-    return Graph(meta, label, onnx=path, cpu_backend=backend, source=path)
+    return Network(meta, label, onnx=path, cpu_backend=backend, source=path)
 
 
-def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Graph:
+def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Network:
     tv_family.check_arch(arch)
     if weights is None:
         warnings.warn(f"{label}: no weights given, using random weights (seed 0): detections are meaningless", stacklevel=4)
     model = tv_family.build(arch, weights, imgsz, settings)
     meta = tv_family.describe(model, arch)
     source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
-    return Graph(meta, label, module=tv_family.graph(model, meta), source=source)
+    return Network(meta, label, module=tv_family.graph(model, meta), source=source)
 
 
 def _require_torch(label: str) -> None:
@@ -173,8 +154,9 @@ def checkpoint_of(spec: str) -> str:
     return str(BUILTIN_CHECKPOINTS[spec]) if spec in BUILTIN_CHECKPOINTS else spec
 
 
-def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeSettings | None = None, trust_checkpoint: bool = False) -> Graph:
-    """A model spec -> its Graph (see the module docstring for what a spec may be)."""
+def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeSettings | None = None,
+            trust_checkpoint: bool = False) -> Network:
+    """A model spec -> its Network (see the module docstring for what a spec may be)."""
     settings = settings or DecodeSettings()
     if spec in BUILTIN:
         return _onnx_graph(BUILTIN[spec], spec)
@@ -208,11 +190,11 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
             meta = EngineMeta.from_dict(load_checked(path)["model"], f"model '{spec}': sidecar {path.with_suffix('.json').name}")
         except (SidecarError, MetaError) as exc:
             raise ModelError(str(exc)) from exc
-        return Graph(meta, spec, engine=path, source=path)
+        return Network(meta, spec, engine=path, source=path)
     raise ModelError(f"model '{spec}': unknown file type '{suffix}': expected .onnx, .pt/.pth, .pt2, .engine, .yaml or torchvision:<arch>")
 
 
-def _preset_graph(path: Path, weights, imgsz, settings, trust) -> Graph:
+def _preset_graph(path: Path, weights, imgsz, settings, trust) -> Network:
     from pipeline.config import ConfigError, read_preset
 
     try:

@@ -170,13 +170,13 @@ def describe(model, arch: str) -> EngineMeta:
         )
         levels = [{"grid": g, "stride": (ih // g[0], iw // g[1]), "cells": c} for g, c in zip(grids, cells)]
         meta["anchors"] = {"type": "grid", "levels": levels}
+    topk = int(model.topk_candidates)
     if kind == "fcos":
-        meta["decode"] = {"score": "sigmoid_ctrness", "coder": "ltrb"}
+        meta["decode"] = {"score": "sigmoid_ctrness", "coder": "ltrb", "topk": topk}
     else:  # SSD: softmax over classes with a background class; RetinaNet: a sigmoid per class
         coder = model.box_coder
-        meta["decode"] = {"score": "softmax" if kind == "ssd" else "sigmoid", "coder": "deltas",
+        meta["decode"] = {"score": "softmax" if kind == "ssd" else "sigmoid", "coder": "deltas", "topk": topk,
                           "weights": list(coder.weights), "clip": coder.bbox_xform_clip}
-    meta["decode"]["topk"] = int(model.topk_candidates)
     return EngineMeta.from_dict(meta, f"torchvision:{arch}")
 
 
@@ -189,7 +189,7 @@ def graph(model, meta: EngineMeta):
     import torch
     from torchvision.models.detection.image_list import ImageList
 
-    class Graph(torch.nn.Module):
+    class Exported(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
@@ -220,7 +220,7 @@ def graph(model, meta: EngineMeta):
                 out.append(torch.nn.functional.pad(d["masks"], (0, 0, 0, 0, 0, 0, 0, pad)))
             return tuple(o[None] for o in out)
 
-    return Graph().eval()
+    return Exported().eval()
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -248,13 +248,13 @@ class OneStageDecoder:
 
     def __init__(self, meta: EngineMeta, settings: DecodeSettings):
         self.s = settings
-        self.decode_cfg = meta.decode  # this family's own records (written by ``describe``): read here only
+        self.coding = meta.decode
         ih, iw = meta.fit.input_hw
         a = meta.anchors
-        if a["type"] == "grid":
-            parts = [grid_anchors(lv["grid"], lv["stride"], np.asarray(lv["cells"])) for lv in a["levels"]]
+        if a.type == "grid":
+            parts = [grid_anchors(lv.grid, lv.stride, np.asarray(lv.cells)) for lv in a.levels]
         else:
-            parts = [default_boxes(lv["grid"], lv["steps"], np.asarray(lv["wh"]), (ih, iw)) for lv in a["levels"]]
+            parts = [default_boxes(lv.grid, lv.steps, np.asarray(lv.wh), (ih, iw)) for lv in a.levels]
         self.anchors = np.concatenate(parts)
         self.level_ends = np.cumsum([len(p) for p in parts])
 
@@ -268,9 +268,9 @@ class OneStageDecoder:
         return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
 
     def _one(self, out: dict[str, np.ndarray], meta: FitTransform) -> Detections:
-        s, cfg = self.s, self.decode_cfg
+        s = self.s
         bounds = np.array([meta.frame_hw[1] * meta.scale_x + meta.pad_x, meta.frame_hw[0] * meta.scale_y + meta.pad_y] * 2, np.float32)
-        if cfg["score"] == "softmax":
+        if self.coding.score == "softmax":
             boxes, scores, labels = self._per_class(out, bounds)
         else:
             boxes, scores, labels = self._per_level(out, bounds)
@@ -282,17 +282,17 @@ class OneStageDecoder:
         return Detections(meta.to_frame(boxes[keep]), scores[keep], labels[keep].astype(np.int32))
 
     def _decode(self, regression: np.ndarray, anchors: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        cfg = self.decode_cfg
-        if cfg["coder"] == "ltrb":
+        coding = self.coding
+        if coding.coder == "ltrb":
             boxes = decode_ltrb(regression, anchors)
         else:
-            boxes = decode_deltas(regression, anchors, tuple(cfg["weights"]), cfg["clip"])
+            boxes = decode_deltas(regression, anchors, coding.weights, coding.clip)
         return np.clip(boxes, 0, bounds)
 
     def _per_level(self, out: dict[str, np.ndarray], bounds: np.ndarray):
         cls, reg = out["cls_logits"], out["bbox_regression"]
         ctr = out.get("bbox_ctrness")
-        conf, topk = self.s.conf, self.decode_cfg["topk"]
+        conf, topk = self.s.conf, self.coding.topk
         # sigmoid(l) > conf <=> l > logit(conf); with centreness, sigmoid(l) >= conf^2 is needed
         floor = _logit(conf * conf if ctr is not None else conf)
         boxes, scores, labels = [], [], []
@@ -323,7 +323,7 @@ class OneStageDecoder:
         order = np.lexsort((-score, c_idx))  # by class, best first within a class
         a_idx, c_idx, score = a_idx[order], c_idx[order], score[order]
         first = np.searchsorted(c_idx, c_idx, side="left")
-        keep = (np.arange(len(c_idx)) - first) < self.decode_cfg["topk"]
+        keep = (np.arange(len(c_idx)) - first) < self.coding.topk
         a_idx, c_idx, score = a_idx[keep], c_idx[keep], score[keep]
         boxes = self._decode(out["bbox_regression"][a_idx], self.anchors[a_idx], bounds)
         return boxes, score.astype(np.float32), c_idx

@@ -234,7 +234,7 @@ def decoder(meta: EngineMeta, settings: DecodeSettings) -> DenseDecoder | NmsFre
 
 
 def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
-    """A YOLO-layout .pt checkpoint -> Graph (torch module + metadata): rtpipe's own networks
+    """A YOLO-layout .pt checkpoint -> Network (torch module + metadata): rtpipe's own networks
     (``pipeline.models.rtnet``, weights only) or an Ultralytics checkpoint (needs ``ultralytics``).
 
     Ultralytics checkpoints pickle the model's classes, which ``torch.load(weights_only=True)``
@@ -242,7 +242,8 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     """
     import torch
 
-    from pipeline.models import Graph, rtnet
+    from pipeline.models import rtnet
+    from pipeline.models.network import Network
 
     try:
         with warnings.catch_warnings():
@@ -261,7 +262,7 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if rtnet.is_checkpoint(ckpt):
         net = rtnet.from_checkpoint(ckpt, str(path), imgsz)
-        return Graph(rtnet.meta(net), str(path), module=net, source=path)
+        return Network(rtnet.meta(net), str(path), module=net, source=path)
     model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else None
     if model is None or not hasattr(model, "model"):
         raise ValueError(
@@ -287,7 +288,7 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
         fit=Fit((size, size), "resize" if rtdetr else "letterbox"),
         outputs=("output0", "output1") if task == "segment" else ("output0",),
     )
-    return Graph(meta, str(path), module=_YoloGraph(model), source=path)
+    return Network(meta, str(path), module=_YoloGraph(model), source=path)
 
 
 def _YoloGraph(model):

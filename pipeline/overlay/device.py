@@ -28,7 +28,7 @@ def blend_masks(image: torch.Tensor, dets: Detections, masks: DeviceMasks | None
     image[on] = (px * (1 - alpha) + colours[owner[on].long()] * alpha + 0.5).to(torch.uint8)
 
 
-def draw_outlines(image: torch.Tensor, dets: Detections) -> None:
+def draw_boxes(image: torch.Tensor, dets: Detections) -> None:
     """Box outlines in class colours, in place: solid lines of ``line_width`` px centred on the
     box edges (OpenCV draws them anti-aliased on the CPU path)."""
     h, w = image.shape[:2]

@@ -1,4 +1,6 @@
-"""Drawing detections on a frame: masks, boxes, labels, and an optional HUD."""
+"""Drawing detections on a frame (numpy + OpenCV), one function per layer, each in place:
+``blend_masks``, ``draw_boxes``, ``draw_labels``, ``draw_hud``; ``draw`` stacks them on a copy.
+``pipeline.overlay.device`` has the device twins of the first two (same pixels, on the frame tensor)."""
 
 from __future__ import annotations
 
@@ -76,16 +78,20 @@ def line_width(hw: tuple[int, int]) -> int:
     return max(1, round(min(hw) / 360))
 
 
-def draw_labels(out: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = (), outlines: bool = True) -> None:
-    """Box outlines (unless ``outlines`` is False: the GPU path draws them) and "name score"
-    labels, in place."""
+def draw_boxes(out: np.ndarray, dets: Detections) -> None:
+    """Box outlines in class colours, ``line_width`` px, anti-aliased, in place."""
+    thick = line_width(out.shape[:2])
+    for (x1, y1, x2, y2), cid in zip(np.round(dets.xyxy).astype(int), dets.class_id):
+        cv2.rectangle(out, (x1, y1), (x2, y2), class_colour(cid), thick, cv2.LINE_AA)
+
+
+def draw_labels(out: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = ()) -> None:
+    """A "name score" label on a box of the class colour above each box (below it at the top edge), in place."""
     h, w = out.shape[:2]
     thick = line_width((h, w))
     font = 0.4 * thick
-    for (x1, y1, x2, y2), score, cid in zip(np.round(dets.xyxy).astype(int), dets.confidence, dets.class_id):
+    for (x1, y1, _, _), score, cid in zip(np.round(dets.xyxy).astype(int), dets.confidence, dets.class_id):
         col = class_colour(cid)
-        if outlines:
-            cv2.rectangle(out, (x1, y1), (x2, y2), col, thick, cv2.LINE_AA)
         name = names[cid] if 0 <= cid < len(names) else str(cid)
         text = f"{name} {score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
@@ -121,6 +127,7 @@ def draw(
     """
     out = image.copy()
     blend_masks(out, dets, mask_alpha)
+    draw_boxes(out, dets)
     draw_labels(out, dets, names)
     if hud is not None:
         draw_hud(out, hud)

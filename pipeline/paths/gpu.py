@@ -114,9 +114,9 @@ class GpuPath:
         with on(self.stream):
             image = item.device.image.clone()
             device_overlay.blend_masks(image, dets, masks)
-            device_overlay.draw_outlines(image, dets)
+            device_overlay.draw_boxes(image, dets)
             out = image.cpu().numpy()
-        draw_labels(out, dets, names, outlines=False)
+        draw_labels(out, dets, names)
         if hud is not None:
             draw_hud(out, hud)
         return out

@@ -1,0 +1,103 @@
+"""The library session: what ``rtpipe run`` runs, from Python — callbacks, streamed results, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError
+from pipeline.runtime import StageError
+from pipeline.runtime.session import Result, Session
+from pipeline.sinks import SinkError
+from tests.conftest import FailingModel, make_clip, probe
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+CLIP = "synthetic:160x96@30?live=0&frames={n}"
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    """The README's Python example, verbatim, in a fresh interpreter."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### From Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) >= 2 and lines[-1].startswith("FPS")
+    assert probe(tmp_path / "out.mp4")["frames"] == 60
+
+
+def test_stream_gives_every_frame_in_order_with_its_picture(tmp_path):
+    session = Session.from_settings(source=CLIP.format(n=12), model="tiny-seg", json=str(tmp_path / "d.jsonl"))
+    results = list(session.stream(draw=True))
+    assert [r.frame.index for r in results] == list(range(12))
+    assert all(isinstance(r, Result) and r.image.shape == r.frame.image.shape for r in results)
+    assert any((r.image != r.frame.image).any() for r in results if len(r.detections))
+    lines = (tmp_path / "d.jsonl").read_text().splitlines()
+    assert [len(json.loads(x)["detections"]) for x in lines] == [len(r.detections) for r in results]
+    assert session.metrics["frames_out"] == 12
+
+
+def test_run_with_a_callback_returns_and_writes_the_metrics(tmp_path):
+    got = []
+    session = Session.from_settings(source=CLIP.format(n=9), model="tiny-seg", batch=2, metrics_json=str(tmp_path / "m.json"))
+    metrics = session.run(on_result=got.append, handle_sigint=False)
+    assert [r.frame.index for r in got] == list(range(9)) and all(r.image is None for r in got)
+    assert json.loads((tmp_path / "m.json").read_text())["frames_out"] == metrics["frames_out"] == 9
+    with pytest.raises(RuntimeError, match="runs once"):
+        session.run()
+
+
+def test_leaving_the_stream_early_finalises_the_outputs(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=200, size=(160, 96))
+    out = tmp_path / "o.mp4"
+    session = Session.from_settings(source=str(clip), model="tiny-seg", save=str(out))
+    for r in session.stream():
+        if r.frame.index == 5:
+            break
+    assert session.metrics["interrupted"] and not session.metrics["aborted"]
+    done = probe(out)["frames"]
+    assert 6 <= done < 200 and done == session.metrics["frames_out"]
+    assert not Path(str(out) + ".partial").exists()
+
+
+def test_a_failing_stage_is_raised_in_the_callers_loop(tmp_path):
+    session = Session.from_settings(source=CLIP.format(n=50), model="tiny-seg", save=str(tmp_path / "o.mp4"))
+    session.model = FailingModel(session.model, "infer", at_call=3)
+    seen = []
+    with pytest.raises(StageError, match="stage 'infer' failed"):
+        for r in session.stream():
+            seen.append(r.frame.index)
+    assert len(seen) < 50
+    assert session.kept_partial() == [tmp_path / "o.mp4.partial"] and not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "settings, error, message",
+    [
+        ({}, ConfigError, "no source"),
+        ({"source": "synthetic:64x48@30", "model": "torchvision:fcos_resnet50_fpn"}, ConfigError, "needs --weights"),
+        ({"source": "synthetic:64x48@30", "save": "SAME", "json": "SAME"}, ConfigError, "share one path"),
+        ({"source": "synthetic:64x48@30", "save": "missing-folder/o.mp4"}, SinkError, "does not exist"),
+        ({"source": "synthetic:64x48@30", "conf": 2}, ConfigError, "key 'conf'"),
+    ],
+)
+def test_bad_settings_fail_before_anything_runs(tmp_path, monkeypatch, settings, error, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message):
+        Session.from_settings(**settings)
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing left half-made
+
+
+def test_several_sources_stream_through_one_model(tmp_path):
+    session = Session.from_settings(source=[CLIP.format(n=4), CLIP.format(n=6) + "&seed=2"], model="tiny-seg", batch=2)
+    results = list(session.stream())
+    per_source = {sid: [r.frame.index for r in results if r.frame.source_id == sid] for sid in (0, 1)}
+    assert per_source == {0: list(range(4)), 1: list(range(6))}
+    assert np.isclose(session.metrics["batches"]["mean_size"], 10 / session.metrics["batches"]["count"])
