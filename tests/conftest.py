@@ -1,4 +1,6 @@
-"""Shared test helpers: generated clips, the bundled tiny model, slowed and failing models."""
+"""Shared test helpers and fixtures: generated clips, the bundled tiny model, built engines, live publishers.
+
+The fakes (slowed and failing models, recording sinks, broken sources) live in ``tests/fakes.py``."""
 
 from __future__ import annotations
 
@@ -58,48 +60,6 @@ def clip(tmp_path) -> Path:
     return make_clip(tmp_path / "clip.mp4")
 
 
-class SlowModel(Model):
-    """The tiny model with ``infer`` taking at least ``delay`` seconds (a slow engine)."""
-
-    def __init__(self, base: Model, delay: float):
-        super().__init__(base.backend, base.decoder, base.info)
-        self.delay = delay
-
-    def infer(self, batch):
-        t0 = time.perf_counter()
-        out = super().infer(batch)
-        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
-        return out
-
-
-class FailingModel(Model):
-    """The tiny model, raising in one step (preprocess, infer or postprocess) on the nth call."""
-
-    def __init__(self, base: Model, step: str, at_call: int = 3):
-        super().__init__(base.backend, base.decoder, base.info)
-        self.step, self.at_call, self.calls = step, at_call, 0
-
-    def _maybe_fail(self, step):
-        if step == self.step:
-            self.calls += 1
-            if self.calls >= self.at_call:
-                raise RuntimeError(f"injected failure in {step}")
-
-    def preprocess(self, image):
-        self._maybe_fail("preprocess")
-        return super().preprocess(image)
-
-    def infer(self, batch):
-        self._maybe_fail("infer")
-        return super().infer(batch)
-
-    def postprocess(self, outputs, transforms):
-        self._maybe_fail("postprocess")
-        return super().postprocess(outputs, transforms)
-
-
-
-
 def random_boxes(rng: np.random.Generator, n: int, size: float = 100.0) -> np.ndarray:
     xy = rng.uniform(0, size, (n, 2))
     wh = rng.uniform(1, size / 3, (n, 2))
@@ -149,6 +109,39 @@ def yolo_checkpoint(path: Path, imgsz: int = 160, width: int = 16, seed: int = 0
     net = rtnet.build(["car", "pedestrian", "cyclist", "sign"], imgsz=imgsz, width=width, seed=seed)
     spread_scores(net, seed=seed + 1)
     return rtnet.save(net, path)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """spec -> (weights or None, imgsz): a YOLO-layout rtnet checkpoint and a torchvision SSDlite state_dict.
+
+    Session-wide: the builder's tests (tests/build/), the sidecar's (tests/test_sidecar.py) and
+    ``rtpipe info``'s share them."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from pipeline.models import torchvision as tvf
+
+    tmp = tmp_path_factory.mktemp("ckpt")
+    ssd = tvf.build("ssdlite320_mobilenet_v3_large", None, None)
+    spread_scores(ssd, gain=1.6)  # random-init heads score every anchor alike; see tests/models/test_torchvision.py
+    torch.save(ssd.state_dict(), tmp / "ssdlite.pth")
+    return {"yolo": (str(yolo_checkpoint(tmp / "rtnet.pt")), None),
+            "torchvision": ("torchvision:ssdlite320_mobilenet_v3_large", tmp / "ssdlite.pth")}
+
+
+@pytest.fixture(scope="session")
+def engines(checkpoints, tmp_path_factory):
+    """family -> {format: engine path}: ONNX at batch 1, AOTI (CPU) with a dynamic batch 1..4 (built once a session)."""
+    from pipeline.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("engines")
+    built = {}
+    for family, (spec, weights) in checkpoints.items():
+        built[family] = {
+            "onnx": build(spec, BuildOptions(format="onnx"), out, weights=weights),
+            "aoti": build(spec, BuildOptions(format="aoti", batch="1:2:4"), out, weights=weights),
+        }
+    return built
 
 
 def pick_conf(scores: np.ndarray) -> float:

@@ -153,9 +153,11 @@ class Session:
                 yield item
         finally:
             done.set()  # stop handing over; the run finishes what is in flight
-            if thread.is_alive() and self.pipeline is not None:
-                self.pipeline.drain()
+            drained = False
             while thread.is_alive():
+                if not drained and self.pipeline is not None:  # (the run may not have built it yet)
+                    self.pipeline.drain()
+                    drained = True
                 try:
                     results.get(timeout=0.05)
                 except queue.Empty:

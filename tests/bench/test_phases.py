@@ -8,7 +8,8 @@ from pipeline.paths import CpuPath
 from pipeline.runtime import STAGES, StageError
 from pipeline.sinks import partial_path
 from pipeline.sources import open_source
-from tests.conftest import FailingModel, make_clip
+from tests.conftest import make_clip
+from tests.fakes import FailingModel
 
 
 def test_sample_batch_repeats_a_short_source(tmp_path, tiny_model):

@@ -6,7 +6,8 @@ import pytest
 from pipeline.bench import load, make_config, measure
 from pipeline.bench.report import bottleneck, render_report, render_sweep, stage_table
 from pipeline.runtime import STAGES
-from tests.conftest import SlowModel, make_clip
+from tests.conftest import make_clip
+from tests.fakes import SlowModel
 
 REQUIRED = {"engine_fps", "sequential_fps", "e2e_fps", "efficiency", "pipelining_gain", "dropped_frames", "peak_rss_mb", "stages",
             "command", "machine"}

@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pipeline.build.cache import stale_reason  # noqa: E402
-from pipeline.sidecar import sidecar_path  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.loader import load_model  # noqa: E402
 from pipeline.models import rtnet  # noqa: E402
+from pipeline.sidecar import sidecar_path  # noqa: E402
 from tests.conftest import yolo_checkpoint  # noqa: E402
 
 

@@ -1,3 +1,5 @@
+"""Model specs resolved to networks (builtins, presets, files, torchvision names) and the Model they load as."""
+
 import numpy as np
 import pytest
 
@@ -33,20 +35,6 @@ def test_batched_inference_equals_single(tiny_model):
         assert a.class_id.tolist() == b.class_id.tolist()
 
 
-@pytest.mark.parametrize(
-    "spec, kwargs, message",
-    [
-        ("nope.onnx", {}, "not found"),
-        ("tiny-seg", {"backend": "tensorrt-x"}, "backend 'tensorrt-x' is not available"),
-        ("tiny-seg", {"backend": "aoti"}, "the aoti backend needs a checkpoint or a .pt2 built by rtpipe build"),
-        ("tiny-seg", {"imgsz": 640}, "fixed input of 320x320"),
-    ],
-)
-def test_load_errors(spec, kwargs, message):
-    with pytest.raises(ModelError, match=message):
-        load_model(spec, **kwargs)
-
-
 def test_load_refuses_garbage_and_unknown_layouts(tmp_path):
     pt = tmp_path / "m.pt"
     pt.write_bytes(b"\x80\x04junk")
@@ -76,25 +64,8 @@ def test_preset_names_the_model(tmp_path):
         load_model(str(preset))
 
 
-def test_torch_backend_needs_a_checkpoint():
-    with pytest.raises(ModelError, match="the torch backend runs checkpoints"):
-        load_model("tiny-seg", backend="torch")
-
-
 def test_builtin_file_is_shipped():
     assert BUILTIN["tiny-seg"].is_file() and BUILTIN["tiny-seg"].stat().st_size < 1_000_000
-
-
-@pytest.mark.parametrize("device, expected", [("cpu", "onnxruntime"), ("cuda", "torch")])
-def test_auto_backend_for_checkpoints(device, expected):
-    from pipeline.loader import pick_backend
-    from pipeline.models import Graph
-    from pipeline.types import EngineMeta, Fit
-
-    meta = EngineMeta("yolo", "detect", ("a",), Fit((64, 64)), ("output0",))
-    checkpoint = Graph(meta, "torchvision:x", module=object())
-    assert pick_backend(checkpoint, device) == expected
-    assert pick_backend(Graph(meta, "x.onnx", onnx=b""), device) == "onnxruntime"
 
 
 def test_torchvision_preset_supplies_model_and_weights(tmp_path):

@@ -12,6 +12,7 @@ from pipeline.ops import box_iou
 from pipeline.ops.masks import rle_decode
 from pipeline.sources import SyntheticScene
 from pipeline.types import FitTransform
+from tests.fakes import Pickled
 
 META = FitTransform(frame_hw=(64, 128), input_hw=(64, 64), scale_x=0.5, scale_y=0.5, pad_x=0, pad_y=16)
 
@@ -135,10 +136,6 @@ def test_ultralytics_onnx_export_matches_its_predictor():
     assert (info.family, info.task, info.input_hw, len(info.names)) == ("yolo", "segment", (320, 320), 80)
     assert len(ref["scores"]) >= 20
     assert_matches_reference(model.predict([scene_image()])[0], ref)
-
-
-class Pickled:
-    """Stands in for the classes an Ultralytics checkpoint pickles."""
 
 
 def test_pickled_checkpoint_needs_trust(tmp_path):

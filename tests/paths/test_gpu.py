@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from pipeline.paths import CpuPath, Item, path_for, runs_on_gpu
 from pipeline.paths.gpu import GpuPath
 from pipeline.runtime import Pipeline
-from pipeline.sinks import Sink
-from pipeline.sources import Source
 from pipeline.types import Frame
 from tests.conftest import assert_same
-
-
-class Frames(Source):
-    """Given pictures as a file-like source."""
-
-    def __init__(self, images):
-        self.images, self.uri, self.total = images, "frames", len(images)
-
-    def frames(self):
-        for i, im in enumerate(self.images):
-            yield Frame(im, i, i / 30, time.monotonic())
-
-
-class Keep(Sink):
-    needs_image = True
-
-    def __init__(self):
-        self.got = []
-
-    def write(self, frame, detections, image):
-        self.got.append((frame.index, detections, image))
+from tests.fakes import Frames, Keep
 
 
 def run(model, images, path, batch=2):

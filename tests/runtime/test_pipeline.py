@@ -1,4 +1,4 @@
-"""Runtime: frame conservation, live latency and drops, failure propagation, queues."""
+"""Runtime: frame conservation, live latency and drops, failure propagation, several sources."""
 
 from __future__ import annotations
 
@@ -10,54 +10,10 @@ import numpy as np
 import pytest
 
 from pipeline.runtime.pipeline import FEEDER_NICE, Pipeline, SourceFailed, StageError
-from pipeline.runtime.queues import END, SourceEnd, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import open_source
-from tests.conftest import FailingModel, SlowModel, make_clip, rss_mb
-
-
-class RecordingSink(Sink):
-    """Remembers what it got; optionally slow (a slow consumer)."""
-
-    def __init__(self, delay: float = 0.0, needs_image: bool = False):
-        self.delay, self.needs_image = delay, needs_image
-        self.indices: list[int] = []
-        self.images = 0
-        self.closed_complete: bool | None = None
-
-    def write(self, frame, detections, image):
-        if self.delay:
-            time.sleep(self.delay)
-        self.indices.append(frame.index)
-        self.images += image is not None
-
-    def close(self, complete):
-        self.closed_complete = complete
-
-
-class FailingSink(RecordingSink):
-    def write(self, frame, detections, image):
-        if frame.index == 4:
-            raise OSError("disk full (injected)")
-        super().write(frame, detections, image)
-
-
-class FailingSource:
-    """A file-like source whose decoder breaks after a few frames."""
-
-    live, fps, total, drops, uri = False, None, None, 0, "broken"
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def frames(self):
-        for i, f in enumerate(self.inner.frames()):
-            if i == 5:
-                raise RuntimeError("corrupt packet (injected)")
-            yield f
-
-    def describe(self):
-        return {"uri": self.uri}
+from tests.conftest import make_clip, rss_mb
+from tests.fakes import FailingModel, FailingSink, FailingSource, LatencySink, RecordingSink, SlowModel, StallingSource
 
 
 def rtpipe_threads() -> list[str]:
@@ -156,60 +112,6 @@ def test_drain_finishes_frames_in_flight(tiny_model):
     assert sink.indices == list(range(len(sink.indices)))
 
 
-class TestStageQueue:
-    def test_blocking_put_waits_then_raises_on_stop(self):
-        stop = threading.Event()
-        q = StageQueue(1, stop)
-        q.put(1)
-        threading.Timer(0.2, stop.set).start()
-        t0 = time.monotonic()
-        with pytest.raises(Stopped):
-            q.put(2)
-        assert 0.15 < time.monotonic() - t0 < 1.0
-
-    def test_drop_oldest_keeps_newest_and_counts(self):
-        q = StageQueue(2, threading.Event(), drop_oldest=True)
-        for i in range(5):
-            q.put(i)
-        assert [q.get(), q.get()] == [3, 4]
-        assert q.stats()["drops"] == 3 and q.stats()["max_depth"] == 2
-
-    def test_end_marker_is_never_dropped(self):
-        """END waits for room instead of dropping a frame or being dropped."""
-        q = StageQueue(1, threading.Event(), drop_oldest=True)
-        q.put(1)
-        q.put(2)
-        t = threading.Thread(target=q.put, args=(END,))
-        t.start()
-        time.sleep(0.1)
-        assert t.is_alive()  # waiting for room
-        assert q.get() == 2
-        t.join(1.0)
-        assert q.get(timeout=1.0) is END
-        assert q.stats()["drops"] == 1
-
-    def test_a_source_end_is_never_dropped_by_later_frames(self):
-        """Another source's frames drop the oldest frame, never a source's end marker."""
-        q = StageQueue(2, threading.Event(), drop_oldest=True)
-        q.put(SourceEnd(1))
-        for i in range(5):
-            q.put(i)
-        assert q.get() == SourceEnd(1) and q.get() == 4 and q.stats()["drops"] == 4
-
-    def test_get_timeout_returns_none(self):
-        q = StageQueue(1, threading.Event())
-        t0 = time.monotonic()
-        assert q.get(timeout=0.1) is None
-        assert time.monotonic() - t0 < 0.5
-
-    def test_get_raises_on_stop(self):
-        stop = threading.Event()
-        q = StageQueue(1, stop)
-        threading.Timer(0.1, stop.set).start()
-        with pytest.raises(Stopped):
-            q.get()
-
-
 def test_pipeline_rejects_bad_batch(tiny_model):
     with pytest.raises(ValueError):
         Pipeline(open_source("synthetic:64x48@30"), tiny_model, batch=0)
@@ -266,36 +168,6 @@ def test_the_feeding_stages_yield_to_the_model_and_the_outputs(tiny_model):
 
 
 # ---- several sources, one model -------------------------------------------------------------
-
-class StallingSource:
-    """A live 30 FPS source that goes silent for ``stall`` seconds after frame 3 (a reconnect)."""
-
-    live, fps, total, drops, uri = True, 30, None, 0, "stalling"
-
-    def __init__(self, stall: float):
-        self.inner, self.stall = open_source("synthetic:64x48@30"), stall
-
-    def frames(self):
-        for f in self.inner.frames():
-            if f.index == 3:
-                time.sleep(self.stall)
-            yield f
-
-    def interrupt(self):
-        pass
-
-    def describe(self):
-        return {"uri": self.uri}
-
-
-class LatencySink(RecordingSink):
-    def __init__(self):
-        super().__init__()
-        self.seen: list[tuple[int, float]] = []
-
-    def write(self, frame, detections, image):
-        self.seen.append((frame.source_id, time.monotonic() - frame.captured_at))
-
 
 def test_every_file_source_keeps_all_its_frames_in_order(tiny_model):
     lengths = [7, 20, 13]

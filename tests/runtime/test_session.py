@@ -15,7 +15,8 @@ from pipeline.config import ConfigError
 from pipeline.runtime import StageError
 from pipeline.runtime.session import Result, Session
 from pipeline.sinks import SinkError
-from tests.conftest import FailingModel, make_clip, probe
+from tests.conftest import make_clip, probe
+from tests.fakes import FailingModel
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLIP = "synthetic:160x96@30?live=0&frames={n}"
