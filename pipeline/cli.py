@@ -112,8 +112,16 @@ def _flags(p: argparse.ArgumentParser, *names: str) -> None:
         p.add_argument(*flags, **kw)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as one line, like every other error (usage stays in --help)."""
+
+    def error(self, message: str):
+        say(f"error: {self.prog}: {message} (see {self.prog} --help)")
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtpipe", description="Real-time detection and segmentation on video.")
+    parser = Parser(prog="rtpipe", description="Real-time detection and segmentation on video.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser("run", help="run a model on a video, camera, stream or images", description=RUN_HELP, formatter_class=RAW)
     run.add_argument("source", nargs="*", help="what to read (see above), one or more; may come from --config instead")
@@ -379,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.sidecar import SidecarError
     from pipeline.sinks import SinkError
     from pipeline.sources import SourceError
+    from pipeline.types import MetaError
 
     commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info}
     try:
@@ -386,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as exc:
         say(f"error: {exc}")
         return EXIT_FAILED
-    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError, EvalError) as exc:
+    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError, EvalError, MetaError) as exc:
         say(f"error: {exc}")
         if getattr(args, "debug", False):
             console.print(traceback.format_exc(), highlight=False)

@@ -118,8 +118,9 @@ def read_preset(path: str | Path) -> dict:
     return {str(k).replace("-", "_") if str(k) != "json" else "json": v for k, v in data.items()}
 
 
-def build_config(preset: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
-    """Preset values, then command-line overrides (None means 'not given'), validated."""
+def build_config(preset: str | Path | None = None, overrides: dict | None = None, origin: str = "command line") -> RunConfig:
+    """Preset values, then overrides (None means 'not given'), validated; errors name ``origin``
+    for the overrides."""
     values: dict = {}
     if preset is not None:
         values = read_preset(preset)
@@ -131,4 +132,4 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
     try:
         return RunConfig.model_validate({**values, **given})
     except ValidationError as exc:
-        raise ConfigError(explain(exc, "command line")) from None
+        raise ConfigError(explain(exc, origin)) from None

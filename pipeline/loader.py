@@ -17,47 +17,47 @@ from pipeline.models.decoder import DecodeSettings
 from pipeline.types import Baked
 
 
-def _onnxruntime(graph: Network, device: str) -> Backend:
+def _onnxruntime(network: Network, device: str) -> Backend:
     from pipeline.backends.onnxruntime import OnnxRuntimeBackend, providers_for
 
-    if device == "cpu" and graph.cpu_backend is not None:
-        return graph.cpu_backend
-    if graph.onnx is None and graph.module is None:
-        raise ValueError(f"'{graph.label}' is a built engine: run it with --backend auto")
-    return OnnxRuntimeBackend(graph.to_onnx(), providers_for(device))
+    if device == "cpu" and network.cpu_backend is not None:
+        return network.cpu_backend
+    if network.onnx is None and network.module is None:
+        raise ValueError(f"'{network.label}' is a built engine: run it with --backend auto")
+    return OnnxRuntimeBackend(network.to_onnx(), providers_for(device))
 
 
-def _torch(graph: Network, device: str) -> Backend:
+def _torch(network: Network, device: str) -> Backend:
     from pipeline.backends.torch import TorchBackend
 
-    if graph.module is None:
-        raise ValueError(f"the torch backend runs checkpoints; '{graph.label}' is not one: use --backend auto")
-    return TorchBackend(graph.module, graph.meta.fit.input_hw, graph.meta.outputs, graph.meta.batch, device)
+    if network.module is None:
+        raise ValueError(f"the torch backend runs checkpoints; '{network.label}' is not one: use --backend auto")
+    return TorchBackend(network.module, network.meta.fit.input_hw, network.meta.outputs, network.meta.batch, device)
 
 
 def _engine_backend(fmt: str) -> Callable[[Network, str], Backend]:
     """aoti / tensorrt: a built engine runs as it is; a checkpoint is built first (engine cache)."""
 
-    def make(graph: Network, device: str) -> Backend:
+    def make(network: Network, device: str) -> Backend:
         from pipeline.build.cache import cached_engine
 
-        if graph.engine is None:
-            if graph.module is None:
+        if network.engine is None:
+            if network.module is None:
                 raise ValueError(f"the {fmt} backend needs a checkpoint or a .{'pt2' if fmt == 'aoti' else 'engine'} built by rtpipe build")
-            graph.engine = cached_engine(graph, fmt, device)
-        kind = ENGINE_SUFFIXES[graph.engine.suffix.lower()]
+            network.engine = cached_engine(network, fmt, device)
+        kind = ENGINE_SUFFIXES[network.engine.suffix.lower()]
         if kind != fmt:
-            raise ValueError(f"'{graph.engine}' is a {kind} engine: use --backend {kind}")
+            raise ValueError(f"'{network.engine}' is a {kind} engine: use --backend {kind}")
         from pipeline.sidecar import check_device
 
-        check_device(graph.engine, device)
+        check_device(network.engine, device)
         if fmt == "aoti":
             from pipeline.backends.aoti import AotiBackend
 
-            return AotiBackend(graph.engine, graph.meta, device)
+            return AotiBackend(network.engine, network.meta, device)
         from pipeline.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(graph.engine, graph.meta, device)
+        return TensorRTBackend(network.engine, network.meta, device)
 
     return make
 
@@ -66,16 +66,16 @@ BACKEND_FACTORIES: dict[str, Callable[[Network, str], Backend]] = {
     "onnxruntime": _onnxruntime, "torch": _torch, "aoti": _engine_backend("aoti"), "tensorrt": _engine_backend("tensorrt")}
 
 
-def pick_backend(graph: Network, device: str) -> str:
-    """``auto``: the fastest runtime available for the graph on the device.
+def pick_backend(network: Network, device: str) -> str:
+    """``auto``: the fastest runtime available for the network on the device.
 
     A built engine runs on its own runtime. ONNX graphs run on ONNX Runtime. Checkpoints on the
     CPU too, after an in-memory export (0.7-2.4 s at load; inference 1.3-3.6x faster than torch
     eager here, see benchmarks/backend_choice.py); on CUDA, torch, which needs no extra package.
     """
-    if graph.engine is not None:
-        return ENGINE_SUFFIXES[graph.engine.suffix.lower()]
-    if graph.module is None or device == "cpu":
+    if network.engine is not None:
+        return ENGINE_SUFFIXES[network.engine.suffix.lower()]
+    if network.module is None or device == "cpu":
         return "onnxruntime"
     return "torch"
 
@@ -108,21 +108,21 @@ def load_model(
                               nms=nms)
     if backend in ("torch", "aoti", "tensorrt") or (backend == "auto" and device != "cpu") or imgsz is not None:
         spec = checkpoint_of(spec)  # a builtin's bundled ONNX has one input size; its checkpoint exports at any
-    graph = resolve(spec, weights, imgsz, settings, trust_checkpoint)
-    meta = graph.meta
+    network = resolve(spec, weights, imgsz, settings, trust_checkpoint)
+    meta = network.meta
     fit = meta.fit
-    if imgsz is not None and graph.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
+    if imgsz is not None and network.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
         raise ModelError(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
-    name = pick_backend(graph, device) if backend == "auto" else backend
+    name = pick_backend(network, device) if backend == "auto" else backend
     try:
-        be = BACKEND_FACTORIES[name](graph, device)
+        be = BACKEND_FACTORIES[name](network, device)
     except ValueError as exc:  # includes SidecarError and BuildError
         raise ModelError(f"model '{spec}': {exc}") from exc
     if meta.baked is not None:
         _warn_baked(spec, meta.baked, settings)
-    info = ModelInfo(meta.family, meta.task, meta.names, fit.input_hw, graph.label, be.name, fit, meta.arch)
+    info = ModelInfo(meta.family, meta.task, meta.names, fit.input_hw, network.label, be.name, fit, meta.arch)
     return Model(be, FAMILIES[meta.family].decoder(meta, settings), info)
 
 

@@ -16,6 +16,9 @@ import os
 from pathlib import Path
 
 SCHEMA = 1
+# what every engine record holds, and of what type (``read`` refuses any other)
+RECORD_FIELDS = {"format": str, "engine_sha256": str, "engine_bytes": int, "model": dict, "versions": dict, "options": dict,
+                 "command": str, "batch": dict, "checkpoint": dict, "precision": str, "device": str}
 # the libraries an engine of each format depends on: a different version means a rebuild
 RUNTIME_LIBS = {"onnx": ("onnxruntime",), "aoti": ("torch",), "tensorrt": ("tensorrt",)}
 BUILD_LIBS = ("rtpipe", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")
@@ -98,10 +101,15 @@ def read(engine: str | Path) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SidecarError(f"sidecar '{path}' is not valid JSON ({exc}): rebuild the engine with rtpipe build") from exc
-    missing = [k for k in ("format", "engine_sha256", "model", "versions", "options", "command") if k not in record]
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA or missing:
-        raise SidecarError(f"sidecar '{path}' is not an rtpipe engine record (missing {missing or ['schema']}): "
-                           "rebuild the engine with rtpipe build")
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise SidecarError(f"sidecar '{path}' is not an rtpipe engine record (no schema {SCHEMA}): rebuild the engine with rtpipe build")
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    wrong = [k for k, kind in RECORD_FIELDS.items() if k in record and not isinstance(record[k], kind)]
+    if record.get("format") not in RUNTIME_LIBS:
+        wrong.append("format")
+    if missing or wrong:
+        what = ", ".join([f"missing {k}" for k in missing] + [f"bad {k} ({record[k]!r:.40})" for k in wrong])
+        raise SidecarError(f"sidecar '{path}' is damaged ({what}): rebuild the engine with rtpipe build")
     return record
 
 

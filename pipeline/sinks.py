@@ -55,7 +55,8 @@ def write_complete(path: str | Path, text: str) -> Path:
     return path
 
 
-def _check_writable(path: Path) -> Path:
+def check_writable(path: Path) -> Path:
+    """The path, if a file can be written there (tried); else SinkError saying why."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise SinkError(f"output '{path}' is a directory: give a file name")
@@ -87,7 +88,7 @@ class VideoSink(Sink):
 
     def __init__(self, path: str | Path, fps: Fraction | float | None, crf: int = 23, preset: str = "veryfast",
                  live: bool = False):
-        self.path = _check_writable(Path(path))
+        self.path = check_writable(Path(path))
         fmt = VIDEO_FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise SinkError(f"video output '{self.path}': use one of {', '.join(VIDEO_FORMATS)}")
@@ -152,7 +153,7 @@ class JsonlSink(Sink):
     """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE mask)."""
 
     def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
-        self.path = _check_writable(Path(path))
+        self.path = check_writable(Path(path))
         self.names = list(names)
         self.file = None  # opened on the first frame, so a run that never starts leaves nothing
 

@@ -46,18 +46,20 @@ class Fit:
     """
 
     input_hw: tuple[int, int]
-    mode: str = "letterbox"
+    mode: Literal["letterbox", "resize", "torchvision", "stretch"] = "letterbox"
     min_size: int = 0
     max_size: int = 0
     pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    def __post_init__(self) -> None:
+        if len(self.input_hw) != 2 or min(self.input_hw) < 1:
+            raise ValueError(f"input_hw must be two sizes >= 1, got {self.input_hw}")
+        if self.mode == "torchvision" and not 0 < self.min_size <= self.max_size:
+            raise ValueError(f"a torchvision fit needs 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+
     def to_dict(self) -> dict:
         return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
                 "max_size": self.max_size, "pad_rgb": list(self.pad_rgb)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Fit:
-        return cls(tuple(d["input_hw"]), d["mode"], int(d.get("min_size", 0)), int(d.get("max_size", 0)), tuple(d.get("pad_rgb", (0, 0, 0))))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["run", "x.mp4", "--conf", "abc"], ["run", "x.mp4", "--nope"], ["bench"], ["frobnicate"]])
+def test_argument_errors_are_one_line_too(args):
+    r = rtpipe(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("rtpipe: error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+
 def test_output_equal_to_input_is_refused(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", frames=3)
     r = rtpipe("run", clip, "--save", clip)

@@ -76,3 +76,36 @@ def test_run_with_an_engine_that_does_not_fit_is_one_line_with_the_fix(engines, 
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "rebuild it with: rtpipe build " in err, err
     assert not out.exists() and not (tmp_path / "o.jsonl.partial").exists()
+
+
+def _bundled_record(tmp_path):
+    """A copy of the bundled demo ONNX and its sidecar, to damage."""
+    from pipeline.models import BUILTIN
+
+    engine = tmp_path / "m.onnx"
+    shutil.copy(BUILTIN["demo"], engine)
+    shutil.copy(sidecar_path(BUILTIN["demo"]), sidecar_path(engine))
+    return engine, json.loads(sidecar_path(engine).read_text())
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: 5, "not an rtpipe engine record"),
+        (lambda r: None, "not an rtpipe engine record"),
+        (lambda r: {**r, "format": "xyz"}, "bad format"),
+        (lambda r: {**r, "versions": None}, "bad versions"),
+        (lambda r: {k: v for k, v in r.items() if k != "batch"}, "missing batch"),
+        (lambda r: {**r, "checkpoint": "x"}, "bad checkpoint"),
+    ],
+)
+def test_a_damaged_sidecar_is_refused_in_one_line(tmp_path, capsys, damage, message):
+    from pipeline.sidecar import read
+
+    engine, record = _bundled_record(tmp_path)
+    sidecar_path(engine).write_text(json.dumps(damage(record)))
+    with pytest.raises(SidecarError, match=message):
+        read(engine)
+    assert main(["info", str(engine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtpipe: error:") and message in err and len(err.strip().splitlines()) == 1

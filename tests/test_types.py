@@ -58,7 +58,7 @@ def test_frame_rejects_non_bgr_images():
             Frame(bad, 0, 0.0, 0.0)
 
 
-def test_letterbox_meta_maps_back_and_clips():
+def test_fit_transform_maps_back_and_clips():
     meta = FitTransform(frame_hw=(100, 200), input_hw=(64, 64), scale_x=0.32, scale_y=0.32, pad_x=0, pad_y=16)
     boxes = np.array([[0, 16, 64, 48], [-10, 0, 100, 70]], np.float32)
     out = meta.to_frame(boxes)

@@ -31,10 +31,6 @@ class Backend(Protocol):
         Only called when ``tensor_device`` is not None."""
         ...
 
-    def metadata(self) -> dict[str, str]:
-        """Key/value metadata stored with the engine (e.g. ONNX metadata_props)."""
-        ...
-
 
 def run_in_chunks(run: Callable, batch, max_batch: int | None, exact: bool = False) -> dict:
     """Run ``batch`` through ``run`` at most ``max_batch`` images at a time; outputs concatenated.

@@ -227,6 +227,3 @@ class TensorRTBackend:
     def infer_tensor(self, batch) -> dict:
         """(B, 3, H, W) float32 tensor on the GPU -> {name: tensor on the GPU}, no host copies."""
         return run_in_chunks(self._run_tensor, batch, self.max_batch, exact=self.exact)
-
-    def metadata(self) -> dict[str, str]:
-        return {}

@@ -41,6 +41,3 @@ class TorchBackend:
     def infer_tensor(self, batch) -> dict:
         """(B, 3, H, W) float32 tensor on ``device`` -> {name: tensor on ``device``}."""
         return run_in_chunks(self._run_tensor, batch, self.max_batch)
-
-    def metadata(self) -> dict[str, str]:
-        return {}

@@ -92,10 +92,10 @@ def int8_report(reference, runner, meta: EngineMeta, options, held: list[np.ndar
     say(f"comparing INT8 with the reference on {len(held)} held-back frames")
     fit = meta.fit
     decode = FAMILIES[meta.family].decoder(meta, DecodeSettings())
-    tensors, metas = zip(*(prepare(f, fit) for f in held))
+    tensors, transforms = zip(*(prepare(f, fit) for f in held))
     batch = np.stack(tensors)
-    ref = decode(_chunked(reference, batch, options), list(metas))
-    got = decode(_chunked(runner, batch, options), list(metas))
+    ref = decode(_chunked(reference, batch, options), list(transforms))
+    got = decode(_chunked(runner, batch, options), list(transforms))
     total = matched = 0
     drift = []
     for r, g in zip(ref, got):

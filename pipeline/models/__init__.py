@@ -94,8 +94,8 @@ class Model:
     def predict(self, images: list[np.ndarray]) -> list[Detections]:
         if not images:
             return []
-        tensors, metas = zip(*(self.preprocess(im) for im in images))
-        return self.postprocess(self.infer(np.stack(tensors)), list(metas))
+        tensors, transforms = zip(*(self.preprocess(im) for im in images))
+        return self.postprocess(self.infer(np.stack(tensors)), list(transforms))
 
 
 # ---------------------------------------------------------------------------- specs
@@ -122,8 +122,14 @@ def _onnx_graph(path: Path, label: str) -> Network:
             meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)
     except MetaError as exc:
         raise ModelError(str(exc)) from exc
-    except ValueError as exc:  # bad JSON, unparseable names
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"model '{label}': its rtpipe metadata (ONNX metadata key '{META_KEY}') is not valid JSON ({exc}); "
+                         "rebuild or re-export the model") from exc
+    except ValueError as exc:  # unparseable Ultralytics names
         raise ModelError(f"model '{label}': {exc}") from exc
+    if meta.fit.input_hw != tuple(backend.input_hw):
+        raise ModelError(f"model '{label}': its metadata says the input is {meta.fit.input_hw}, the graph takes "
+                         f"{tuple(backend.input_hw)}: rebuild or re-export the model")
     problem = FAMILIES[meta.family].check_outputs(meta, outputs)
     if problem:
         raise ModelError(f"model '{label}': unknown output layout: {problem}")
@@ -140,11 +146,11 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     return Network(meta, label, module=tv_family.graph(model, meta), source=source)
 
 
-def _require_torch(label: str) -> None:
-    """Checkpoints need torch (and torchvision, onnx for export): say how to install them."""
+def _require_torch(label: str, modules: tuple[str, ...] = ("torch", "torchvision", "onnx")) -> None:
+    """Checkpoints need torch (and torchvision, onnx for export); built .pt2/.engine files torch: say how to install them."""
     import importlib.util
 
-    missing = [m for m in ("torch", "torchvision", "onnx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelError(f"model '{label}' needs {', '.join(missing)}: pip install 'rtpipe[torch]'")
 
@@ -186,6 +192,7 @@ def resolve(spec: str, weights=None, imgsz: int | None = None, settings: DecodeS
     if suffix in ENGINE_SUFFIXES:
         from pipeline.sidecar import SidecarError, load_checked
 
+        _require_torch(spec, ("torch",))  # both runtimes take torch tensors
         try:
             meta = EngineMeta.from_dict(load_checked(path)["model"], f"model '{spec}': sidecar {path.with_suffix('.json').name}")
         except (SidecarError, MetaError) as exc:

@@ -261,15 +261,16 @@ class OneStageDecoder:
     def on_device(self) -> None:
         return None  # decoded on the host
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
+    def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         n = outputs["cls_logits"].shape[1]
         if n != len(self.anchors):
             raise ValueError(f"the graph gives {n} anchors' outputs, its metadata describes {len(self.anchors)}: rebuild the engine")
-        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
+        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(transforms)]
 
-    def _one(self, out: dict[str, np.ndarray], meta: FitTransform) -> Detections:
+    def _one(self, out: dict[str, np.ndarray], transform: FitTransform) -> Detections:
         s = self.s
-        bounds = np.array([meta.frame_hw[1] * meta.scale_x + meta.pad_x, meta.frame_hw[0] * meta.scale_y + meta.pad_y] * 2, np.float32)
+        t = transform
+        bounds = np.array([t.frame_hw[1] * t.scale_x + t.pad_x, t.frame_hw[0] * t.scale_y + t.pad_y] * 2, np.float32)
         if self.coding.score == "softmax":
             boxes, scores, labels = self._per_class(out, bounds)
         else:
@@ -279,7 +280,7 @@ class OneStageDecoder:
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = nms(boxes, scores, s.iou) if s.agnostic else batched_nms(boxes, scores, labels, s.iou)
         keep = keep[: s.max_det]
-        return Detections(meta.to_frame(boxes[keep]), scores[keep], labels[keep].astype(np.int32))
+        return Detections(transform.to_frame(boxes[keep]), scores[keep], labels[keep].astype(np.int32))
 
     def _decode(self, regression: np.ndarray, anchors: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         coding = self.coding
@@ -338,20 +339,20 @@ class TwoStageDecoder:
     def on_device(self) -> None:
         return None  # decoded on the host
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
-        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(metas)]
+    def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
+        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(transforms)]
 
-    def _one(self, out: dict[str, np.ndarray], meta: FitTransform) -> Detections:
+    def _one(self, out: dict[str, np.ndarray], transform: FitTransform) -> Detections:
         s = self.s
         scores, labels = out["scores"].astype(np.float32), out["labels"].astype(np.int64)
         keep = (scores > 0) & (scores > s.conf)
         if s.classes is not None:
             keep &= np.isin(labels, s.classes)
         idx = np.flatnonzero(keep)[: s.max_det]
-        xyxy = meta.to_frame(out["boxes"][idx])
+        xyxy = transform.to_frame(out["boxes"][idx])
         mask = None
         if "masks" in out:
-            mask = paste_masks(out["masks"][idx, 0], xyxy, meta.frame_hw)
+            mask = paste_masks(out["masks"][idx, 0], xyxy, transform.frame_hw)
         return Detections(xyxy, scores[idx], labels[idx].astype(np.int32), mask)
 
 

@@ -66,14 +66,14 @@ class DenseDecoder:
 
         return DenseDeviceDecoder(self.nc, self.s, self.max_candidates)
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
+    def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         preds = outputs["output0"]
         protos = outputs.get("output1")
         if preds.shape[1] < 4 + self.nc:
             raise ValueError(f"output0 has {preds.shape[1]} channels, fewer than 4 + {self.nc} classes")
-        return [self._one(preds[i], None if protos is None else protos[i], metas[i]) for i in range(len(metas))]
+        return [self._one(preds[i], None if protos is None else protos[i], transforms[i]) for i in range(len(transforms))]
 
-    def _one(self, pred: np.ndarray, protos: np.ndarray | None, meta: FitTransform) -> Detections:
+    def _one(self, pred: np.ndarray, protos: np.ndarray | None, transform: FitTransform) -> Detections:
         s = self.s
         scores_all = pred[4 : 4 + self.nc]  # (nc, N)
         cls = scores_all.argmax(0)
@@ -88,18 +88,18 @@ class DenseDecoder:
         score, cls = score[idx], cls[idx]
         keep = nms(boxes, score, s.iou) if s.agnostic else batched_nms(boxes, score, cls, s.iou)
         keep = keep[: s.max_det]
-        xyxy = meta.to_frame(boxes[keep])
+        xyxy = transform.to_frame(boxes[keep])
         if protos is None:
             return Detections(xyxy, score[keep], cls[keep])
-        return with_masks(xyxy, score[keep], cls[keep], pred[4 + self.nc :, idx[keep]].T, protos, meta)
+        return with_masks(xyxy, score[keep], cls[keep], pred[4 + self.nc :, idx[keep]].T, protos, transform)
 
 
 def with_masks(xyxy: np.ndarray, score: np.ndarray, cls: np.ndarray, coef: np.ndarray, protos: np.ndarray,
-               meta: FitTransform) -> Detections:
+               transform: FitTransform) -> Detections:
     """Detections with their masks from the prototypes; as Ultralytics' predictor does, a
     segmentation without a single mask pixel is no detection."""
-    scale, pad = (meta.scale_x, meta.scale_y), (meta.pad_x, meta.pad_y)
-    mask = masks_from_prototypes(coef, protos, xyxy, meta.frame_hw, meta.input_hw, scale, pad)
+    scale, pad = (transform.scale_x, transform.scale_y), (transform.pad_x, transform.pad_y)
+    mask = masks_from_prototypes(coef, protos, xyxy, transform.frame_hw, transform.input_hw, scale, pad)
     det = Detections(xyxy, score, cls, mask)
     keep = nonempty(mask)
     return det if keep.all() else det[keep]
@@ -128,16 +128,16 @@ class NmsFreeDecoder:
     def on_device(self) -> None:
         return None  # rows are few and final: decoded on the host
 
-    def __call__(self, outputs: dict[str, np.ndarray], metas: list[FitTransform]) -> list[Detections]:
+    def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         rows, protos = outputs["output0"], outputs.get("output1")
-        return [self._one(rows[i], None if protos is None else protos[i], metas[i]) for i in range(len(metas))]
+        return [self._one(rows[i], None if protos is None else protos[i], transforms[i]) for i in range(len(transforms))]
 
-    def _rows(self, rows: np.ndarray, meta: FitTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _rows(self, rows: np.ndarray, transform: FitTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """(K, C) rows -> boxes xyxy in input pixels, scores, classes, mask coefficients."""
         rows = rows.astype(np.float32, copy=False)
         if self.layout == "end2end":
             return rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), rows[:, 6:] if self.seg else None
-        ih, iw = meta.input_hw
+        ih, iw = transform.input_hw
         boxes = cxcywh_to_xyxy(rows[:, :4]) * np.array([iw, ih, iw, ih], np.float32)
         if self.layout == "rtdetr-topk":
             return boxes, rows[:, 4], rows[:, 5].astype(np.int64), None
@@ -145,9 +145,9 @@ class NmsFreeDecoder:
         cls = scores.argmax(1)
         return boxes, scores[np.arange(len(rows)), cls], cls, None
 
-    def _one(self, rows: np.ndarray, protos: np.ndarray | None, meta: FitTransform) -> Detections:
+    def _one(self, rows: np.ndarray, protos: np.ndarray | None, transform: FitTransform) -> Detections:
         s = self.s
-        boxes, score, cls, coef = self._rows(rows, meta)
+        boxes, score, cls, coef = self._rows(rows, transform)
         keep = score > s.conf
         if s.classes is not None:
             keep &= np.isin(cls, s.classes)
@@ -157,10 +157,10 @@ class NmsFreeDecoder:
             kept = nms(boxes[order], score[order], s.iou) if s.agnostic else batched_nms(boxes[order], score[order], cls[order], s.iou)
             idx = order[kept]
         idx = idx[: s.max_det]
-        xyxy = meta.to_frame(boxes[idx])
+        xyxy = transform.to_frame(boxes[idx])
         if coef is None or protos is None:
             return Detections(xyxy, score[idx], cls[idx])
-        return with_masks(xyxy, score[idx], cls[idx], coef[idx], protos, meta)
+        return with_masks(xyxy, score[idx], cls[idx], coef[idx], protos, transform)
 
 
 # ---------------------------------------------------------------------------- metadata and checkpoints

@@ -20,7 +20,7 @@ class DeviceMasks:
 
 
 def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.ndarray,
-               meta: FitTransform) -> tuple[list[torch.Tensor], np.ndarray]:
+               transform: FitTransform) -> tuple[list[torch.Tensor], np.ndarray]:
     """Instance masks inside each box: the tensor twin of ``pipeline.ops.masks.masks_from_prototypes``.
 
     coefficients: (N, C). prototypes: (C, Hp, Wp). boxes: (N, 4) float xyxy in frame pixels.
@@ -28,12 +28,12 @@ def mask_crops(coefficients: torch.Tensor, prototypes: torch.Tensor, boxes: np.n
     ``coefficients @ prototypes`` bilinearly (clamped at the edges) and is on where the logit
     is > 0. Returns (crops, regions int32 (N, 4)).
     """
-    h, w = meta.frame_hw
+    h, w = transform.frame_hw
     c, hp, wp = prototypes.shape
-    ih, iw = meta.input_hw
-    sx, sy = meta.scale_x * wp / iw, meta.scale_y * hp / ih
-    bx = (0.5 * meta.scale_x + meta.pad_x) * wp / iw - 0.5
-    by = (0.5 * meta.scale_y + meta.pad_y) * hp / ih - 0.5
+    ih, iw = transform.input_hw
+    sx, sy = transform.scale_x * wp / iw, transform.scale_y * hp / ih
+    bx = (0.5 * transform.scale_x + transform.pad_x) * wp / iw - 0.5
+    by = (0.5 * transform.scale_y + transform.pad_y) * hp / ih - 0.5
     regions = np.ceil(boxes).astype(np.int32).reshape(-1, 4)  # pixels x with x1 <= x < x2
     regions = regions.clip(0, [w, h, w, h])
     regions[:, 2:] = np.maximum(regions[:, 2:], regions[:, :2])

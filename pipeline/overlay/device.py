@@ -13,7 +13,7 @@ from pipeline.types import Detections
 
 def blend_masks(image: torch.Tensor, dets: Detections, masks: DeviceMasks | None, alpha: float = 0.45) -> None:
     """Tint every mask pixel with its class colour, in place (HxWx3 uint8 tensor); where masks
-    overlap the more confident one shows. Same pixels as ``pipeline.overlay.blend_masks``."""
+    overlap the more confident one shows. Same pixels as ``pipeline.overlay.host.blend_masks``."""
     if masks is None or len(dets) == 0:
         return
     dev = image.device

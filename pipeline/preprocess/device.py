@@ -25,7 +25,7 @@ def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, FitTransform]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], letterboxed, and its meta.
 
-    The same sizes and padding as ``pipeline.preprocess.letterbox`` (Ultralytics' rounding).
+    The same sizes and padding as ``pipeline.preprocess.host.letterbox`` (Ultralytics' rounding).
     """
     h, w = int(image.shape[0]), int(image.shape[1])
     ih, iw = input_hw
@@ -42,7 +42,7 @@ def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = P
 
 
 def resize(image: torch.Tensor, input_hw: tuple[int, int]) -> tuple[torch.Tensor, FitTransform]:
-    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], stretched, as ``pipeline.preprocess.resize``."""
+    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], stretched, as ``pipeline.preprocess.host.resize``."""
     h, w = int(image.shape[0]), int(image.shape[1])
     ih, iw = input_hw
     rgb = image.flip(-1).permute(2, 0, 1).float()
@@ -52,7 +52,7 @@ def resize(image: torch.Tensor, input_hw: tuple[int, int]) -> tuple[torch.Tensor
 
 def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1] placed top-left (or stretched), as
-    ``pipeline.preprocess.fit_torchvision``."""
+    ``pipeline.preprocess.host.fit_torchvision``."""
     h, w = int(image.shape[0]), int(image.shape[1])
     ih, iw = fit.input_hw
     if fit.mode == "stretch":

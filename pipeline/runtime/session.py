@@ -27,7 +27,7 @@ import numpy as np
 from pipeline.config import ConfigError, RunConfig, build_config
 from pipeline.loader import load_model
 from pipeline.runtime.pipeline import Pipeline, SourceFailed
-from pipeline.sinks import Sink, open_sinks, partial_path, per_source, write_complete
+from pipeline.sinks import Sink, check_writable, open_sinks, partial_path, per_source, write_complete
 from pipeline.sources import open_source
 from pipeline.types import Detections, Frame
 
@@ -74,11 +74,12 @@ class Session:
                                 serve=config.serve_address(), token=config.token)
         self.pipeline: Pipeline | None = None
         self.metrics: dict | None = None
+        self.error: BaseException | None = None  # what ended a streamed run, if anything did
 
     @classmethod
     def from_settings(cls, preset: str | Path | None = None, **settings) -> Session:
         """Settings as keyword arguments (RunConfig's names; ``json`` for the JSONL path) over an optional YAML preset."""
-        return cls(build_config(preset, settings))
+        return cls(build_config(preset, settings, origin="settings"))
 
     @property
     def total_frames(self) -> int | None:
@@ -90,6 +91,18 @@ class Session:
     def outputs(self) -> list[tuple[int, Sink]]:
         """(source id, sink) for every sink that writes a file, in source order."""
         return [(i, s) for i, own in self.sinks.items() for s in own if s.path is not None]
+
+    def close(self) -> None:
+        """Release the outputs of a session that will not run (a run closes them itself)."""
+        if self.pipeline is None:
+            for s in (s for own in self.sinks.values() for s in own):
+                s.close(False)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def kept_partial(self) -> list[Path]:
         """The ``.partial`` files an unfinished run left behind."""
@@ -125,7 +138,8 @@ class Session:
 
     def stream(self, draw: bool = False) -> Iterator[Result]:
         """The results as they come, in the caller's thread. Leaving the loop early drains the
-        run (outputs are finalised with the frames done); an error in the run is raised here."""
+        run (outputs are finalised with the frames done). An error in the run is raised in the
+        loop; one while finishing after an early exit is kept in ``error`` (and ``metrics`` stays None)."""
         results: queue.Queue = queue.Queue(maxsize=8)
         done = threading.Event()
         failure: list[BaseException] = []
@@ -151,7 +165,7 @@ class Session:
         try:
             while (item := results.get()) is not None:
                 yield item
-        finally:
+        finally:  # also when the caller leaves the loop (the generator is closed)
             done.set()  # stop handing over; the run finishes what is in flight
             drained = False
             while thread.is_alive():
@@ -163,8 +177,9 @@ class Session:
                 except queue.Empty:
                     pass
             thread.join()
-        if failure:
-            raise failure[0]
+            self.error = failure[0] if failure else None
+            if failure:  # raised to the caller; after a break Python reports it as the generator closes
+                raise failure[0]
 
 
 def weights_for(spec: str, given: str | None) -> str | None:
@@ -182,6 +197,8 @@ def check_outputs(config: RunConfig) -> None:
     inputs = {Path(s).expanduser().resolve() for s in config.sources if Path(s).exists()}
     outs = [per_source(p, i, n) for p in (config.save, config.json_path) if p is not None for i in range(n)]
     outs += [config.metrics_json] if config.metrics_json is not None else []
+    if config.metrics_json is not None:
+        check_writable(Path(config.metrics_json))  # before the run, as the sinks' outputs are
     for p in outs:
         if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")

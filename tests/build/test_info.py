@@ -24,3 +24,18 @@ def test_info_shows_the_sidecar(engines, capsys):
     assert "yes" in text.split("runs here")[1]
     assert main(["info", str(engine), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == record
+
+
+def test_a_sidecar_whose_model_does_not_validate_is_one_line(tmp_path, capsys):
+    import shutil
+
+    from pipeline.models import BUILTIN
+
+    engine = tmp_path / "m.onnx"
+    shutil.copy(BUILTIN["demo"], engine)
+    record = json.loads(sidecar_path(BUILTIN["demo"]).read_text())
+    record["model"]["names"] = 7
+    sidecar_path(engine).write_text(json.dumps(record))
+    assert main(["info", str(engine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtpipe: error:") and "field 'names'" in err and len(err.strip().splitlines()) == 1

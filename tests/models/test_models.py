@@ -79,14 +79,44 @@ def test_torchvision_preset_supplies_model_and_weights(tmp_path):
     assert (info.family, info.arch, info.input_hw) == ("torchvision", "ssdlite320_mobilenet_v3_large", (320, 320))
 
 
-@pytest.mark.parametrize("spec", ["torchvision:ssdlite320_mobilenet_v3_large", "m.pt"])
+@pytest.mark.parametrize("spec", ["torchvision:ssdlite320_mobilenet_v3_large", "m.pt", "m.pt2"])
 def test_checkpoints_without_torch_say_what_to_install(tmp_path, monkeypatch, spec):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    if spec == "m.pt":
+    if spec.startswith("m."):  # a checkpoint, or a built AOTInductor engine (native code on torch)
         spec = str(tmp_path / spec)
         open(spec, "wb").close()
     with pytest.raises(ModelError, match=r"needs torch: pip install 'rtpipe\[torch\]'"):
         load_model(spec)
+
+
+def _bundled_copy(tmp_path, edit) -> str:
+    """The bundled demo ONNX with its rtpipe metadata JSON text passed through ``edit``."""
+    import onnx
+
+    from pipeline.models import BUILTIN
+    from pipeline.models.export import META_KEY
+
+    proto = onnx.load(str(BUILTIN["demo"]))
+    entry = next(p for p in proto.metadata_props if p.key == META_KEY)
+    entry.value = edit(entry.value)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text[:40], r"ONNX metadata key 'rtpipe'\) is not valid JSON .*rebuild or re-export"),
+        (lambda text: text.replace('"letterbox"', '"bogus"'), r"field 'fit.mode': Input should be 'letterbox'"),
+        (lambda text: text.replace("[288, 512]", "[320, 512]"), r"metadata says the input is \(320, 512\), the graph takes \(288, 512\)"),
+        (lambda text: text.replace('"names": [', '"names": 7, "x": ['), r"field 'names'"),
+    ],
+)
+def test_bad_rtpipe_metadata_is_one_line_naming_what_is_wrong(tmp_path, edit, message):
+    with pytest.raises(ModelError, match=message) as err:
+        load_model(_bundled_copy(tmp_path, edit))
+    assert "\n" not in str(err.value)

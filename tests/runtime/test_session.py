@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,8 @@ def test_a_failing_stage_is_raised_in_the_callers_loop(tmp_path):
         ({"source": "synthetic:64x48@30", "model": "torchvision:fcos_resnet50_fpn"}, ConfigError, "needs --weights"),
         ({"source": "synthetic:64x48@30", "save": "SAME", "json": "SAME"}, ConfigError, "share one path"),
         ({"source": "synthetic:64x48@30", "save": "missing-folder/o.mp4"}, SinkError, "does not exist"),
-        ({"source": "synthetic:64x48@30", "conf": 2}, ConfigError, "key 'conf'"),
+        ({"source": "synthetic:64x48@30", "conf": 2}, ConfigError, "settings: key 'conf'"),
+        ({"source": "synthetic:64x48@30", "metrics_json": "missing-folder/m.json"}, SinkError, "does not exist"),
     ],
 )
 def test_bad_settings_fail_before_anything_runs(tmp_path, monkeypatch, settings, error, message):
@@ -102,3 +104,29 @@ def test_several_sources_stream_through_one_model(tmp_path):
     per_source = {sid: [r.frame.index for r in results if r.frame.source_id == sid] for sid in (0, 1)}
     assert per_source == {0: list(range(4)), 1: list(range(6))}
     assert np.isclose(session.metrics["batches"]["mean_size"], 10 / session.metrics["batches"]["count"])
+
+
+def test_an_error_while_finishing_after_an_early_exit_is_raised_and_kept(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=100, size=(160, 96))
+    session = Session.from_settings(source=str(clip), model="tiny-seg", json=str(tmp_path / "d.jsonl"))
+    jsonl = session.sinks[0][0]
+
+    def full_disk(complete):
+        raise OSError(28, "No space left on device")
+
+    jsonl.close = full_disk
+    results = session.stream()
+    next(results)
+    with pytest.raises(StageError, match="No space left on device"):
+        results.close()  # what leaving the loop does
+    assert isinstance(session.error, StageError) and session.metrics is None
+
+
+def test_a_session_that_never_runs_releases_its_outputs():
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Session.from_settings(source=CLIP.format(n=5), model="tiny-seg", serve=f"127.0.0.1:{port}") as session:
+        assert session.sinks[0][0].url.startswith(f"http://127.0.0.1:{port}/")
+    again = Session.from_settings(source=CLIP.format(n=5), model="tiny-seg", serve=f"127.0.0.1:{port}")  # the port is free again
+    assert again.run(handle_sigint=False)["frames_out"] == 5
