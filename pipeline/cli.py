@@ -233,12 +233,12 @@ def cmd_run(args, console: Console) -> int:
 def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     """Run the library session ``cfg`` describes, with progress and the metrics table; returns the exit code."""
     from pipeline.metrics import render_table
-    from pipeline.runtime import SourceFailed, StageError
+    from pipeline.runtime import StageError
     from pipeline.runtime.session import Session
 
     session = Session(cfg)
-    for s in (s for own in session.sinks.values() for s in own if s.url is not None):
-        console.print(f"browser view: {s.url}")
+    for url in (s.url for own in session.sinks.values() for s in own if s.url is not None):
+        console.print(f"browser view: {url}")
 
     def failed(exc) -> int:
         partial = session.kept_partial()
@@ -253,9 +253,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
         update = task(first if len(cfg.sources) == 1 else f"{len(cfg.sources)} sources", session.total_frames)
         try:
             session.run(on_frame=update)
-        except SourceFailed as exc:  # the other sources ran to their end: report them, then fail
-            error = exc
-        except StageError as exc:
+        except StageError as exc:  # a stage, or a source (SourceFailed: the others ran to their end, reported below)
             error = exc
     metrics = session.metrics
     if metrics is None:
@@ -367,8 +365,7 @@ def cmd_info(args, console: Console) -> int:
     from pipeline.build.info import render
     from pipeline.sidecar import engine_of, problems, read
 
-    path = engine_of(Path(args.engine))
-    record = read(path)
+    record = read(path := engine_of(Path(args.engine)))
     if args.json:
         print(json.dumps(record, indent=2))
         return EXIT_OK
@@ -380,14 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     warnings.showwarning = lambda message, *_a, **_k: say(f"warning: {message}")
-    from pipeline.build.options import BuildError, CheckFailed
-    from pipeline.config import ConfigError
-    from pipeline.evaluate import EvalError
-    from pipeline.models import ModelError
-    from pipeline.sidecar import SidecarError
-    from pipeline.sinks import SinkError
-    from pipeline.sources import SourceError
-    from pipeline.types import MetaError
+    from pipeline.build.options import CheckFailed
+    from pipeline.types import InputError
 
     commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info}
     try:
@@ -395,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as exc:
         say(f"error: {exc}")
         return EXIT_FAILED
-    except (ConfigError, ModelError, SourceError, SinkError, BuildError, SidecarError, EvalError, MetaError) as exc:
+    except InputError as exc:  # settings, models, sources, sinks, builds, sidecars, metadata
         say(f"error: {exc}")
         if getattr(args, "debug", False):
             console.print(traceback.format_exc(), highlight=False)

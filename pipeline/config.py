@@ -15,9 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.backends import BACKENDS
+from pipeline.types import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """Bad settings; the message is one line that says what to fix."""
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.types import InputError
 
-class EvalError(ValueError):
+
+class EvalError(InputError):
     """Files that cannot be scored against each other; the message says which and why."""
 
 

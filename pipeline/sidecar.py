@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.types import InputError
+
 SCHEMA = 1
 # what every engine record holds, and of what type (``read`` refuses any other)
 RECORD_FIELDS = {"format": str, "engine_sha256": str, "engine_bytes": int, "model": dict, "versions": dict, "options": dict,
@@ -24,7 +26,7 @@ RUNTIME_LIBS = {"onnx": ("onnxruntime",), "aoti": ("torch",), "tensorrt": ("tens
 BUILD_LIBS = ("rtpipe", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")
 
 
-class SidecarError(ValueError):
+class SidecarError(InputError):
     """An engine that cannot be used as it is; the message says how to rebuild it."""
 
 

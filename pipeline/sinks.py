@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 
 from pipeline.ops import rle_encode_crop
-from pipeline.types import Detections, Frame
+from pipeline.types import Detections, Frame, InputError
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
-class SinkError(ValueError):
+class SinkError(InputError):
     """A sink that cannot be set up; the message says how to fix it."""
 
 

@@ -21,13 +21,13 @@ from urllib.parse import parse_qs
 import cv2
 import numpy as np
 
-from pipeline.types import Frame
+from pipeline.types import Frame, InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source that cannot be opened or read; the message names it and says what to do."""
 
 

@@ -210,7 +210,12 @@ class Detections:
         )
 
 
-class MetaError(ValueError):
+class InputError(ValueError):
+    """Bad input or settings: the message is one line saying what to change (``rtpipe`` exits 2).
+    Each part of rtpipe raises its own subclass (ConfigError, ModelError, SourceError, ...)."""
+
+
+class MetaError(InputError):
     """Engine metadata that does not validate; the message is one line naming the bad field."""
 
 

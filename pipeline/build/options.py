@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.types import EngineMeta
+from pipeline.types import EngineMeta, InputError
 
 
-class BuildError(ValueError):
+class BuildError(InputError):
     """A build that cannot be made; one line saying what to change."""
 
 

@@ -33,7 +33,7 @@ from pipeline.models.decoder import Decoder, DecodeSettings
 from pipeline.models.export import META_KEY
 from pipeline.models.network import Network
 from pipeline.preprocess.host import prepare
-from pipeline.types import Detections, EngineMeta, Fit, FitTransform, MetaError
+from pipeline.types import Detections, EngineMeta, Fit, FitTransform, InputError, MetaError
 
 ASSETS = Path(__file__).parent / "assets"
 BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
@@ -43,7 +43,7 @@ ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}
 FAMILIES = {"yolo": yolo_family, "torchvision": tv_family}
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model spec that cannot be loaded; the message says what to change."""
 
 
