@@ -1,6 +1,8 @@
-"""Drawing detections on a frame (numpy + OpenCV), one function per layer, each in place:
-``blend_masks``, ``draw_boxes``, ``draw_labels``, ``draw_hud``; ``draw`` stacks them on a copy.
-``pipeline.overlay.device`` has the device twins of the first two (same pixels, on the frame tensor)."""
+"""Drawing on frames (numpy + OpenCV): annotators, configured once, each with one method,
+``annotate(scene, detections)``, drawing its layer in place on an HxWx3 uint8 BGR scene:
+``MaskAnnotator``, ``BoxAnnotator``, ``LabelAnnotator``, and ``HudAnnotator`` (run statistics).
+The caller combines them; ``draw`` is the default stack on a copy. ``pipeline.overlay.device``
+has the device twins of the mask and box annotators (same pixels, on the frame tensor)."""
 
 from __future__ import annotations
 
@@ -31,104 +33,110 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return int(c[0]), int(c[1]), int(c[2])
 
 
-def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.45) -> None:
-    """Tint every mask pixel with its class colour, in place; where masks overlap, the more
-    confident one shows.
-
-    Each mask is visited only inside its own region (minus the parts covered by more
-    confident overlapping masks), and all tinted pixels are then blended in one vectorised
-    pass: no array of frame size is allocated, per detection or at all.
-    """
-    if dets.mask is None or len(dets) == 0:
-        return
-    h, w = image.shape[:2]
-    masks = dets.mask
-    if masks.frame_hw != (h, w):
-        raise ValueError(f"masks are {masks.frame_hw}, the frame is {(h, w)}")
-    r = masks.regions
-    order = np.argsort(-dets.confidence, kind="stable")  # most confident first
-    overlaps = (
-        (r[:, None, 0] < r[None, :, 2]) & (r[None, :, 0] < r[:, None, 2])
-        & (r[:, None, 1] < r[None, :, 3]) & (r[None, :, 1] < r[:, None, 3])
-    )
-    ys, xs, owner = [], [], []
-    for rank, i in enumerate(order):
-        x1, y1, x2, y2 = r[i]
-        visible = masks.crops[i]
-        for j in order[:rank][overlaps[i, order[:rank]]]:
-            a1, b1, a2, b2 = r[j]
-            ox1, oy1, ox2, oy2 = max(x1, a1), max(y1, b1), min(x2, a2), min(y2, b2)
-            if visible is masks.crops[i]:
-                visible = visible.copy()
-            visible[oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1] &= ~masks.crops[j][oy1 - b1 : oy2 - b1, ox1 - a1 : ox2 - a1]
-        yy, xx = np.nonzero(visible)
-        ys.append(yy + y1)
-        xs.append(xx + x1)
-        owner.append(np.full(len(yy), i, np.int32))
-    ys, xs, owner = np.concatenate(ys), np.concatenate(xs), np.concatenate(owner)
-    if len(ys) == 0:
-        return
-    colours = PALETTE[dets.class_id % len(PALETTE)].astype(np.float32)
-    px = image[ys, xs].astype(np.float32)
-    image[ys, xs] = (px * (1 - alpha) + colours[owner] * alpha + 0.5).astype(np.uint8)
-
-
 def line_width(hw: tuple[int, int]) -> int:
     """Box outline thickness for a frame size (1 px per 360 px of the short side)."""
     return max(1, round(min(hw) / 360))
 
 
-def draw_boxes(out: np.ndarray, dets: Detections) -> None:
-    """Box outlines in class colours, ``line_width`` px, anti-aliased, in place."""
-    thick = line_width(out.shape[:2])
-    for (x1, y1, x2, y2), cid in zip(np.round(dets.xyxy).astype(int), dets.class_id):
-        cv2.rectangle(out, (x1, y1), (x2, y2), class_colour(cid), thick, cv2.LINE_AA)
+class MaskAnnotator:
+    """Tints every mask pixel with its class colour (``alpha`` of it); where masks overlap, the
+    more confident one shows.
 
-
-def draw_labels(out: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = ()) -> None:
-    """A "name score" label on a box of the class colour above each box (below it at the top edge), in place."""
-    h, w = out.shape[:2]
-    thick = line_width((h, w))
-    font = 0.4 * thick
-    for (x1, y1, _, _), score, cid in zip(np.round(dets.xyxy).astype(int), dets.confidence, dets.class_id):
-        col = class_colour(cid)
-        name = names[cid] if 0 <= cid < len(names) else str(cid)
-        text = f"{name} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
-        tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
-        cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 2, ty + 1), col, -1)
-        dark = sum(col) > 382
-        cv2.putText(out, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
-                    (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
-
-
-def draw_hud(out: np.ndarray, hud: dict) -> None:
-    """{"fps": float | None, "latency_ms": float | None} top-left, in place."""
-    thick = line_width(out.shape[:2])
-    font = 0.6 * thick
-    fps, lat = hud.get("fps"), hud.get("latency_ms")
-    text = f"{'-' if fps is None else f'{fps:.1f}'} FPS  {'-' if lat is None else f'{lat:.0f}'} ms"
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-    cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
-    cv2.putText(out, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
-
-
-def draw(
-    image: np.ndarray,
-    dets: Detections,
-    names: tuple[str, ...] | list[str] = (),
-    hud: dict | None = None,
-    mask_alpha: float = 0.45,
-) -> np.ndarray:
-    """A new annotated copy of ``image`` (HxWx3 uint8 BGR); the input is not modified.
-
-    hud: optional {"fps": float | None, "latency_ms": float | None} drawn top-left.
+    Each mask is visited only inside its own region (minus the parts covered by more confident
+    overlapping masks), and all tinted pixels are then blended in one vectorised pass: no array
+    of frame size is allocated, per detection or at all.
     """
+
+    def __init__(self, alpha: float = 0.45):
+        self.alpha = alpha
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> None:
+        if detections.mask is None or len(detections) == 0:
+            return
+        h, w = scene.shape[:2]
+        masks = detections.mask
+        if masks.frame_hw != (h, w):
+            raise ValueError(f"masks are {masks.frame_hw}, the frame is {(h, w)}")
+        r = masks.regions
+        order = np.argsort(-detections.confidence, kind="stable")  # most confident first
+        overlaps = (
+            (r[:, None, 0] < r[None, :, 2]) & (r[None, :, 0] < r[:, None, 2])
+            & (r[:, None, 1] < r[None, :, 3]) & (r[None, :, 1] < r[:, None, 3])
+        )
+        ys, xs, owner = [], [], []
+        for rank, i in enumerate(order):
+            x1, y1, x2, y2 = r[i]
+            visible = masks.crops[i]
+            for j in order[:rank][overlaps[i, order[:rank]]]:
+                a1, b1, a2, b2 = r[j]
+                ox1, oy1, ox2, oy2 = max(x1, a1), max(y1, b1), min(x2, a2), min(y2, b2)
+                if visible is masks.crops[i]:
+                    visible = visible.copy()
+                visible[oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1] &= ~masks.crops[j][oy1 - b1 : oy2 - b1, ox1 - a1 : ox2 - a1]
+            yy, xx = np.nonzero(visible)
+            ys.append(yy + y1)
+            xs.append(xx + x1)
+            owner.append(np.full(len(yy), i, np.int32))
+        ys, xs, owner = np.concatenate(ys), np.concatenate(xs), np.concatenate(owner)
+        if len(ys) == 0:
+            return
+        colours = PALETTE[detections.class_id % len(PALETTE)].astype(np.float32)
+        px = scene[ys, xs].astype(np.float32)
+        scene[ys, xs] = (px * (1 - self.alpha) + colours[owner] * self.alpha + 0.5).astype(np.uint8)
+
+
+class BoxAnnotator:
+    """Box outlines in class colours, ``line_width`` px, anti-aliased."""
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> None:
+        thick = line_width(scene.shape[:2])
+        for (x1, y1, x2, y2), cid in zip(np.round(detections.xyxy).astype(int), detections.class_id):
+            cv2.rectangle(scene, (x1, y1), (x2, y2), class_colour(cid), thick, cv2.LINE_AA)
+
+
+class LabelAnnotator:
+    """A "name score" label on a box of the class colour above each box (below it at the top edge)."""
+
+    def __init__(self, names: tuple[str, ...] | list[str] = ()):
+        self.names = tuple(names)
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> None:
+        h, w = scene.shape[:2]
+        thick = line_width((h, w))
+        font = 0.4 * thick
+        for (x1, y1, _, _), score, cid in zip(np.round(detections.xyxy).astype(int), detections.confidence, detections.class_id):
+            col = class_colour(cid)
+            name = self.names[cid] if 0 <= cid < len(self.names) else str(cid)
+            text = f"{name} {score:.2f}"
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+            ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
+            tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
+            cv2.rectangle(scene, (tx, ty - th - base), (tx + tw + 2, ty + 1), col, -1)
+            dark = sum(col) > 382
+            cv2.putText(scene, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
+                        (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
+
+
+class HudAnnotator:
+    """Run statistics top-left: ``{"fps": float | None, "latency_ms": float | None}``."""
+
+    def annotate(self, scene: np.ndarray, stats: dict) -> None:
+        thick = line_width(scene.shape[:2])
+        font = 0.6 * thick
+        fps, lat = stats.get("fps"), stats.get("latency_ms")
+        text = f"{'-' if fps is None else f'{fps:.1f}'} FPS  {'-' if lat is None else f'{lat:.0f}'} ms"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        cv2.rectangle(scene, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
+        cv2.putText(scene, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def draw(image: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = (), hud: dict | None = None,
+         mask_alpha: float = 0.45) -> np.ndarray:
+    """A new annotated copy of ``image`` (HxWx3 uint8 BGR): masks, boxes, labels, and the HUD
+    when ``hud`` is given; the input is not modified."""
     out = image.copy()
-    blend_masks(out, dets, mask_alpha)
-    draw_boxes(out, dets)
-    draw_labels(out, dets, names)
+    for annotator in (MaskAnnotator(mask_alpha), BoxAnnotator(), LabelAnnotator(names)):
+        annotator.annotate(out, dets)
     if hud is not None:
-        draw_hud(out, hud)
+        HudAnnotator().annotate(out, hud)
     return out

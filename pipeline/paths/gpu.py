@@ -20,7 +20,7 @@ from pipeline.cuda.graphs import CudaGraphs
 from pipeline.cuda.transfer import Uploader, on
 from pipeline.models import Model
 from pipeline.overlay import device as device_overlay
-from pipeline.overlay.host import draw, draw_hud, draw_labels
+from pipeline.overlay.host import HudAnnotator, LabelAnnotator, draw
 from pipeline.paths import DeviceFrame, Item
 from pipeline.preprocess.device import prepare
 
@@ -50,6 +50,8 @@ class GpuPath:
             run = CudaGraphs(run, self.device, f"{model.info.path} ({backend.name})")
         self._run = run
         self._decoder = model.decoder.on_device()  # None: this family decodes on the host only
+        self._on_device = (device_overlay.MaskAnnotator(), device_overlay.BoxAnnotator())
+        self._labels, self._hud = LabelAnnotator(model.info.names), HudAnnotator()
 
     def _uploader(self, source_id: int) -> Uploader:
         up = self._uploaders.get(source_id)
@@ -108,15 +110,16 @@ class GpuPath:
                 it.detections, it.device.masks = d, masks
 
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
-        dets, masks, names = item.detections, item.device.masks, self.model.info.names
+        dets, masks = item.detections, item.device.masks
         if masks is None and dets.mask is not None and len(dets):  # masks decoded on the host: drawn there
-            return draw(item.frame.image, dets, names, hud=hud)
+            return draw(item.frame.image, dets, self.model.info.names, hud=hud)
+        tint, boxes = self._on_device
         with on(self.stream):
             image = item.device.image.clone()
-            device_overlay.blend_masks(image, dets, masks)
-            device_overlay.draw_boxes(image, dets)
+            tint.annotate(image, dets, masks)
+            boxes.annotate(image, dets)
             out = image.cpu().numpy()
-        draw_labels(out, dets, names)
+        self._labels.annotate(out, dets)
         if hud is not None:
-            draw_hud(out, hud)
+            self._hud.annotate(out, hud)
         return out

@@ -34,10 +34,10 @@ def test_blend_matches_the_numpy_blend(device, seed):
     dets = random_dets(seed)
     image = np.random.default_rng(seed + 100).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     want = image.copy()
-    cpu.blend_masks(want, dets, 0.45)
+    cpu.MaskAnnotator(0.45).annotate(want, dets)
     got = torch.from_numpy(image.copy()).to(device)
     masks = DeviceMasks([torch.from_numpy(c).to(device) for c in dets.mask.crops], dets.mask.regions)
-    gpu.blend_masks(got, dets, masks, 0.45)
+    gpu.MaskAnnotator(0.45).annotate(got, dets, masks)
     assert np.abs(got.cpu().numpy().astype(int) - want.astype(int)).max() <= 1
     assert (got.cpu().numpy() != image).any()
 
@@ -48,10 +48,10 @@ def test_boxes_are_drawn_on_the_box_edges_in_class_colours(where):
     dets = Detections(np.array([[20, 30, 120, 90], [200, 10, 319, 239]], np.float32), np.array([0.9, 0.8], np.float32), np.array([2, 5]))
     if where == "host":
         out, tolerance = np.zeros((240, 320, 3), np.uint8), 0.1
-        cpu.draw_boxes(out, dets)
+        cpu.BoxAnnotator().annotate(out, dets)
     else:
         image, tolerance = torch.zeros((240, 320, 3), dtype=torch.uint8, device=where), 0.0
-        gpu.draw_boxes(image, dets)
+        gpu.BoxAnnotator().annotate(image, dets)
         out = image.cpu().numpy()
     for (x1, y1, x2, y2), cid in zip(dets.xyxy.astype(int), dets.class_id):
         colour = np.array(cpu.class_colour(cid), int)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.overlay.host import PALETTE, blend_masks, class_colour, draw
+from pipeline.overlay.host import PALETTE, MaskAnnotator, class_colour, draw
 from pipeline.types import Detections
 
 
@@ -31,7 +31,7 @@ def sample():
 def test_blend_matches_reference():
     img, d = sample()
     out = img.copy()
-    blend_masks(out, d, 0.45)
+    MaskAnnotator(0.45).annotate(out, d)
     ref = blend_reference(img, d, 0.45)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
     untouched = ~d.mask.dense().any(0)
@@ -65,7 +65,7 @@ def test_class_colours_are_stable_and_distinct():
 def test_mask_size_mismatch_is_an_error():
     img, d = sample()
     with pytest.raises(ValueError, match="masks are"):
-        blend_masks(img[:30].copy(), d)
+        MaskAnnotator().annotate(img[:30].copy(), d)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -80,5 +80,5 @@ def test_blend_matches_reference_on_random_overlaps(seed):
         dense[i] &= rng.random((50, 70)) > 0.3
     d = Detections([[0, 0, 70, 50]] * n, rng.random(n), rng.integers(0, 5, n), dense)
     out = img.copy()
-    blend_masks(out, d, 0.5)
+    MaskAnnotator(0.5).annotate(out, d)
     assert np.abs(out.astype(int) - blend_reference(img, d, 0.5).astype(int)).max() <= 1
