@@ -6,6 +6,7 @@ Sources
     StallingSource  a live 30 FPS synthetic source that goes silent for ``stall`` seconds after
                     frame 3 (a reconnect): other sources must not wait for it.
     Frames          given pictures as a file-like source (frame i at pts i / 30).
+    FlakySource     a live source whose first open works and every reopen fails (a reconnect wait).
 
 Sinks
     RecordingSink   remembers the frame indices, how many pictures came, and how it was closed;
@@ -35,9 +36,11 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from pipeline.models import Model
 from pipeline.sinks import Sink
-from pipeline.sources import Source, open_source
+from pipeline.sources import Reconnecting, Source, SourceError, open_source
 from pipeline.types import Frame
 
 # ---- sources --------------------------------------------------------------------------------
@@ -238,3 +241,26 @@ class BrokenStream:
 
     def __init__(self, *args, **kwargs):
         raise RuntimeError("operation not permitted when stream is capturing")
+
+
+class FlakySource(Reconnecting):
+    """A live source whose first open works and every reopen fails ("down"): for waits on a reconnect."""
+
+    uri, live, source_id, reconnect = "flaky", True, 0, 60.0
+
+    def __init__(self):
+        super().__init__()
+        self.opened = 0
+        self._handle = self._open()
+
+    def _open(self):
+        self.opened += 1
+        if self.opened > 1:
+            raise SourceError("down")
+        return object()
+
+    def _read(self, handle):
+        yield np.zeros((4, 4, 3), np.uint8), None
+
+    def _close(self, handle):
+        pass

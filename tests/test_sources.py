@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.sources import CameraSource, ImageSource, PyAVSource, SourceError, SyntheticSource, open_source
 from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up
+from tests.fakes import FlakySource
 
 
 def test_video_file_frames_are_ordered_with_pts(tmp_path):
@@ -227,29 +228,7 @@ def test_reconnect_0_ends_the_stream_when_it_drops(tmp_path):
 
 
 def test_interrupt_stops_the_wait_for_a_reconnect(tmp_path):
-    from pipeline.sources import Reconnecting
-
-    class Flaky(Reconnecting):
-        uri, live, source_id, reconnect = "flaky", True, 0, 60.0
-
-        def __init__(self):
-            super().__init__()
-            self.opened = 0
-            self._handle = self._open()
-
-        def _open(self):
-            self.opened += 1
-            if self.opened > 1:
-                raise SourceError("down")
-            return object()
-
-        def _read(self, handle):
-            yield np.zeros((4, 4, 3), np.uint8), None
-
-        def _close(self, handle):
-            pass
-
-    src = Flaky()
+    src = FlakySource()
     threading.Timer(0.5, src.interrupt).start()
     t0 = time.monotonic()
     assert len(list(src.frames())) == 1  # the stream ends quietly instead of retrying for 60 s
