@@ -317,8 +317,7 @@ def cmd_build(args, console: Console) -> int:
     from pydantic import ValidationError
 
     from pipeline.build import BuildOptions, build
-    from pipeline.config import ConfigError, explain
-    from pipeline.runtime.session import weights_for
+    from pipeline.config import ConfigError, explain, weights_for
 
     keys = ("format", "precision", "imgsz", "batch", "device", "workspace", "opt_level", "opset", "calib", "calib_frames",
             "accept_accuracy_loss")

@@ -134,3 +134,10 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
         return RunConfig.model_validate({**values, **given})
     except ValidationError as exc:
         raise ConfigError(explain(exc, origin)) from None
+
+
+def weights_for(spec: str, given: str | None) -> str | None:
+    """``weights`` as ``load_model`` takes it (None: random init); a torchvision spec must say which."""
+    if spec.startswith("torchvision:") and given is None:
+        raise ConfigError(f"{spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+    return None if given == "random" else given

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.bench.config import BenchConfig, expand, make_config, parse_sweep
+from pipeline.config import weights_for
 from pipeline.bench.phases import engine_only, make_sinks, pipelined, sample_batch, sequential
 from pipeline.bench.report import make_report
 from pipeline.bench.system import machine
@@ -73,8 +74,6 @@ def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgre
     """Measure ``base`` settings (BenchConfig's keys), or every combination ``--sweep`` terms make
     of them. Every model is loaded (and its path checked) before any timing, so a bad value fails
     in seconds, not after hours. ``progress(label, total)`` is called per loading step and phase."""
-    from pipeline.runtime.session import weights_for
-
     progress = progress or (lambda phase, total: None)
     axes = parse_sweep(sweep) if sweep else {}
     configs = expand(base, axes) if axes else [make_config(base)]
@@ -103,8 +102,6 @@ def _model_key(cfg: BenchConfig) -> tuple:
 
 
 def load(cfg: BenchConfig) -> Model:
-    from pipeline.runtime.session import weights_for
-
     return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, weights=weights_for(cfg.model, cfg.weights),
                       trust_checkpoint=cfg.trust_checkpoint)
 

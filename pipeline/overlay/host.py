@@ -1,7 +1,7 @@
 """Drawing on frames (numpy + OpenCV): annotators, configured once, each with one method,
 ``annotate(scene, detections)``, drawing its layer in place on an HxWx3 uint8 BGR scene:
 ``MaskAnnotator``, ``BoxAnnotator``, ``LabelAnnotator``, and ``HudAnnotator`` (run statistics).
-The caller combines them; ``draw`` is the default stack on a copy. ``pipeline.overlay.device``
+The caller combines them; ``Overlay`` is the default stack (``draw`` for scripts). ``pipeline.overlay.device``
 has the device twins of the mask and box annotators (same pixels, on the frame tensor)."""
 
 from __future__ import annotations
@@ -130,13 +130,24 @@ class HudAnnotator:
         cv2.putText(scene, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
 
 
+class Overlay:
+    """The default stack, configured once: masks, boxes, labels, and the HUD when asked."""
+
+    def __init__(self, names: tuple[str, ...] | list[str] = (), mask_alpha: float = 0.45):
+        self.masks, self.boxes, self.labels = MaskAnnotator(mask_alpha), BoxAnnotator(), LabelAnnotator(names)
+        self.hud = HudAnnotator()
+
+    def draw(self, image: np.ndarray, detections: Detections, hud: dict | None = None) -> np.ndarray:
+        """A new annotated copy of ``image`` (HxWx3 uint8 BGR); the input is not modified."""
+        out = image.copy()
+        for annotator in (self.masks, self.boxes, self.labels):
+            annotator.annotate(out, detections)
+        if hud is not None:
+            self.hud.annotate(out, hud)
+        return out
+
+
 def draw(image: np.ndarray, dets: Detections, names: tuple[str, ...] | list[str] = (), hud: dict | None = None,
          mask_alpha: float = 0.45) -> np.ndarray:
-    """A new annotated copy of ``image`` (HxWx3 uint8 BGR): masks, boxes, labels, and the HUD
-    when ``hud`` is given; the input is not modified."""
-    out = image.copy()
-    for annotator in (MaskAnnotator(mask_alpha), BoxAnnotator(), LabelAnnotator(names)):
-        annotator.annotate(out, dets)
-    if hud is not None:
-        HudAnnotator().annotate(out, hud)
-    return out
+    """``Overlay(names, mask_alpha).draw(image, dets, hud)``, for scripts."""
+    return Overlay(names, mask_alpha).draw(image, dets, hud)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from pipeline.models import Model
-from pipeline.overlay.host import BoxAnnotator, HudAnnotator, LabelAnnotator, MaskAnnotator
+from pipeline.overlay.host import Overlay
 from pipeline.types import Detections, FitTransform, Frame
 
 if TYPE_CHECKING:
@@ -86,8 +86,7 @@ class CpuPath:
 
     def __init__(self, model: Model):
         self.model = model
-        self.annotators = (MaskAnnotator(), BoxAnnotator(), LabelAnnotator(model.info.names))
-        self.hud = HudAnnotator()
+        self.drawing = Overlay(model.info.names)
 
     def preprocess(self, item: Item) -> None:
         item.tensor, item.transform = self.model.preprocess(item.frame.image)
@@ -104,12 +103,7 @@ class CpuPath:
             it.detections = d
 
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
-        scene = item.frame.image.copy()
-        for annotator in self.annotators:
-            annotator.annotate(scene, item.detections)
-        if hud is not None:
-            self.hud.annotate(scene, hud)
-        return scene
+        return self.drawing.draw(item.frame.image, item.detections, hud)
 
 
 def runs_on_gpu(model: Model) -> bool:

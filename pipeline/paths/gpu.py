@@ -20,7 +20,7 @@ from pipeline.cuda.graphs import CudaGraphs
 from pipeline.cuda.transfer import Uploader, on
 from pipeline.models import Model
 from pipeline.overlay import device as device_overlay
-from pipeline.overlay.host import HudAnnotator, LabelAnnotator, draw
+from pipeline.overlay.host import Overlay
 from pipeline.paths import DeviceFrame, Item
 from pipeline.preprocess.device import prepare
 
@@ -51,7 +51,7 @@ class GpuPath:
         self._run = run
         self._decoder = model.decoder.on_device()  # None: this family decodes on the host only
         self._on_device = (device_overlay.MaskAnnotator(), device_overlay.BoxAnnotator())
-        self._labels, self._hud = LabelAnnotator(model.info.names), HudAnnotator()
+        self._on_host = Overlay(model.info.names)  # labels and HUD; everything when masks were decoded on the host
 
     def _uploader(self, source_id: int) -> Uploader:
         up = self._uploaders.get(source_id)
@@ -112,14 +112,14 @@ class GpuPath:
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
         dets, masks = item.detections, item.device.masks
         if masks is None and dets.mask is not None and len(dets):  # masks decoded on the host: drawn there
-            return draw(item.frame.image, dets, self.model.info.names, hud=hud)
+            return self._on_host.draw(item.frame.image, dets, hud)
         tint, boxes = self._on_device
         with on(self.stream):
             image = item.device.image.clone()
             tint.annotate(image, dets, masks)
             boxes.annotate(image, dets)
             out = image.cpu().numpy()
-        self._labels.annotate(out, dets)
+        self._on_host.labels.annotate(out, dets)
         if hud is not None:
-            self._hud.annotate(out, hud)
+            self._on_host.hud.annotate(out, hud)
         return out

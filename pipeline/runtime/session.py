@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ConfigError, RunConfig, build_config
+from pipeline.config import ConfigError, RunConfig, build_config, weights_for
 from pipeline.loader import load_model
 from pipeline.runtime.pipeline import Pipeline, SourceFailed
 from pipeline.sinks import Sink, check_writable, open_sinks, partial_path, per_source, write_complete
@@ -55,8 +55,8 @@ class CallbackSink(Sink):
 class Session:
     """One run's model, sources and sinks, set up from validated settings (nothing is read yet).
 
-    Raises ConfigError (settings), ModelError, SourceError or SinkError with a one-line message;
-    whatever was opened before the error is closed again.
+    Raises ConfigError (settings), ModelError, SourceError or SinkError with a one-line message
+    (sinks made before a failing one are closed again).
     """
 
     def __init__(self, config: RunConfig):
@@ -180,13 +180,6 @@ class Session:
             self.error = failure[0] if failure else None
             if failure:  # raised to the caller; after a break Python reports it as the generator closes
                 raise failure[0]
-
-
-def weights_for(spec: str, given: str | None) -> str | None:
-    """``weights`` as ``load_model`` takes it (None: random init); a torchvision spec must say which."""
-    if spec.startswith("torchvision:") and given is None:
-        raise ConfigError(f"{spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
-    return None if given == "random" else given
 
 
 def check_outputs(config: RunConfig) -> None:
