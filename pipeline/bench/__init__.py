@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.bench.config import BenchConfig, expand, make_config, parse_sweep
-from pipeline.config import weights_for
 from pipeline.bench.phases import engine_only, make_sinks, pipelined, sample_batch, sequential
 from pipeline.bench.report import make_report
 from pipeline.bench.system import machine
+from pipeline.config import weights_for
 from pipeline.loader import load_model
 from pipeline.models import Model
 from pipeline.paths import ModelPath, path_for
