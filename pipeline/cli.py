@@ -148,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--token", help="require ?token=TOKEN for the browser view")
     run.add_argument("--hud", action="store_true", default=None, help="draw FPS and latency on the frames")
     run.add_argument("--metrics-json", metavar="PATH", dest="metrics_json", help="write the run's metrics as JSON")
+    run.add_argument("--track", metavar="NAME", help="follow objects across frames: bytetrack, or none (default: bytetrack when "
+                                                     "--line, --zone, --events or --trails is given, else none)")
+    run.add_argument("--line", action="append", metavar="[NAME=]X1,Y1,X2,Y2",
+                     help="count tracked objects crossing this line, per class and direction (pixels, or fractions of the frame "
+                          "when all are <= 1); repeat for more")
+    run.add_argument("--zone", action="append", metavar="[NAME=]X1,Y1,X2,Y2,X3,Y3,...",
+                     help="count entries, exits, occupancy and dwell time in this polygon; repeat for more")
+    run.add_argument("--events", metavar="JSONL", help="write line and zone events, one JSON line each")
+    run.add_argument("--trails", type=int, metavar="N", help="draw each track's path over its last N frames")
     _flags(run, "quiet", "debug")
 
     b = sub.add_parser("build", help="build an engine (ONNX, AOTInductor .pt2, TensorRT plan) from a checkpoint",
@@ -225,15 +234,18 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
     keys = ("model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms", "classes", "batch",
-            "max_latency_ms", "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json")
+            "max_latency_ms", "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json",
+            "track", "line", "zone", "events", "trails")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
+    overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")
     return run_session(build_config(args.config, overrides), console, args.quiet, args.debug)
 
 
 def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     """Run the library session ``cfg`` describes, with progress and the metrics table; returns the exit code."""
-    from pipeline.metrics import render_table
+    from pipeline.metrics import render_counts, render_table
     from pipeline.runtime import StageError
+    from pipeline.sinks import EventsSink
     from pipeline.runtime.session import Session
 
     session = Session(cfg)
@@ -260,10 +272,13 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
         return failed(error)
     if not quiet:
         console.print(render_table(metrics))
+        if (counts := render_counts(metrics)) is not None:
+            console.print(counts)
         for i, s in session.outputs():
             if s.path.exists() and not metrics["aborted"]:
-                console.print(f"{'video' if s.needs_image else 'detections'}: {s.path}"
-                              + (f"  (source {i}: {cfg.sources[i]})" if len(cfg.sources) > 1 else ""), soft_wrap=True)
+                kind = "video" if s.needs_image else "events" if isinstance(s, EventsSink) else "detections"
+                console.print(f"{kind}: {s.path}" + (f"  (source {i}: {cfg.sources[i]})" if len(cfg.sources) > 1 and i is not None
+                                                     else ""), soft_wrap=True)
     if error is not None:
         return failed(error)
     if metrics["aborted"]:

@@ -52,6 +52,13 @@ class RunConfig(BaseModel):
     token: str | None = Field(None, description="access token for the browser view")
     hud: bool = Field(False, description="draw FPS and latency on the video")
     metrics_json: Path | None = Field(None, description="write the metrics dict here")
+    track: str | None = Field(None, description="tracker: bytetrack, or none (default: bytetrack when lines, zones, "
+                                                "events or trails are asked for, else none)")
+    track_settings: dict[str, float] = Field(default_factory=dict, description="the tracker's own settings (README: Tracking)")
+    lines: list[str] = Field(default_factory=list, description="counting lines, [NAME=]x1,y1,x2,y2 (pixels, or fractions 0..1)")
+    zones: list[str] = Field(default_factory=list, description="counting zones, [NAME=]x1,y1,x2,y2,x3,y3[,...]")
+    events: Path | None = Field(None, description="JSONL of line and zone events")
+    trails: int = Field(0, ge=0, le=300, description="draw each track's last N centres")
 
     @field_validator("serve")
     @classmethod
@@ -70,6 +77,28 @@ class RunConfig(BaseModel):
                 raise ValueError("give at least one source")
             return v[0] if len(v) == 1 else v
         return v
+
+    @property
+    def tracker(self) -> str | None:
+        """The tracker that runs, or None (see ``track``)."""
+        if self.track == "none":
+            return None
+        if self.track is None:
+            return "bytetrack" if (self.lines or self.zones or self.events or self.trails) else None
+        return self.track
+
+    def check_tracking(self) -> None:
+        """The tracking settings, checked together (a ConfigError says what to change)."""
+        from pipeline.analytics import parse_shapes
+        from pipeline.tracking import tracker_class
+
+        asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
+                                 ("--trails", self.trails), ("track_settings", self.track_settings)) if on]
+        if self.track == "none" and asked:
+            raise ConfigError(f"{asked[0]} needs a tracker: drop --track none (or give --track bytetrack)")
+        if self.tracker is not None:
+            tracker_class(self.tracker).check_settings(self.track_settings)
+        parse_shapes(self.lines, self.zones)
 
     @property
     def sources(self) -> list[str]:

@@ -122,3 +122,23 @@ def render_table(metrics: dict):
         qtext = "" if q is None else f"{q['mean_depth']:.1f}/{q['max_depth']}/{q['capacity']}" + (f" drop {q['drops']}" if q["drops"] else "")
         table.add_row(name, str(s["count"]), f(s["mean_ms"]), f(s["p50_ms"]), f(s["p95_ms"]), f(s["p99_ms"]), qtext)
     return table
+
+
+def render_counts(metrics: dict):
+    """A rich Table of the lines' and zones' totals (per class), or None when none were set."""
+    from rich.table import Table
+
+    tracking = metrics.get("tracking")
+    if not tracking or not tracking["shapes"]:
+        return None
+    tracks = sum(tracking["tracks"])
+    table = Table(title=f"{tracking['tracker']}: {tracks} tracks · lines and zones")
+    for col in ("line / zone", "event", "all", "per class"):
+        table.add_column(col, justify="right" if col == "all" else "left")
+    events = {"line": ("line_in", "line_out"), "zone": ("zone_enter", "zone_exit")}
+    for shape in tracking["shapes"]:
+        counted = tracking["counts"].get(shape["name"], {})
+        for event in events[shape["kind"]]:
+            per = counted.get(event, {"all": 0})
+            table.add_row(shape["name"], event, str(per["all"]), ", ".join(f"{k} {v}" for k, v in per.items() if k != "all"))
+    return table

@@ -38,6 +38,15 @@ class Sink:
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         raise NotImplementedError
 
+    def write_events(self, frame: Frame, events: list) -> None:
+        """The frame's line and zone events (``pipeline.analytics.Event``); most sinks ignore them."""
+
+    def accept(self, item) -> None:
+        """What the pipeline calls for each frame (a ``pipeline.paths.Item``)."""
+        self.write(item.frame, item.detections, item.image)
+        if item.events:
+            self.write_events(item.frame, item.events)
+
     def close(self, complete: bool) -> None:
         """Finalise. complete=False: the run failed or was aborted; keep only a .partial file."""
 
@@ -149,13 +158,41 @@ class VideoSink(Sink):
             os.replace(partial_path(self.path), self.path)
 
 
-class JsonlSink(Sink):
-    """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE mask)."""
+class LinesFile(Sink):
+    """A text file of JSON lines, opened on the first frame (a run that never starts leaves
+    nothing; a complete run of zero frames leaves an empty file)."""
+
+    def __init__(self, path: str | Path):
+        self.path = check_writable(Path(path))
+        self.file = None
+
+    def _open(self) -> None:
+        if self.file is None:
+            self.file = open(partial_path(self.path), "w", encoding="utf-8")
+
+    def _line(self, record: dict | str) -> None:
+        self._open()
+        self.file.write((record if isinstance(record, str) else json.dumps(record, separators=(",", ":"))) + "\n")
+
+    def close(self, complete: bool) -> None:
+        if self.file is None:
+            if complete:
+                self.path.write_text("", encoding="utf-8")
+            return
+        if self.file.closed:
+            return
+        self.file.close()
+        if complete:
+            os.replace(partial_path(self.path), self.path)
+
+
+class JsonlSink(LinesFile):
+    """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE
+    mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds)."""
 
     def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
-        self.path = check_writable(Path(path))
+        super().__init__(path)
         self.names = list(names)
-        self.file = None  # opened on the first frame, so a run that never starts leaves nothing
 
     def record(self, frame: Frame, dets: Detections) -> dict:
         out = []
@@ -167,6 +204,8 @@ class JsonlSink(Sink):
                 "class_id": cid,
                 "class_name": self.names[cid] if 0 <= cid < len(self.names) else str(cid),
             }
+            if dets.tracker_id is not None:
+                d["tracker_id"] = int(dets.tracker_id[i]) if dets.tracker_id[i] > 0 else None
             if dets.mask is not None:
                 x1, y1 = dets.mask.regions[i, :2]
                 d["mask"] = rle_encode_crop(dets.mask.crops[i], int(x1), int(y1), dets.mask.frame_hw)
@@ -174,20 +213,29 @@ class JsonlSink(Sink):
         return {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id, "detections": out}
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
-        if self.file is None:
-            self.file = open(partial_path(self.path), "w", encoding="utf-8")
-        self.file.write(json.dumps(self.record(frame, detections), separators=(",", ":")) + "\n")
+        self._line(self.record(frame, detections))
+
+
+class EventsSink(LinesFile):
+    """One JSON line per line or zone event (``pipeline.analytics.Event``), every source in one
+    file: each of the ``sources`` closes it, and it is complete only when every one of them was."""
+
+    def __init__(self, path: str | Path, sources: int = 1):
+        super().__init__(path)
+        self._open_for, self._complete = sources, True
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        self._open()
+
+    def write_events(self, frame: Frame, events: list) -> None:
+        for e in events:
+            self._line(e.to_json())
 
     def close(self, complete: bool) -> None:
-        if self.file is None:
-            if complete:  # a complete run of zero frames is an empty file, not a missing one
-                self.path.write_text("", encoding="utf-8")
-            return
-        if self.file.closed:
-            return
-        self.file.close()
-        if complete:
-            os.replace(partial_path(self.path), self.path)
+        self._open_for -= 1
+        self._complete = self._complete and complete
+        if self._open_for <= 0:
+            super().close(self._complete)
 
 
 def opencv_has_gui() -> bool:
@@ -354,9 +402,11 @@ def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
 
 
 def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | Path | None = None, show: bool = False,
-               serve: tuple[str, int] | None = None, token: str | None = None) -> dict[int, list[Sink]]:
+               serve: tuple[str, int] | None = None, token: str | None = None,
+               events: str | Path | None = None) -> dict[int, list[Sink]]:
     """The sinks asked for, per source id: ``save`` (annotated video) and ``jsonl`` (detections),
-    one file per source (see ``per_source``); ``show`` (a window) and ``serve`` (browser view at
+    one file per source (see ``per_source``); ``events`` (line and zone events), one file for
+    every source; ``show`` (a window) and ``serve`` (browser view at
     (host, port), ``token`` to require) show the first source. ``sources`` give the frame rate
     and whether they are live; ``names`` are the model's class names. If one sink cannot be set
     up, those made before it are closed and the error is raised."""
@@ -369,6 +419,10 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
                 own.append(VideoSink(per_source(save, i, n), source.fps, live=source.live))
             if jsonl is not None:
                 own.append(JsonlSink(per_source(jsonl, i, n), names))
+        if events is not None:
+            shared = EventsSink(events, n)
+            for own in sinks.values():
+                own.append(shared)
         if show:
             sinks[0].append(WindowSink())
         if serve is not None:

@@ -161,13 +161,15 @@ class Detections:
 
     xyxy: (N, 4) float32 with x1 <= x2, y1 <= y2. confidence: (N,) float32.
     class_id: (N,) int32. mask: BoxMasks, or None. A dense (N, H, W) bool array is accepted
-    and stored as BoxMasks.
+    and stored as BoxMasks. tracker_id: (N,) int64 when a tracker has seen the frame (its
+    track's id, from 1; -1 for a detection no confirmed track holds yet), else None.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     mask: BoxMasks | None = None
+    tracker_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -189,6 +191,10 @@ class Detections:
                 self.mask = BoxMasks.from_dense(m)
             if len(self.mask) != n:
                 raise ValueError(f"Detections.mask holds {len(self.mask)} masks for {n} boxes")
+        if self.tracker_id is not None:
+            self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
+            if len(self.tracker_id) != n:
+                raise ValueError(f"Detections.tracker_id holds {len(self.tracker_id)} ids for {n} boxes")
 
     @classmethod
     def empty(cls, with_mask_hw: tuple[int, int] | None = None) -> Detections:
@@ -207,6 +213,7 @@ class Detections:
             self.confidence[idx],
             self.class_id[idx],
             None if self.mask is None else self.mask[idx],
+            None if self.tracker_id is None else self.tracker_id[idx],
         )
 
 

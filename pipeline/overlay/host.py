@@ -95,7 +95,8 @@ class BoxAnnotator:
 
 
 class LabelAnnotator:
-    """A "name score" label on a box of the class colour above each box (below it at the top edge)."""
+    """A "name score" label ("#id name score" for a tracked object) on a box of the class colour
+    above each box (below it at the top edge)."""
 
     def __init__(self, names: tuple[str, ...] | list[str] = ()):
         self.names = tuple(names)
@@ -104,10 +105,12 @@ class LabelAnnotator:
         h, w = scene.shape[:2]
         thick = line_width((h, w))
         font = 0.4 * thick
-        for (x1, y1, _, _), score, cid in zip(np.round(detections.xyxy).astype(int), detections.confidence, detections.class_id):
+        ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), np.int64)
+        for (x1, y1, _, _), score, cid, tid in zip(np.round(detections.xyxy).astype(int), detections.confidence,
+                                                   detections.class_id, ids):
             col = class_colour(cid)
             name = self.names[cid] if 0 <= cid < len(self.names) else str(cid)
-            text = f"{name} {score:.2f}"
+            text = f"#{tid} {name} {score:.2f}" if tid > 0 else f"{name} {score:.2f}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
             ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
             tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame

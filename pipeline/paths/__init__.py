@@ -19,7 +19,7 @@ A ``ModelPath`` does preprocess, infer, postprocess and overlay (the stages' own
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -55,6 +55,8 @@ class Item:
     detections: Detections | None = None
     image: np.ndarray | None = None  # the drawn picture, when a sink needs one
     device: DeviceFrame | None = None  # GpuPath only
+    events: list = field(default_factory=list)  # line and zone events of this frame (pipeline.analytics.Event)
+    counts: dict | None = None  # the lines' and zones' counts after this frame, when any are set
 
 
 class ModelPath(Protocol):

@@ -35,6 +35,7 @@ from pipeline.sinks import Sink
 from pipeline.sources import Source
 
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
+# (with tracking, a "track" stage follows postprocess in the metrics; it runs in the postprocess thread)
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
 
 
@@ -78,6 +79,8 @@ class Pipeline:
     fill up). max_frames: frames read per source. hud: draw FPS and latency on the annotated
     frames. on_frame: called from the sink thread after each frame with the frames out so far
     (progress bars). path: where the model's steps run (default: ``path_for(model)``).
+    tracking: a TrackStage (tracker ids, line and zone events) run after postprocess, or None.
+    overlay: extra host annotators (``annotate(image, item)``) drawn after the model's overlay.
 
     A source that fails (a stream that does not come back, a broken file) ends only itself:
     the others run on, and ``run`` then raises SourceFailed; that source's own sinks are closed
@@ -96,6 +99,8 @@ class Pipeline:
         hud: bool = False,
         on_frame: Callable[[int], None] | None = None,
         path: ModelPath | None = None,
+        tracking=None,
+        overlay: Sequence = (),
     ):
         if batch < 1:
             raise ValueError("batch must be >= 1")
@@ -116,6 +121,7 @@ class Pipeline:
         self.batch, self.max_latency = batch, None if max_latency_ms is None else max_latency_ms / 1000
         self.max_frames, self.hud, self.on_frame = max_frames, hud, on_frame
         self.path = path if path is not None else path_for(model)
+        self.tracking, self.extra_overlay = tracking, list(overlay)
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
@@ -245,6 +251,11 @@ class Pipeline:
             t0 = time.perf_counter()
             self.path.postprocess(batch.outputs, batch.items)
             stats.add((time.perf_counter() - t0) * 1000)
+            if self.tracking is not None:
+                t0 = time.perf_counter()
+                for it in batch.items:
+                    self.tracking.apply(it)
+                self.metrics.stage("track").add((time.perf_counter() - t0) * 1000 / len(batch.items))
             for it in batch.items:
                 out.put(it)
         out.put(END)
@@ -258,6 +269,8 @@ class Pipeline:
                 if self.hud:
                     hud = {"fps": self.metrics.recent_fps(), "latency_ms": self.metrics.e2e.last()}
                 item.image = self.path.overlay(item, hud)
+                for annotator in self.extra_overlay:
+                    annotator.annotate(item.image, item)
                 stats.add((time.perf_counter() - t0) * 1000)
             item.device = None  # the device copy is not needed past here
             self.metrics.to_overlay.add((time.monotonic() - item.frame.captured_at) * 1000)
@@ -269,7 +282,7 @@ class Pipeline:
         while (item := inq.get()) is not END:
             t0 = time.perf_counter()
             for s in self._routes[item.frame.source_id]:
-                s.write(item.frame, item.detections, item.image)
+                s.accept(item)
                 if s.wants_stop:
                     self.drain()
             stats.add((time.perf_counter() - t0) * 1000)
@@ -294,6 +307,8 @@ class Pipeline:
                    zip(STAGES[2:], (self._infer, self._postprocess, self._overlay, self._sink))]
         for name in STAGES:  # every stage appears in the metrics, in pipeline order
             self.metrics.stage(name)
+            if name == "postprocess" and self.tracking is not None:
+                self.metrics.stage("track")
         previous = None
         if handle_sigint and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -337,6 +352,7 @@ class Pipeline:
         result["batches"] = {**self.batches, "mean_size": round(self.batches["frames"] / max(self.batches["count"], 1), 3),
                              "max_latency_ms": None if self.max_latency is None else self.max_latency * 1000}
         result["path"] = self.path.name
+        result["tracking"] = None if self.tracking is None else self.tracking.summary()
         return result
 
     def _on_sigint(self, signum, frame) -> None:

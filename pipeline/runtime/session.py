@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.analytics import Event, parse_shapes
 from pipeline.config import ConfigError, RunConfig, build_config, weights_for
 from pipeline.loader import load_model
 from pipeline.runtime.pipeline import Pipeline, SourceFailed
@@ -34,12 +35,14 @@ from pipeline.types import Detections, Frame
 
 @dataclass(frozen=True)
 class Result:
-    """One frame out of the pipeline: its detections (frame pixels), and the drawn picture when
-    it was asked for (``draw=True``) or a sink needed one."""
+    """One frame out of the pipeline: its detections (frame pixels; ``tracker_id`` set when a
+    tracker runs), the line and zone events of this frame, and the drawn picture when it was
+    asked for (``draw=True``) or a sink needed one."""
 
     frame: Frame
     detections: Detections
     image: np.ndarray | None
+    events: tuple[Event, ...] = ()
 
 
 class CallbackSink(Sink):
@@ -47,6 +50,9 @@ class CallbackSink(Sink):
 
     def __init__(self, callback: Callable[[Result], None], draw: bool):
         self.callback, self.needs_image = callback, draw
+
+    def accept(self, item) -> None:
+        self.callback(Result(item.frame, item.detections, item.image, tuple(item.events)))
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         self.callback(Result(frame, detections, image))
@@ -63,6 +69,7 @@ class Session:
         if config.source is None:
             raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
         check_outputs(config)
+        config.check_tracking()
         self.config = config
         weights = weights_for(config.model, config.weights)
         self.model = load_model(config.model, backend=config.backend, device=config.device, conf=config.conf, iou=config.iou,
@@ -71,7 +78,7 @@ class Session:
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device)
                         for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
-                                serve=config.serve_address(), token=config.token)
+                                serve=config.serve_address(), token=config.token, events=config.events)
         self.pipeline: Pipeline | None = None
         self.metrics: dict | None = None
         self.error: BaseException | None = None  # what ended a streamed run, if anything did
@@ -89,8 +96,14 @@ class Session:
         return None if None in totals else sum(totals)
 
     def outputs(self) -> list[tuple[int, Sink]]:
-        """(source id, sink) for every sink that writes a file, in source order."""
-        return [(i, s) for i, own in self.sinks.items() for s in own if s.path is not None]
+        """(source id, sink) for every sink that writes a file, in source order (a file shared by
+        every source, the events, once: source None)."""
+        found: dict[int, tuple[int | None, Sink]] = {}
+        for i, own in self.sinks.items():
+            for s in own:
+                if s.path is not None:
+                    found[id(s)] = (i if id(s) not in found else None, s)
+        return list(found.values())
 
     def close(self) -> None:
         """Release the outputs of a session that will not run (a run closes them itself)."""
@@ -124,8 +137,9 @@ class Session:
             extra = CallbackSink(on_result, draw)
             sinks = {i: [*own, extra] for i, own in sinks.items()}
         c = self.config
+        tracking, overlay = self._tracking()
         self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
-                                 max_frames=c.frames, hud=c.hud, on_frame=on_frame)
+                                 max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay)
         try:
             self.metrics = self.pipeline.run(handle_sigint=handle_sigint)
         except SourceFailed as exc:
@@ -135,6 +149,19 @@ class Session:
             if self.metrics is not None and c.metrics_json is not None:
                 write_complete(c.metrics_json, json.dumps(self.metrics, indent=2) + "\n")
         return self.metrics
+
+    def _tracking(self) -> tuple:
+        """The track stage and its overlay annotators, as the settings ask (None, [] without a tracker)."""
+        c = self.config
+        if c.tracker is None:
+            return None, []
+        from pipeline.overlay.tracks import CountsAnnotator, TrailAnnotator
+        from pipeline.runtime.track import TrackStage
+
+        shapes = parse_shapes(c.lines, c.zones)
+        stage = TrackStage(c.tracker, c.track_settings, shapes, self.model.info.names, self.sources)
+        overlay = ([TrailAnnotator(c.trails)] if c.trails else []) + ([CountsAnnotator(shapes)] if shapes else [])
+        return stage, overlay
 
     def stream(self, draw: bool = False) -> Iterator[Result]:
         """The results as they come, in the caller's thread. Leaving the loop early drains the

@@ -1,0 +1,58 @@
+"""Tracking: the stage after postprocess that gives each detection the id of the object it follows.
+
+A ``Tracker`` follows one source's objects: ``update(detections, pts)`` returns the same
+detections, in the same order (masks stay with their boxes), with ``tracker_id`` set (from 1;
+-1 for a detection no confirmed track holds yet). Trackers are chosen by name (``--track``);
+``TRACKERS`` maps each name to its class. The runtime keeps one tracker per source, so frames
+of several sources batched into one model call never share tracks, and a tracker sees its
+source's frames in order whatever the batch size.
+
+Time, drops and gaps: trackers are told each frame's pts (seconds). A live source that drops
+frames moves its objects further between the frames the tracker sees, and the motion model
+predicts over the real time passed; a track is forgotten when it has not been seen for its
+memory (``lost_track_buffer`` thirtieths of a second, ByteTrack's convention), so after a
+reconnect gap longer than that every object gets a new id. Ids are never reused within a
+run. A pts that goes backwards (a stream that restarted its clock) is taken as one frame
+period after the previous one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pipeline.config import ConfigError
+from pipeline.types import Detections
+
+
+class Tracker(Protocol):
+    """Follows the objects of one source across its frames."""
+
+    name: str
+    memory_s: float  # how long an unseen object keeps its id
+
+    def update(self, detections: Detections, pts: float) -> Detections:
+        """The detections of the next frame (time ``pts`` s), same order, with ``tracker_id`` set."""
+
+
+def _bytetrack():
+    from pipeline.tracking.bytetrack import ByteTrack
+
+    return ByteTrack
+
+
+TRACKERS = {"bytetrack": _bytetrack}  # name -> a function giving the class (imported on use)
+
+
+def tracker_class(name: str) -> type:
+    if name not in TRACKERS:
+        raise ConfigError(f"tracker '{name}': choose one of {', '.join(TRACKERS)}, or none")
+    return TRACKERS[name]()
+
+
+def make_tracker(name: str, settings: dict | None = None, fps: float | None = None) -> Tracker:
+    """A new tracker ``name`` with ``settings`` (its own keys; a ConfigError names an unknown one)
+    for a source of ``fps`` frames per second (None: unknown, 30 assumed)."""
+    cls = tracker_class(name)
+    settings = dict(settings or {})
+    cls.check_settings(settings)
+    return cls(fps=fps, **settings)
