@@ -183,12 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", type=int, default=300, help="clip length in frames at 30 FPS (default 300)")
     d.add_argument("--size", default="1280x720", metavar="WxH", help="clip size (default 1280x720; the model was trained on 16:9)")
     d.add_argument("--out", default="demo-out", metavar="DIR", help="where the files go (default demo-out/)")
+    d.add_argument("--track", default="bytetrack", help="tracker, or none (default bytetrack: ids, a counting line, "
+                                                        "tracking metrics)")
     _flags(d, "backend", "device", "quiet", "debug")
 
     e = sub.add_parser("eval", help="COCO box and mask mAP of detections (JSONL) against ground truth (COCO JSON)",
                        description=EVAL_HELP, formatter_class=RAW)
     e.add_argument("predictions", metavar="PRED.jsonl", help="detections from rtpipe run --json")
     e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth")
+    e.add_argument("--events", metavar="EVENTS.jsonl", help="line events from rtpipe run --events, scored with --crossings")
+    e.add_argument("--crossings", metavar="CROSSINGS.json", help="the true line crossings (the crossings.json of rtpipe demo)")
     e.add_argument("--json", metavar="PATH", dest="json_out", help="also write the results as JSON")
     _flags(e, "debug")
 
@@ -292,8 +296,8 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
 
 def cmd_demo(args, console: Console) -> int:
     from pipeline.config import build_config
-    from pipeline.demo.clip import check_demo, write_clip
-    from pipeline.evaluate import evaluate, render_table
+    from pipeline.demo.clip import DEMO_LINES, check_demo, write_clip
+    from pipeline.evaluate import evaluate, render_table, render_tracking
 
     out, size = Path(args.out), check_demo(args.out, args.frames, args.size)
     with progress_bar(console, args.quiet) as task:
@@ -301,28 +305,33 @@ def cmd_demo(args, console: Console) -> int:
     if not args.quiet:
         console.print(f"clip: {clip} ({args.frames} frames of {size[0]}x{size[1]}, seed {args.seed}); ground truth: {gt}",
                       highlight=False, soft_wrap=True)
-    detections = out / "detections.jsonl"
+    detections, events = out / "detections.jsonl", out / "events.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
-                              "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json")})
+                              "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json"),
+                              "track": args.track, "lines": DEMO_LINES if args.track != "none" else [],
+                              "events": None if args.track == "none" else str(events), "trails": 0 if args.track == "none" else 30})
     code = run_session(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
-    with console.status("scoring the detections against the ground truth (pycocotools)") if not args.quiet else nullcontext():
-        result = evaluate(detections, gt)
+    with console.status("scoring against the ground truth (pycocotools, trackers.eval)") if not args.quiet else nullcontext():
+        tracked = args.track != "none"
+        result = evaluate(detections, gt, events if tracked else None, out / "crossings.json" if tracked else None)
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
-        console.print(render_table(result))
+        for table in [render_table(result), *render_tracking(result)]:
+            console.print(table)
         console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False)
     return EXIT_OK
 
 
 def cmd_eval(args, console: Console) -> int:
-    from pipeline.evaluate import evaluate, render_table
+    from pipeline.evaluate import evaluate, render_table, render_tracking
 
-    result = evaluate(args.predictions, args.ground_truth)
+    result = evaluate(args.predictions, args.ground_truth, args.events, args.crossings)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.print(render_table(result))
+    for table in [render_table(result), *render_tracking(result)]:
+        console.print(table)
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""COCO accuracy of a detections JSONL (``rtpipe run --json``) against COCO ground truth.
+"""COCO accuracy of a detections JSONL (``rtpipe run --json``) against COCO ground truth, and
+tracking accuracy when both sides carry ids (``pipeline.tracking.accuracy``).
 
 The metrics are pycocotools' COCOeval, box and (where the detections carry masks) mask:
 mAP@0.5:0.95, mAP@0.5, mAP@0.75 and per-class mAP@0.5:0.95. Frames are matched by the JSONL
@@ -52,8 +53,21 @@ def _load_predictions(path: Path) -> list[dict]:
     return records
 
 
-def evaluate(predictions: str | Path, ground_truth: str | Path) -> dict:
-    """Score ``predictions`` (JSONL) against ``ground_truth`` (COCO JSON); see the module docstring."""
+def _load_lines(path: Path, what: str) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise EvalError(f"{what} '{path}' not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalError(f"{what} '{path}' is not JSON lines ({exc})") from None
+
+
+def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Path | None = None,
+             crossings: str | Path | None = None) -> dict:
+    """Score ``predictions`` (JSONL) against ``ground_truth`` (COCO JSON); see the module docstring.
+    With tracker ids in the predictions and track ids in the ground truth: ``tracking`` (HOTA,
+    MOTA, IDF1, ID switches). With ``events`` (``--events`` JSONL) and ``crossings`` (the
+    demo's ``crossings.json``): ``lines``, the counts against the true crossings."""
     from pycocotools.coco import COCO
 
     pred_path, gt_path = Path(predictions), Path(ground_truth)
@@ -89,7 +103,27 @@ def evaluate(predictions: str | Path, ground_truth: str | Path) -> dict:
         if kind == "segm" and not with_masks:
             continue
         result["box" if kind == "bbox" else "mask"] = _score(coco_gt, dets, kind, sorted(scored))
+    from pipeline.tracking.accuracy import count_accuracy, tracking_accuracy
+
+    result["tracking"] = tracking_accuracy(records, gt, image_of)
+    if (events is None) != (crossings is None):
+        raise EvalError("line counts need both --events (from rtpipe run) and --crossings (the demo's crossings.json)")
+    if events is not None:
+        truth = _load_gt_file(Path(crossings))
+        result["lines"] = count_accuracy(_load_lines(Path(events), "events"), truth)
     return result
+
+
+def _load_gt_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalError(f"crossings '{path}' not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalError(f"crossings '{path}' is not JSON ({exc})") from None
+    if not isinstance(data, dict) or "lines" not in data or "counts" not in data:
+        raise EvalError(f"crossings '{path}' is not a crossings file (needs 'lines' and 'counts', as rtpipe demo writes)")
+    return data
 
 
 def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int]) -> dict:
@@ -136,3 +170,29 @@ def render_table(result: dict):
     for name in result[kinds[0]]["per_class"] if kinds else ():
         table.add_row(name, *[cell(result[k]["per_class"][name][m]) for k in kinds for m in ("mAP", "mAP50")])
     return table
+
+
+def render_tracking(result: dict) -> list:
+    """Rich tables of the tracking scores and the line counts, where the result has them."""
+    from rich.table import Table
+
+    tables = []
+    if result.get("tracking"):
+        t = result["tracking"]
+        table = Table(title="tracking (trackers.eval, TrackEval's method)", title_justify="left")
+        cols = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "FP", "FN")
+        table.add_column("")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, row in [("all", t), *t["per_class"].items()]:
+            table.add_row(name, *[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+        tables.append(table)
+    if result.get("lines"):
+        table = Table(title="line counts against the true crossings", title_justify="left")
+        for c in ("line", "in (true)", "out (true)", "accuracy"):
+            table.add_column(c, justify="left" if c == "line" else "right")
+        for name, r in result["lines"].items():
+            table.add_row(name, f"{r['counted']['line_in']} ({r['true']['line_in']})",
+                          f"{r['counted']['line_out']} ({r['true']['line_out']})", f"{r['accuracy']:.3f}")
+        tables.append(table)
+    return tables

@@ -1,9 +1,10 @@
 """Counting what the tracker follows: lines crossed and polygon zones entered, as events.
 
 A line ``NAME=x1,y1,x2,y2`` counts tracked objects whose box centre crosses the segment
-(supervision's ``LineZone``): ``line_in`` when the centre goes from the left of the line to
-its right, as seen looking from (x1, y1) towards (x2, y2) in the picture (y down), and
-``line_out`` the other way. A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon
+(supervision's ``LineZone``): ``line_out`` when the centre goes from the left of the line to
+its right, as seen looking from (x1, y1) towards (x2, y2) in the picture, and ``line_in`` the
+other way: a line drawn left to right counts objects moving up the picture as in, down as out
+(the overlay's arrow points to the "in" side). A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon
 (supervision's ``PolygonZone``): ``zone_enter`` when a tracked object's box centre comes
 inside, ``zone_exit`` when it is seen outside or has not been seen for the tracker's memory,
 with the time it spent inside (``dwell_s``). Coordinates are pixels, or fractions of the

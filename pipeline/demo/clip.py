@@ -1,4 +1,5 @@
-"""Write a generated clip: the video as H.264 MP4 and its ground truth as COCO JSON."""
+"""Write a generated clip: the video as H.264 MP4, its ground truth as COCO JSON (with each
+object's ``track_id``), as MOTChallenge rows, and the true crossings of the demo's counting line."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+from pipeline.analytics import parse_shapes
 from pipeline.config import ConfigError
 from pipeline.demo.scenes import CLASSES, FPS, Rendered, Scene
+from pipeline.demo.truth import CrossingCounter, mot_rows
 from pipeline.ops import rle_encode_crop
 from pipeline.sinks import VideoSink, write_complete
 from pipeline.types import Detections, Frame
@@ -27,25 +30,34 @@ def coco_annotations(rendered: Rendered, image_id: int, first_id: int) -> list[d
     return out
 
 
-def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int] = (1280, 720),
-               progress: Callable[[int], None] | None = None) -> tuple[Path, Path]:
-    """Render ``frames`` frames of the clip ``seed`` -> (``clip.mp4``, ``ground_truth.json``) in ``out_dir``.
+DEMO_LINES = ["gate=0,0.6,1,0.6"]  # the demo's counting line: across the road, 60 % down the picture
 
-    Ground truth images are numbered ``frame_index + 1`` and carry ``frame_index``; both files
-    are written under a partial name and renamed once complete.
+
+def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int] = (1280, 720),
+               progress: Callable[[int], None] | None = None, lines: list[str] = DEMO_LINES) -> tuple[Path, Path]:
+    """Render ``frames`` frames of the clip ``seed`` -> (``clip.mp4``, ``ground_truth.json``) in ``out_dir``,
+    and beside them ``ground_truth_mot.txt`` (MOTChallenge rows) and ``crossings.json`` (the true
+    crossings of ``lines``, given as ``--line`` takes them; see ``pipeline.demo.truth``).
+
+    Ground truth images are numbered ``frame_index + 1`` and carry ``frame_index``; every file
+    is written under a partial name and renamed once complete.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     video_path, gt_path = out / "clip.mp4", out / "ground_truth.json"
     w, h = size
     video = VideoSink(video_path, Fraction(FPS), crf=16, preset="veryfast")
-    images, annotations = [], []
+    images, annotations, mot = [], [], []
+    shapes = parse_shapes(lines, [])
+    crossings = CrossingCounter(shapes, w, h)
     complete = False
     try:
         for i, rendered in enumerate(Scene(seed, w, h).frames(frames)):
             video.write(Frame(rendered.image, i, i / FPS, 0.0), Detections.empty(), None)
             images.append({"id": i + 1, "frame_index": i, "file_name": f"clip.mp4#{i}", "width": w, "height": h})
             annotations += coco_annotations(rendered, i + 1, len(annotations) + 1)
+            mot += mot_rows(rendered, i)
+            crossings.add(rendered, i)
             if progress is not None:
                 progress(i + 1)
         complete = True
@@ -56,6 +68,10 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
           "images": images, "annotations": annotations,
           "categories": [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]}
     write_complete(gt_path, json.dumps(gt, separators=(",", ":")))
+    write_complete(out / "ground_truth_mot.txt", "".join(row + "\n" for row in mot))
+    truth = {"lines": [{"name": s.name, "points": [list(p) for p in s.points], "spec": spec} for s, spec in zip(shapes, lines)],
+             "counts": crossings.totals(), "events": crossings.events}
+    write_complete(out / "crossings.json", json.dumps(truth, indent=1))
     return video_path, gt_path
 
 

@@ -62,7 +62,7 @@ class CountsAnnotator:
                 cv2.line(image, tuple(pts[0]), tuple(pts[1]), self.LINE, thick + 1, cv2.LINE_AA)
                 mid = (pts[0] + pts[1]) / 2
                 d = (pts[1] - pts[0]) / max(np.hypot(*(pts[1] - pts[0])), 1)
-                tip = mid + np.array([-d[1], d[0]]) * 12 * thick  # the "in" side: right of start -> end, y down
+                tip = mid + np.array([d[1], -d[0]]) * 12 * thick  # the "in" side: left of start -> end in the picture
                 cv2.arrowedLine(image, tuple(np.round(mid).astype(int)), tuple(np.round(tip).astype(int)), self.LINE, thick,
                                 cv2.LINE_AA, tipLength=0.4)
                 text, colour, at = f"{s.name}: in {c.get('in', 0)} out {c.get('out', 0)}", self.LINE, pts.min(0)
