@@ -49,7 +49,7 @@ def main() -> None:
     from trackers import ByteTrackTracker
 
     from pipeline.tracking import make_tracker
-    from pipeline.tracking.bytetrack import DEFAULTS
+    from pipeline.tracking.roboflow import ByteTrack
     from pipeline.types import Detections
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,7 +60,7 @@ def main() -> None:
     for n in (10, 100, 500):
         ours = make_tracker("bytetrack", {}, 30)
         ms_ours = timed(lambda k, b, s, c: ours.update(Detections(b, s, c), k / 30), scene(n, args.frames))
-        lib = ByteTrackTracker(frame_rate=30, **DEFAULTS)
+        lib = ByteTrackTracker(frame_rate=30, **ByteTrack.DEFAULTS)
         ms_lib = timed(lambda k, b, s, c: lib.update(sv.Detections(xyxy=b.astype(np.float64), confidence=s, class_id=c),
                                                      timestamp=k / 30), scene(n, args.frames))
         rows.append({"objects": n, "rtpipe_ms": round(ms_ours, 3), "library_ms": round(ms_lib, 3)})

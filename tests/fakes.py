@@ -14,6 +14,7 @@ Sinks
     FailingSink     a RecordingSink whose write raises OSError at frame 4 (a full disk).
     LatencySink     records (source id, end-to-end latency) of every frame it gets.
     Keep            needs pictures; keeps (index, detections, picture) of every frame.
+    KeepItems       keeps (source id, index, detections, events) of every frame that leaves.
 
 Models
     SlowModel       a model whose ``infer`` takes at least ``delay`` seconds (a slow engine).
@@ -148,6 +149,20 @@ class Keep(Sink):
 
     def write(self, frame, detections, image):
         self.got.append((frame.index, detections, image))
+
+
+class KeepItems(Sink):
+    """Keeps (source id, index, detections, events) of every frame, as the pipeline hands it over."""
+
+    def __init__(self):
+        self.got = []
+
+    def accept(self, item):
+        self.got.append((item.frame.source_id, item.frame.index, item.detections, list(item.events)))
+
+    def ids(self, source_id: int = 0) -> list[list[int]]:
+        """Per frame of that source, in order: its tracker ids in detection order."""
+        return [d.tracker_id.tolist() for sid, _, d, _ in sorted(self.got, key=lambda g: g[1]) if sid == source_id]
 
 
 # ---- models ---------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ A line ``NAME=x1,y1,x2,y2`` counts tracked objects whose box centre crosses the 
 (supervision's ``LineZone``): ``line_out`` when the centre goes from the left of the line to
 its right, as seen looking from (x1, y1) towards (x2, y2) in the picture, and ``line_in`` the
 other way: a line drawn left to right counts objects moving up the picture as in, down as out
-(the overlay's arrow points to the "in" side). A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon
+(the overlay's arrow points to the "in" side). A crossing counts once the centre has stayed on
+the other side for 3 observations (``lines.CONFIRM_FRAMES``), so a box wobbling on the line
+counts once. A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon
 (supervision's ``PolygonZone``): ``zone_enter`` when a tracked object's box centre comes
 inside, ``zone_exit`` when it is seen outside or has not been seen for the tracker's memory,
 with the time it spent inside (``dwell_s``). Coordinates are pixels, or fractions of the

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# A crossing counts once the centre has been seen on the other side this many times in a row:
+# a box whose centre wobbles on the line (a partly hidden object, a detector's jitter) would
+# count in, out, in otherwise. The event comes that many frames after the crossing.
+CONFIRM_FRAMES = 3
+
 
 class LineCounter:
     def __init__(self, name: str, points: np.ndarray):
@@ -12,7 +17,7 @@ class LineCounter:
         (x1, y1), (x2, y2) = points
         self.name = name
         self.zone = sv.LineZone(start=sv.Point(float(x1), float(y1)), end=sv.Point(float(x2), float(y2)),
-                                triggering_anchors=(sv.Position.CENTER,))
+                                triggering_anchors=(sv.Position.CENTER,), minimum_crossing_threshold=CONFIRM_FRAMES)
         self.points = points
         self.n_in = self.n_out = 0
 

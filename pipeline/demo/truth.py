@@ -4,10 +4,12 @@ The scene generator knows every object's identity, so both are exact. MOT rows a
 ``frame,id,x,y,w,h,consider,class,visibility`` (frame and id from 1, box of the visible mask,
 ``consider`` 0 for instances marked iscrowd, class 1..4 as in the COCO file, visibility the
 share of the object's drawn pixels left in view). A crossing is counted when the centre of an
-instance's visible box is on the other side of the line than at its previous observation
-within the segment's span (instances marked iscrowd are not observed), with the directions of
-``pipeline.analytics``: looking from the line's first point to its second, from its left to
-its right is ``out``.
+object's visible box, seen within the segment's span (instances marked iscrowd are not seen),
+has been on the other side of the line for ``CONFIRM_FRAMES`` observations in a row, as the
+line counter counts (a visible box that wobbles on the line as the object is hidden and shown
+crosses once), with the directions of ``pipeline.analytics``: looking from the line's first
+point to its second, from its left to its right is ``out``. Objects keep their identity while
+hidden, so a crossing made out of sight is counted too (a tracker may not see it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline.analytics import Shape
+from pipeline.analytics.lines import CONFIRM_FRAMES
 from pipeline.demo.scenes import CLASSES, Rendered
 
 
@@ -35,7 +38,7 @@ class CrossingCounter:
 
     def __init__(self, lines: list[Shape], width: int, height: int):
         self.lines = [(s.name, s.in_pixels(width, height)) for s in lines if s.kind == "line"]
-        self.side: dict[tuple[str, int], bool] = {}  # (line, instance id) -> on the right-hand side at its last observation
+        self.side: dict[tuple[str, int], list] = {}  # (line, id) -> [confirmed side (True: right), observations on the other]
         self.events: list[dict] = []
 
     def add(self, rendered: Rendered, frame_index: int) -> None:
@@ -50,11 +53,12 @@ class CrossingCounter:
                 if not 0 <= along <= 1:
                     continue
                 right = float(d[0] * (c[1] - a[1]) - d[1] * (c[0] - a[0])) > 0
-                before = self.side.get((name, inst.id))
-                if before is not None and before != right:
+                state = self.side.setdefault((name, inst.id), [right, 0])
+                state[1] = 0 if right == state[0] else state[1] + 1
+                if state[1] >= CONFIRM_FRAMES:
                     self.events.append({"frame": frame_index, "id": inst.id + 1, "class_name": CLASSES[inst.category],
                                         "event": "line_out" if right else "line_in", "name": name})
-                self.side[(name, inst.id)] = right
+                    state[:] = [right, 0]
 
     def totals(self) -> dict:
         """{line: {event: {class: n, "all": n}}}, every line and direction present."""

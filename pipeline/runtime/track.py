@@ -26,7 +26,7 @@ class TrackStage:
     def apply(self, item) -> None:
         """Fill ``item.detections.tracker_id``, ``item.events`` and ``item.counts``."""
         sid = item.frame.source_id
-        item.detections = dets = self._trackers[sid].update(item.detections, item.frame.pts)
+        item.detections = dets = self._trackers[sid].update(item.detections, item.frame.pts, item.frame.image)
         if len(dets):
             self._last_id[sid] = max(self._last_id[sid], int(dets.tracker_id.max()))
         item.events = self._analytics[sid].update(item.frame, dets)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from pipeline.config import ConfigError
 from pipeline.types import Detections
 
@@ -30,17 +32,25 @@ class Tracker(Protocol):
     name: str
     memory_s: float  # how long an unseen object keeps its id
 
-    def update(self, detections: Detections, pts: float) -> Detections:
-        """The detections of the next frame (time ``pts`` s), same order, with ``tracker_id`` set."""
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        """A ConfigError naming a setting this tracker does not take or a bad value."""
+
+    def update(self, detections: Detections, pts: float, image: np.ndarray | None = None) -> Detections:
+        """The detections of the next frame (time ``pts`` s; its picture, for trackers that
+        look at it), same order, with ``tracker_id`` set."""
 
 
-def _bytetrack():
-    from pipeline.tracking.bytetrack import ByteTrack
+def _roboflow(name: str):
+    def load():
+        from pipeline.tracking import roboflow
 
-    return ByteTrack
+        return {"bytetrack": roboflow.ByteTrack, "botsort": roboflow.BoTSort}[name]
+
+    return load
 
 
-TRACKERS = {"bytetrack": _bytetrack}  # name -> a function giving the class (imported on use)
+TRACKERS = {"bytetrack": _roboflow("bytetrack"), "botsort": _roboflow("botsort")}  # name -> a function giving the class
 
 
 def tracker_class(name: str) -> type:

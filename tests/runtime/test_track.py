@@ -1,0 +1,73 @@
+"""The track stage in the pipeline: one tracker per source, ids independent of batching, events."""
+
+import numpy as np
+import pytest
+
+from pipeline.analytics import parse_shapes
+from pipeline.demo.scenes import Scene
+from pipeline.loader import load_model
+from pipeline.runtime import Pipeline
+from pipeline.runtime.track import TrackStage
+from pipeline.types import Detections, Frame
+from tests.fakes import Frames, KeepItems
+
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model("demo")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Two different generated clips (seeds 7 and 8), 24 frames each, many objects."""
+    return {seed: [r.image for r in Scene(seed).frames(FRAMES)] for seed in (7, 8)}
+
+
+def run(model, clips: list, batch: int, tracker: str = "bytetrack", lines=()) -> KeepItems:
+    sources = [Frames(c) for c in clips]
+    sink = KeepItems()
+    stage = TrackStage(tracker, {}, parse_shapes(list(lines), []), model.info.names, sources)
+    Pipeline(sources, model, [sink], batch=batch, tracking=stage).run(handle_sigint=False)
+    return sink
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "botsort"])
+def test_ids_do_not_depend_on_the_batch_size(demo, clips, tracker):
+    one, four = run(demo, [clips[7]], 1, tracker), run(demo, [clips[7]], 4, tracker)
+    assert one.ids() == four.ids()
+    assert len({i for row in one.ids() for i in row if i > 0}) >= 3  # several objects followed (4 measured)
+
+
+def test_two_sources_batched_together_keep_their_own_tracks(demo, clips):
+    """Each source's ids are what it gets alone: no track crosses from one source to the other."""
+    alone = [run(demo, [clips[s]], 4).ids() for s in (7, 8)]
+    together = run(demo, [clips[7], clips[8]], 4)
+    assert [together.ids(0), together.ids(1)] == alone
+
+
+def test_the_metrics_time_the_track_stage_and_sum_its_counts(demo, clips):
+    sources = [Frames(clips[7])]
+    stage = TrackStage("bytetrack", {}, parse_shapes(["mid=0,0.5,1,0.5"], []), demo.info.names, sources)
+    metrics = Pipeline(sources, demo, [KeepItems()], tracking=stage).run(handle_sigint=False)
+    assert list(metrics["stages"])[3:5] == ["postprocess", "track"]
+    assert metrics["stages"]["track"]["count"] == FRAMES
+    t = metrics["tracking"]
+    assert t["tracker"] == "bytetrack" and t["tracks"][0] >= 3 and t["shapes"][0]["name"] == "mid"
+
+
+def test_a_reconnect_gap_longer_than_the_memory_starts_new_tracks(demo):
+    """Frames 0-9, then a 2 s gap (a stream that reconnects; its pts keep the time lost), then
+    the same objects again: tracks are gone after the 1 s memory, so they get new ids."""
+    boxes = Detections([[100, 100, 160, 140], [400, 300, 480, 360]], [0.9, 0.9], [0, 1])
+    stage = TrackStage("bytetrack", {}, [], demo.info.names, [Frames([])])
+    image = np.zeros((480, 640, 3), np.uint8)
+    ids = []
+    for k, pts in enumerate([i / 30 for i in range(10)] + [2.3 + i / 30 for i in range(5)]):
+        item = type("Item", (), {"frame": Frame(image, k, pts, 0.0), "detections": boxes})()
+        stage.apply(item)
+        ids.append(item.detections.tracker_id.tolist())
+    assert ids[9] == [1, 2]
+    assert min(ids[-1]) > 2  # new ids, never reused
+    assert stage.summary()["tracks"] == [4]
