@@ -4,9 +4,9 @@
 
 Objects are boxes of 20-80 px moving at constant speed with jitter through a 1920x1080 frame
 (they wrap around at the edges, so the count stays fixed), scores 0.3-1.0, 5 % of detections
-missed each frame. Times are medians of ``update()`` per frame after 30 warm-up frames: the
-tracker as rtpipe calls it (our Detections in and out: conversion included) and the library's
-own ``update`` on supervision detections.
+missed each frame. Times are medians of ``update()`` per frame after 30 warm-up frames, for
+each tracker rtpipe offers with its default settings: as rtpipe calls it (our Detections in
+and out: conversion included) and the library's own ``update`` on supervision detections.
 """
 
 from __future__ import annotations
@@ -46,10 +46,7 @@ def timed(update, frames) -> float:
 
 def main() -> None:
     import supervision as sv
-    from trackers import ByteTrackTracker
-
     from pipeline.tracking import make_tracker
-    from pipeline.tracking.roboflow import ByteTrack
     from pipeline.types import Detections
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,14 +54,15 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
-    for n in (10, 100, 500):
-        ours = make_tracker("bytetrack", {}, 30)
-        ms_ours = timed(lambda k, b, s, c: ours.update(Detections(b, s, c), k / 30), scene(n, args.frames))
-        lib = ByteTrackTracker(frame_rate=30, **ByteTrack.DEFAULTS)
-        ms_lib = timed(lambda k, b, s, c: lib.update(sv.Detections(xyxy=b.astype(np.float64), confidence=s, class_id=c),
-                                                     timestamp=k / 30), scene(n, args.frames))
-        rows.append({"objects": n, "rtpipe_ms": round(ms_ours, 3), "library_ms": round(ms_lib, 3)})
-        print(f"{n:4d} objects: {ms_ours:7.3f} ms per frame through rtpipe, {ms_lib:7.3f} ms the library alone")
+    for name in ("botsort", "bytetrack"):
+        for n in (10, 100, 500):
+            ours = make_tracker(name, {}, 30)
+            ms_ours = timed(lambda k, b, s, c: ours.update(Detections(b, s, c), k / 30), scene(n, args.frames))
+            lib = type(ours._tracker)(frame_rate=30, **ours.library_settings)
+            ms_lib = timed(lambda k, b, s, c: lib.update(sv.Detections(xyxy=b.astype(np.float64), confidence=s, class_id=c),
+                                                         timestamp=k / 30), scene(n, args.frames))
+            rows.append({"tracker": name, "objects": n, "rtpipe_ms": round(ms_ours, 3), "library_ms": round(ms_lib, 3)})
+            print(f"{name:9s} {n:4d} objects: {ms_ours:7.3f} ms per frame through rtpipe, {ms_lib:7.3f} ms the library alone")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": "python benchmarks/tracker_cost.py", "machine": platform.processor() or platform.machine(),

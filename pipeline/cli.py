@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--token", help="require ?token=TOKEN for the browser view")
     run.add_argument("--hud", action="store_true", default=None, help="draw FPS and latency on the frames")
     run.add_argument("--metrics-json", metavar="PATH", dest="metrics_json", help="write the run's metrics as JSON")
-    run.add_argument("--track", metavar="NAME", help="follow objects across frames: bytetrack, or none (default: bytetrack when "
-                                                     "--line, --zone, --events or --trails is given, else none)")
+    run.add_argument("--track", metavar="NAME", help="follow objects across frames: botsort, bytetrack, or none (default: botsort "
+                                                     "when --line, --zone, --events or --trails is given, else none)")
     run.add_argument("--line", action="append", metavar="[NAME=]X1,Y1,X2,Y2",
                      help="count tracked objects crossing this line, per class and direction (pixels, or fractions of the frame "
                           "when all are <= 1); repeat for more")
@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", type=int, default=300, help="clip length in frames at 30 FPS (default 300)")
     d.add_argument("--size", default="1280x720", metavar="WxH", help="clip size (default 1280x720; the model was trained on 16:9)")
     d.add_argument("--out", default="demo-out", metavar="DIR", help="where the files go (default demo-out/)")
-    d.add_argument("--track", default="bytetrack", help="tracker, or none (default bytetrack: ids, a counting line, "
-                                                        "tracking metrics)")
+    d.add_argument("--track", default="botsort", help="tracker: botsort, bytetrack, or none (default botsort: ids, a counting "
+                                                      "line, tracking metrics)")
     _flags(d, "backend", "device", "quiet", "debug")
 
     e = sub.add_parser("eval", help="COCO box and mask mAP of detections (JSONL) against ground truth (COCO JSON)",

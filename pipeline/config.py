@@ -18,6 +18,9 @@ from pipeline.backends import BACKENDS
 from pipeline.types import InputError
 
 
+DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
+
+
 class ConfigError(InputError):
     """Bad settings; the message is one line that says what to fix."""
 
@@ -52,7 +55,7 @@ class RunConfig(BaseModel):
     token: str | None = Field(None, description="access token for the browser view")
     hud: bool = Field(False, description="draw FPS and latency on the video")
     metrics_json: Path | None = Field(None, description="write the metrics dict here")
-    track: str | None = Field(None, description="tracker: bytetrack, or none (default: bytetrack when lines, zones, "
+    track: str | None = Field(None, description="tracker: botsort, bytetrack, or none (default: botsort when lines, zones, "
                                                 "events or trails are asked for, else none)")
     track_settings: dict[str, float] = Field(default_factory=dict, description="the tracker's own settings (README: Tracking)")
     lines: list[str] = Field(default_factory=list, description="counting lines, [NAME=]x1,y1,x2,y2 (pixels, or fractions 0..1)")
@@ -84,7 +87,7 @@ class RunConfig(BaseModel):
         if self.track == "none":
             return None
         if self.track is None:
-            return "bytetrack" if (self.lines or self.zones or self.events or self.trails) else None
+            return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails) else None
         return self.track
 
     def check_tracking(self) -> None:
@@ -95,7 +98,7 @@ class RunConfig(BaseModel):
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
                                  ("--trails", self.trails), ("track_settings", self.track_settings)) if on]
         if self.track == "none" and asked:
-            raise ConfigError(f"{asked[0]} needs a tracker: drop --track none (or give --track bytetrack)")
+            raise ConfigError(f"{asked[0]} needs a tracker: drop --track none (or give --track {DEFAULT_TRACKER})")
         if self.tracker is not None:
             tracker_class(self.tracker).check_settings(self.track_settings)
         parse_shapes(self.lines, self.zones)

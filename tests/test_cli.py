@@ -377,3 +377,36 @@ def test_bench_gpu_path_with_onnxruntime_is_one_line(tmp_path):
     r = rtpipe("bench", clip, "--model", "tiny-seg", "--path", "gpu", "--frames", "3")
     assert r.returncode == 2 and "--path gpu: the onnxruntime backend does not run on tensors" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
+    from pipeline.analytics import Event
+    from pipeline.demo.clip import write_clip
+
+    clip, gt = write_clip(tmp_path, seed=7, frames=120)
+    js, ev, out = tmp_path / "d.jsonl", tmp_path / "e.jsonl", tmp_path / "a.mp4"
+    r = rtpipe("run", clip, "--line", "gate=0,0.6,1,0.6", "--zone", "road=0.3,0.45,0.7,0.45,1,1,0,1", "--events", ev,
+               "--json", js, "--save", out, "--trails", 20)
+    assert r.returncode == 0, r.stderr
+    events = [Event.from_json(x) for x in ev.read_text().splitlines()]
+    assert {e.event for e in events} >= {"line_in", "zone_enter", "zone_exit"}
+    assert "zone_enter" in r.stderr and "botsort" in r.stderr and f"events: {ev}" in r.stderr  # the counts table, the outputs
+    tracked = [d["tracker_id"] for x in js.read_text().splitlines() for d in json.loads(x)["detections"]]
+    assert {e.tracker_id for e in events} <= set(tracked)
+    e = rtpipe("eval", js, gt, "--events", ev, "--crossings", tmp_path / "crossings.json", "--json", tmp_path / "acc.json")
+    assert e.returncode == 0, e.stderr
+    acc = json.loads((tmp_path / "acc.json").read_text())
+    assert 0 < acc["tracking"]["IDF1"] <= 1 and acc["lines"]["gate"]["true"] and "HOTA" in e.stderr
+    half = rtpipe("eval", js, gt, "--events", ev)
+    assert half.returncode == 2 and "need both --events" in half.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--track", "none", "--line", "0,0.5,1,0.5"], "--line needs a tracker"),
+    (["--line", "0,0.5,1"], "--line '0,0.5,1': give [NAME=]4 numbers"),
+    (["--track", "kalman"], "tracker 'kalman': choose one of"),
+    (["--trails", "-1"], "key 'trails'"),
+])
+def test_bad_tracking_flags_are_one_line_and_exit_2(args, message):
+    r = rtpipe("run", "synthetic:64x48@30", "--frames", 3, *args)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -96,3 +96,23 @@ def test_fuzzed_preset_files_never_escape_as_other_errors(tmp_path, text):
         build_config(p)
     except ConfigError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("settings, tracker", [
+    ({}, None), ({"lines": ["0,0.5,1,0.5"]}, "botsort"), ({"events": "e.jsonl"}, "botsort"), ({"trails": 10}, "botsort"),
+    ({"track": "bytetrack"}, "bytetrack"), ({"track": "none"}, None)])
+def test_a_tracker_runs_when_asked_or_when_counting_needs_one(settings, tracker):
+    cfg = build_config(None, settings)
+    cfg.check_tracking()
+    assert cfg.tracker == tracker
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"track": "none", "lines": ["0,0.5,1,0.5"]}, "--line needs a tracker: drop --track none"),
+    ({"track": "sort"}, "tracker 'sort': choose one of"),
+    ({"track": "bytetrack", "track_settings": {"lost": 3}}, "unknown key 'lost' for bytetrack"),
+    ({"zones": ["0,0,1,0"]}, "--zone '0,0,1,0': give"),
+])
+def test_bad_tracking_settings_are_one_line(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(None, settings).check_tracking()

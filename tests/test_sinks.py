@@ -210,3 +210,39 @@ def test_jsonl_lines_decode_back_to_the_detections(tmp_path, h, w, n, seed):
     for k, d in enumerate(line["detections"]):
         assert d["xyxy"] == [round(float(v), 2) for v in xyxy[k]] and d["class_name"] == "abc"[d["class_id"]]
         np.testing.assert_array_equal(rle_decode(d["mask"]), dense[k])
+
+
+def test_jsonl_has_tracker_ids_only_when_a_tracker_ran(tmp_path):
+    from pipeline.sinks import JsonlSink
+
+    sink = JsonlSink(tmp_path / "d.jsonl", ["a", "b"])
+    d = dets()
+    sink.write(frame(0), d, None)
+    sink.write(frame(1), Detections(d.xyxy, d.confidence, d.class_id, d.mask, tracker_id=[3, -1]), None)
+    sink.close(True)
+    first, second = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert all("tracker_id" not in x for x in first["detections"])
+    assert [x["tracker_id"] for x in second["detections"]] == [3, None]
+
+
+def test_one_events_file_for_every_source_is_complete_only_if_every_source_was(tmp_path):
+    from pipeline.analytics import Event
+    from pipeline.sinks import EventsSink
+
+    e = Event(frame=0, pts=0.0, source_id=1, tracker_id=2, class_id=0, class_name="car", event="line_in", name="g")
+    ok = EventsSink(tmp_path / "ok.jsonl", sources=2)
+    ok.write(frame(0), Detections.empty(), None)
+    ok.write_events(frame(0), [e, e])
+    ok.close(True)
+    assert not (tmp_path / "ok.jsonl").exists()  # the other source is still running
+    ok.close(True)
+    assert [Event.from_json(x) for x in (tmp_path / "ok.jsonl").read_text().splitlines()] == [e, e]
+    failed = EventsSink(tmp_path / "f.jsonl", sources=2)
+    failed.write_events(frame(0), [e])
+    failed.close(True)
+    failed.close(False)  # one source failed: the file is not presented as complete
+    assert not (tmp_path / "f.jsonl").exists() and partial_path(tmp_path / "f.jsonl").exists()
+    quiet = EventsSink(tmp_path / "q.jsonl")
+    quiet.write(frame(0), Detections.empty(), None)
+    quiet.close(True)
+    assert (tmp_path / "q.jsonl").read_text() == ""  # a complete run with nothing counted

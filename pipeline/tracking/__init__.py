@@ -5,7 +5,9 @@ detections, in the same order (masks stay with their boxes), with ``tracker_id``
 -1 for a detection no confirmed track holds yet). Trackers are chosen by name (``--track``);
 ``TRACKERS`` maps each name to its class. The runtime keeps one tracker per source, so frames
 of several sources batched into one model call never share tracks, and a tracker sees its
-source's frames in order whatever the batch size.
+source's frames in order whatever the batch size. ``botsort`` and ``bytetrack`` come from
+Roboflow's ``trackers`` (``pipeline.tracking.roboflow``); another library's tracker is a class
+with ``check_settings``, ``update`` and ``memory_s``, added to ``TRACKERS``.
 
 Time, drops and gaps: trackers are told each frame's pts (seconds). A live source that drops
 frames moves its objects further between the frames the tracker sees, and the motion model

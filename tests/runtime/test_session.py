@@ -130,3 +130,16 @@ def test_a_session_that_never_runs_releases_its_outputs():
         assert session.sinks[0][0].url.startswith(f"http://127.0.0.1:{port}/")
     again = Session.from_settings(source=CLIP.format(n=5), model="tiny-seg", serve=f"127.0.0.1:{port}")  # the port is free again
     assert again.run(handle_sigint=False)["frames_out"] == 5
+
+
+def test_stream_gives_tracked_detections_and_the_events_of_each_frame(tmp_path):
+    from pipeline.demo.clip import write_clip
+
+    clip, _ = write_clip(tmp_path, seed=7, frames=60)
+    session = Session.from_settings(source=str(clip), model="demo", lines=["gate=0,0.6,1,0.6"])
+    results = list(session.stream())
+    assert len(results) == 60 and all(r.detections.tracker_id is not None for r in results)
+    assert any(r.events for r in results)
+    for r in results:
+        assert all(e.frame == r.frame.index and e.tracker_id in r.detections.tracker_id for e in r.events)
+    assert session.metrics["tracking"]["counts"]["gate"]
