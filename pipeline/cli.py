@@ -249,8 +249,8 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     """Run the library session ``cfg`` describes, with progress and the metrics table; returns the exit code."""
     from pipeline.metrics import render_counts, render_table
     from pipeline.runtime import StageError
-    from pipeline.sinks import EventsSink
     from pipeline.runtime.session import Session
+    from pipeline.sinks import EventsSink
 
     session = Session(cfg)
     for url in (s.url for own in session.sinks.values() for s in own if s.url is not None):

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.backends import BACKENDS
 from pipeline.types import InputError
 
-
 DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
 
 

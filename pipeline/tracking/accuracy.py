@@ -71,8 +71,14 @@ def _summary(clear: dict, hota: dict, identity: dict) -> dict:
 def tracking_accuracy(records: list[dict], gt: dict, image_of: dict[int, int]) -> dict | None:
     """Scores of the tracked detections in ``records`` (JSONL records of the frames to score)
     against COCO ``gt`` whose annotations carry ``track_id``; None when either side has no ids."""
-    from trackers.eval import (aggregate_clear_metrics, aggregate_hota_metrics, aggregate_identity_metrics,
-                               compute_clear_metrics, compute_hota_metrics, compute_identity_metrics)
+    from trackers.eval import (
+        aggregate_clear_metrics,
+        aggregate_hota_metrics,
+        aggregate_identity_metrics,
+        compute_clear_metrics,
+        compute_hota_metrics,
+        compute_identity_metrics,
+    )
 
     tracked = any("tracker_id" in d for rec in records for d in rec["detections"])
     if not tracked or not gt["annotations"] or not all("track_id" in a for a in gt["annotations"]):
