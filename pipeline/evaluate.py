@@ -23,16 +23,21 @@ class EvalError(InputError):
     """Files that cannot be scored against each other; the message says which and why."""
 
 
-def _load_gt(path: Path) -> dict:
+def _load_json(path: Path, what: str, keys: tuple[str, ...], kind: str) -> dict:
+    """A JSON object file that must hold ``keys``; EvalError naming ``what`` it should be otherwise."""
     try:
-        gt = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EvalError(f"ground truth '{path}' not found") from None
+        raise EvalError(f"{what} '{path}' not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvalError(f"ground truth '{path}' is not JSON ({exc})") from None
-    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
-        raise EvalError(f"ground truth '{path}' is not COCO JSON: it needs 'images', 'annotations' and 'categories'")
-    return gt
+        raise EvalError(f"{what} '{path}' is not JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(k in data for k in keys):
+        raise EvalError(f"{what} '{path}' is not {kind}: it needs {', '.join(repr(k) for k in keys)}")
+    return data
+
+
+def _load_gt(path: Path) -> dict:
+    return _load_json(path, "ground truth", ("images", "annotations", "categories"), "COCO JSON")
 
 
 def _load_predictions(path: Path) -> list[dict]:
@@ -53,13 +58,23 @@ def _load_predictions(path: Path) -> list[dict]:
     return records
 
 
-def _load_lines(path: Path, what: str) -> list[dict]:
+def _load_events(path: Path) -> list[dict]:
+    from pydantic import ValidationError
+
+    from pipeline.analytics import Event
+
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise EvalError(f"{what} '{path}' not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvalError(f"{what} '{path}' is not JSON lines ({exc})") from None
+        raise EvalError(f"events '{path}' not found") from None
+    events = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                events.append(Event.from_json(line).model_dump())
+            except ValidationError:
+                raise EvalError(f"events '{path}' line {n} is not an rtpipe event (see README: JSONL and event schemas)") from None
+    return events
 
 
 def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Path | None = None,
@@ -70,8 +85,13 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
     demo's ``crossings.json``): ``lines``, the counts against the true crossings."""
     from pycocotools.coco import COCO
 
+    if (events is None) != (crossings is None):
+        raise EvalError("line counts need both --events (from rtpipe run) and --crossings (the demo's crossings.json)")
     pred_path, gt_path = Path(predictions), Path(ground_truth)
     gt, records = _load_gt(gt_path), _load_predictions(pred_path)
+    if events is not None:
+        truth = _load_json(Path(crossings), "crossings", ("lines", "counts"), "a crossings file as rtpipe demo writes")
+        counted = _load_events(Path(events))
     image_of = {int(im.get("frame_index", im["id"] - 1)): im["id"] for im in gt["images"]}
     category_of = {c["name"]: c["id"] for c in gt["categories"]}
     dets, with_masks, image_ids = [], True, []
@@ -106,24 +126,9 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
     from pipeline.tracking.accuracy import count_accuracy, tracking_accuracy
 
     result["tracking"] = tracking_accuracy(records, gt, image_of)
-    if (events is None) != (crossings is None):
-        raise EvalError("line counts need both --events (from rtpipe run) and --crossings (the demo's crossings.json)")
     if events is not None:
-        truth = _load_gt_file(Path(crossings))
-        result["lines"] = count_accuracy(_load_lines(Path(events), "events"), truth)
+        result["lines"] = count_accuracy(counted, truth)
     return result
-
-
-def _load_gt_file(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvalError(f"crossings '{path}' not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvalError(f"crossings '{path}' is not JSON ({exc})") from None
-    if not isinstance(data, dict) or "lines" not in data or "counts" not in data:
-        raise EvalError(f"crossings '{path}' is not a crossings file (needs 'lines' and 'counts', as rtpipe demo writes)")
-    return data
 
 
 def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int]) -> dict:

@@ -69,7 +69,7 @@ def test_serve_address(serve, addr):
 
 @pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_presets_are_valid(preset):
-    build_config(preset)
+    build_config(preset).check_tracking()
 
 
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=20),

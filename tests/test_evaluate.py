@@ -86,3 +86,24 @@ def test_eval_command(gt, tmp_path):
     assert "mask mAP@.5:.95" in r.stderr and json.loads((tmp_path / "r.json").read_text())["box"]["mAP"] == pytest.approx(1.0)
     r = rtpipe("eval", tmp_path / "missing.jsonl", gt)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not found" in r.stderr
+
+
+def test_line_counts_need_both_files_and_real_events(tmp_path):
+    from pipeline.evaluate import EvalError, evaluate
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "frame_index": 0}], "annotations": [], "categories": [{"id": 1, "name": "car"}]}))
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"index": 0, "detections": []}) + "\n")
+    crossings = tmp_path / "c.json"
+    crossings.write_text(json.dumps({"lines": [{"name": "g"}], "counts": {"g": {"line_in": {"all": 0}, "line_out": {"all": 0}}}}))
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"frame": 0, "detections": []}\n')
+    with pytest.raises(EvalError, match="need both"):
+        evaluate(pred, gt, events=events)
+    with pytest.raises(EvalError, match="line 1 is not an rtpipe event"):
+        evaluate(pred, gt, events, crossings)
+    with pytest.raises(EvalError, match="is not a crossings file as rtpipe demo writes: it needs 'lines', 'counts'"):
+        evaluate(pred, gt, events, gt)
+    events.write_text("")
+    assert evaluate(pred, gt, events, crossings)["lines"]["g"]["accuracy"] == 1.0

@@ -57,7 +57,8 @@ def test_write_clip_writes_the_video_and_its_ground_truth(tmp_path):
     done: list[int] = []
     video, gt_path = write_clip(tmp_path / "out", seed=3, frames=5, size=(160, 96), progress=done.append)
     assert (video.name, gt_path.name) == ("clip.mp4", "ground_truth.json")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "ground_truth.json"]  # no partial files left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "crossings.json", "ground_truth.json",
+                                                                    "ground_truth_mot.txt"]  # no partial files left
     assert done == [1, 2, 3, 4, 5]
     info = probe(video)
     assert info["frames"] == 5 and info["size"] == (160, 96)
