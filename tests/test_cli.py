@@ -136,7 +136,7 @@ def test_sigint_leaves_a_playable_video_of_the_frames_done(tmp_path):
 def test_help_documents_every_flag():
     text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for flag in ("--model", "--backend", "--conf", "--iou", "--imgsz", "--batch", "--save", "--json", "--show",
-                 "--serve", "--metrics-json", "--config", "--frames", "--hud"):
+                 "--serve", "--metrics-json", "--config", "--frames", "--hud", "--track", "--line", "--zone", "--events", "--trails"):
         assert flag in text
     r = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "run" in r.stdout

@@ -71,3 +71,18 @@ def test_a_reconnect_gap_longer_than_the_memory_starts_new_tracks(demo):
     assert ids[9] == [1, 2]
     assert min(ids[-1]) > 2  # new ids, never reused
     assert stage.summary()["tracks"] == [4]
+
+
+def test_the_gpu_path_is_tracked_on_host_boxes_like_the_cpu_path(clips):
+    """The GPU path (here on CPU tensors, torch backend) hands host boxes to the tracker: same ids as the CPU path."""
+    pytest.importorskip("torch")
+    from pipeline.paths import path_for
+
+    model = load_model("demo", backend="torch")
+    got = {}
+    for name in ("cpu", "gpu"):
+        sink, sources = KeepItems(), [Frames(clips[7][:12])]
+        stage = TrackStage("botsort", {}, [], model.info.names, sources)
+        Pipeline(sources, model, [sink], tracking=stage, path=path_for(model, name)).run(handle_sigint=False)
+        got[name] = sink.ids()
+    assert got["gpu"] == got["cpu"] and any(i > 0 for row in got["cpu"] for i in row)
