@@ -51,18 +51,26 @@ with the fp32 reference, and the build fails above the loss limits unless --acce
 
 DEMO_HELP = """\
 The whole product on one generated clip, offline: render a dashcam clip from a seed with exact
-COCO ground truth, run the bundled demo model on it through the full pipeline (default
-backend), write the annotated video and the detections, print the run's metrics and the COCO
-box and mask mAP against the ground truth.
+ground truth, run the bundled demo model on it through the full pipeline (default backend)
+with a tracker and a counting line across the road, write the annotated video, the detections
+and the line events, print the run's metrics, the COCO box and mask mAP, the tracking scores
+(HOTA, MOTA, IDF1) and the line counts against the ground truth.
 
-Files in --out: clip.mp4, ground_truth.json, annotated.mp4, detections.jsonl, metrics.json,
-accuracy.json. Seeds from 1,000,000 up were used to train the model; the rest are unseen.
+Files in --out: clip.mp4, ground_truth.json (COCO, with track ids), ground_truth_mot.txt
+(MOTChallenge rows), crossings.json (the true line crossings), annotated.mp4, detections.jsonl,
+events.jsonl, metrics.json, accuracy.json. Seeds from 1,000,000 up were used to train the
+model; the rest are unseen.
 """
 
 EVAL_HELP = """\
 COCO box and mask mAP (pycocotools) of a detections JSONL written by 'rtpipe run --json' against
 COCO ground truth (e.g. the ground_truth.json of 'rtpipe demo'). Frames are matched by index,
 classes by name; only frames present in the JSONL are scored.
+
+When the detections carry tracker ids (a run with a tracker) and the ground truth track ids
+(rtpipe demo's does): HOTA, MOTA, IDF1 and ID switches (trackers.eval, TrackEval's method).
+With --events (rtpipe run --events) and --crossings (rtpipe demo's crossings.json): each line's
+counts against the true crossings.
 """
 
 BENCH_HELP = """\
@@ -187,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "line, tracking metrics)")
     _flags(d, "backend", "device", "quiet", "debug")
 
-    e = sub.add_parser("eval", help="COCO box and mask mAP of detections (JSONL) against ground truth (COCO JSON)",
+    e = sub.add_parser("eval", help="COCO mAP, tracking scores and line counts of a run's outputs against ground truth",
                        description=EVAL_HELP, formatter_class=RAW)
     e.add_argument("predictions", metavar="PRED.jsonl", help="detections from rtpipe run --json")
     e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth")
@@ -300,6 +308,10 @@ def cmd_demo(args, console: Console) -> int:
     from pipeline.evaluate import evaluate, render_table, render_tracking
 
     out, size = Path(args.out), check_demo(args.out, args.frames, args.size)
+    if args.track != "none":
+        from pipeline.tracking import tracker_class
+
+        tracker_class(args.track)  # a wrong name before anything is rendered
     with progress_bar(console, args.quiet) as task:
         clip, gt = write_clip(out, args.seed, args.frames, size, progress=task(f"rendering clip {args.seed}", args.frames))
     if not args.quiet:
@@ -326,7 +338,10 @@ def cmd_demo(args, console: Console) -> int:
 
 def cmd_eval(args, console: Console) -> int:
     from pipeline.evaluate import evaluate, render_table, render_tracking
+    from pipeline.sinks import check_writable
 
+    if args.json_out:
+        check_writable(Path(args.json_out))
     result = evaluate(args.predictions, args.ground_truth, args.events, args.crossings)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -86,7 +86,7 @@ class RunConfig(BaseModel):
         if self.track == "none":
             return None
         if self.track is None:
-            return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails) else None
+            return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails or self.track_settings) else None
         return self.track
 
     def check_tracking(self) -> None:
@@ -97,7 +97,8 @@ class RunConfig(BaseModel):
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
                                  ("--trails", self.trails), ("track_settings", self.track_settings)) if on]
         if self.track == "none" and asked:
-            raise ConfigError(f"{asked[0]} needs a tracker: drop --track none (or give --track {DEFAULT_TRACKER})")
+            raise ConfigError(f"{asked[0]} (given on the command line or in a preset) needs a tracker: drop --track none, "
+                              f"or the {asked[0].lstrip('-')}")
         if self.tracker is not None:
             tracker_class(self.tracker).check_settings(self.track_settings)
         parse_shapes(self.lines, self.zones)
@@ -128,7 +129,10 @@ def explain(err: ValidationError, origin: str) -> str:
         return f"{origin}: unknown key '{key}': {hint}"
     given = e.get("input")
     shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
-    return f"{origin}: key '{key}': {e['msg']}{shown}"
+    hint = ""
+    if key.split(".")[0] in ("lines", "zones") and e["type"] == "string_type":
+        hint = "; quote each one, e.g. lines: ['gate=0,0.6,1,0.6']"  # YAML splits an unquoted [a=0,1,...] at the commas
+    return f"{origin}: key '{key}': {e['msg']}{shown}{hint}"
 
 
 def read_preset(path: str | Path) -> dict:

@@ -127,8 +127,22 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
 
     result["tracking"] = tracking_accuracy(records, gt, image_of)
     if events is not None:
-        result["lines"] = count_accuracy(counted, truth)
+        result["lines"] = count_accuracy(_events_of(counted, records, Path(events)), truth)
+        unknown = sorted({e["name"] for e in counted if e["event"].startswith("line")} - {line["name"] for line in truth["lines"]})
+        if unknown and not any(e["name"] in result["lines"] for e in counted):
+            raise EvalError(f"events '{events}' count lines {', '.join(unknown)}, and '{crossings}' has the true crossings of "
+                            f"{', '.join(line['name'] for line in truth['lines'])}: name the line as the crossings do "
+                            f"(--line NAME=...)")
     return result
+
+
+def _events_of(events: list[dict], records: list[dict], path: Path) -> list[dict]:
+    """The events of the predictions' source (an events file holds every source of a run)."""
+    sources = {int(r.get("source_id", 0)) for r in records}
+    if len(sources) > 1:
+        raise EvalError(f"the detections hold several sources ({', '.join(map(str, sorted(sources)))}): score one source's JSONL")
+    sid = sources.pop() if sources else 0
+    return [e for e in events if e["source_id"] == sid]
 
 
 def _score(coco_gt, dets: list[dict], kind: str, image_ids: list[int]) -> dict:

@@ -402,7 +402,7 @@ def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--track", "none", "--line", "0,0.5,1,0.5"], "--line needs a tracker"),
+    (["--track", "none", "--line", "0,0.5,1,0.5"], "--line (given on the command line or in a preset) needs a tracker"),
     (["--line", "0,0.5,1"], "--line '0,0.5,1': give [NAME=]4 numbers"),
     (["--track", "kalman"], "tracker 'kalman': choose one of"),
     (["--trails", "-1"], "key 'trails'"),
@@ -410,3 +410,17 @@ def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
 def test_bad_tracking_flags_are_one_line_and_exit_2(args, message):
     r = rtpipe("run", "synthetic:64x48@30", "--frames", 3, *args)
     assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("which, message", [("input", "is the input file"), ("json", "two outputs share one path")])
+def test_the_events_file_cannot_overwrite_an_input_or_another_output(tmp_path, which, message):
+    clip = make_clip(tmp_path / "clip.mp4", frames=5)
+    events = clip if which == "input" else tmp_path / "d.jsonl"
+    r = rtpipe("run", clip, "--json", tmp_path / "d.jsonl", "--events", events)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert probe(clip)["frames"] == 5
+
+
+def test_demo_refuses_an_unknown_tracker_before_rendering(tmp_path):
+    r = rtpipe("demo", "--track", "kalman", "--out", tmp_path / "d")
+    assert r.returncode == 2 and "tracker 'kalman'" in r.stderr and not (tmp_path / "d").exists()

@@ -100,7 +100,7 @@ def test_fuzzed_preset_files_never_escape_as_other_errors(tmp_path, text):
 
 @pytest.mark.parametrize("settings, tracker", [
     ({}, None), ({"lines": ["0,0.5,1,0.5"]}, "botsort"), ({"events": "e.jsonl"}, "botsort"), ({"trails": 10}, "botsort"),
-    ({"track": "bytetrack"}, "bytetrack"), ({"track": "none"}, None)])
+    ({"track": "bytetrack"}, "bytetrack"), ({"track": "none"}, None), ({"track_settings": {"lost_track_buffer": 60}}, "botsort")])
 def test_a_tracker_runs_when_asked_or_when_counting_needs_one(settings, tracker):
     cfg = build_config(None, settings)
     cfg.check_tracking()
@@ -108,7 +108,8 @@ def test_a_tracker_runs_when_asked_or_when_counting_needs_one(settings, tracker)
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"track": "none", "lines": ["0,0.5,1,0.5"]}, "--line needs a tracker: drop --track none"),
+    ({"track": "none", "lines": ["0,0.5,1,0.5"]}, "needs a tracker: drop --track none, or the line"),
+    ({"track_settings": {"lost_track_buffer": 60}, "track": "none"}, "track_settings .given on the command line or in a preset. needs"),
     ({"track": "sort"}, "tracker 'sort': choose one of"),
     ({"track": "bytetrack", "track_settings": {"lost": 3}}, "unknown key 'lost' for bytetrack"),
     ({"zones": ["0,0,1,0"]}, "--zone '0,0,1,0': give"),
@@ -116,3 +117,8 @@ def test_a_tracker_runs_when_asked_or_when_counting_needs_one(settings, tracker)
 def test_bad_tracking_settings_are_one_line(settings, message):
     with pytest.raises(ConfigError, match=message):
         build_config(None, settings).check_tracking()
+
+
+def test_an_unquoted_yaml_line_gets_a_hint(tmp_path):
+    with pytest.raises(ConfigError, match="quote each one"):
+        build_config(write(tmp_path, "lines: [g=0,0.6,1,0.6]\n"))

@@ -107,3 +107,24 @@ def test_line_counts_need_both_files_and_real_events(tmp_path):
         evaluate(pred, gt, events, gt)
     events.write_text("")
     assert evaluate(pred, gt, events, crossings)["lines"]["g"]["accuracy"] == 1.0
+
+
+def test_line_counts_take_the_detections_source_and_known_line_names(tmp_path):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "frame_index": 0}], "annotations": [], "categories": [{"id": 1, "name": "car"}]}))
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"index": 0, "source_id": 1, "detections": []}) + "\n")
+    crossings = tmp_path / "c.json"
+    crossings.write_text(json.dumps({"lines": [{"name": "gate"}],
+                                     "counts": {"gate": {"line_in": {"all": 1, "car": 1}, "line_out": {"all": 0}}}}))
+
+    def event(source, name):
+        return json.dumps({"frame": 0, "pts": 0.0, "source_id": source, "tracker_id": 1, "class_id": 0, "class_name": "car",
+                           "event": "line_in", "name": name})
+
+    events = tmp_path / "e.jsonl"
+    events.write_text(event(1, "gate") + "\n" + event(0, "gate") + "\n" + event(0, "gate") + "\n")
+    assert evaluate(pred, gt, events, crossings)["lines"]["gate"]["counted"] == {"line_in": 1, "line_out": 0}  # source 1 only
+    events.write_text(event(1, "line1") + "\n")
+    with pytest.raises(EvalError, match="count lines line1, and .* has the true crossings of gate"):
+        evaluate(pred, gt, events, crossings)

@@ -1,15 +1,16 @@
 """Counting what the tracker follows: lines crossed and polygon zones entered, as events.
 
-A line ``NAME=x1,y1,x2,y2`` counts tracked objects whose box centre crosses the segment
-(supervision's ``LineZone``): ``line_out`` when the centre goes from the left of the line to
-its right, as seen looking from (x1, y1) towards (x2, y2) in the picture, and ``line_in`` the
-other way: a line drawn left to right counts objects moving up the picture as in, down as out
-(the overlay's arrow points to the "in" side). A crossing counts once the centre has stayed on
-the other side for 3 observations (``lines.CONFIRM_FRAMES``), so a box wobbling on the line
-counts once. A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon
-(supervision's ``PolygonZone``): ``zone_enter`` when a tracked object's box centre comes
-inside, ``zone_exit`` when it is seen outside or has not been seen for the tracker's memory,
-with the time it spent inside (``dwell_s``). Coordinates are pixels, or fractions of the
+A line ``NAME=x1,y1,x2,y2`` counts tracked objects whose box centre crosses the segment:
+``line_out`` when the centre goes from the left of the line to its right, as seen looking from
+(x1, y1) towards (x2, y2) in the picture, and ``line_in`` the other way: a line drawn left to
+right counts objects moving up the picture as in, down as out (the overlay's arrow points to
+the "in" side); a centre beyond the segment's ends is not counted. A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon:
+``zone_enter`` when a tracked object's box centre comes inside, ``zone_exit`` when it is seen
+outside or has not been seen for the tracker's memory, with the time it spent inside
+(``dwell_s``: from its first observation inside to its first outside, or its last sighting).
+Either change counts once the centre has been seen on the new side 3 times in a row
+(``lines.CONFIRM_FRAMES``), so a box wobbling on a boundary counts once; an object keeps its
+side for the tracker's memory while unseen. Coordinates are pixels, or fractions of the
 frame's width and height when every one of them is at most 1 (``0,0.5,1,0.5``: across the
 middle at any frame size). Only detections of confirmed tracks count.
 
@@ -19,10 +20,12 @@ Every count happens in an ``Event`` (the ``--events`` JSONL: one event per line)
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -93,6 +96,8 @@ def parse_shape(kind: Literal["line", "zone"], text: str, index: int) -> Shape:
     points = tuple(zip(values[0::2], values[1::2]))
     if kind == "line" and points[0] == points[1]:
         raise ConfigError(f"--line {text!r}: the two points are the same: a line needs two different points")
+    if kind == "zone" and abs(cv2.contourArea(np.array(points, np.float32))) == 0:
+        raise ConfigError(f"--zone {text!r}: its points enclose no area (all on one line?): give a polygon")
     return Shape(kind, name, points)
 
 
@@ -118,34 +123,39 @@ class Analytics:
 
         for s in self.shapes:
             pts = s.in_pixels(frame.width, frame.height)
-            self.counters.append(LineCounter(s.name, pts) if s.kind == "line" else ZoneCounter(s.name, pts, self.memory_s))
+            if pts[:, 0].min() >= frame.width or pts[:, 1].min() >= frame.height:
+                warnings.warn(f"{s.kind} '{s.name}' lies outside the {frame.width}x{frame.height} frames of source "
+                              f"{frame.source_id}: it will count nothing there", stacklevel=2)
+            make = LineCounter if s.kind == "line" else ZoneCounter
+            self.counters.append(make(s.name, pts, self.memory_s))
 
-    def update(self, frame: Frame, detections: Detections) -> list[Event]:
+    def update(self, frame: Frame, detections: Detections, now: float | None = None) -> list[Event]:
+        """The events of this frame; ``now``: the tracker's time for it (default its pts)."""
         if not self.shapes:
             return []
         if not self.counters:
             self._setup(frame)
-        import supervision as sv
-
-        tracked = detections[detections.tracker_id > 0] if detections.tracker_id is not None else detections[:0]
-        sv_dets = sv.Detections(xyxy=tracked.xyxy.astype(np.float64), class_id=tracked.class_id,
-                                tracker_id=np.zeros(0, int) if tracked.tracker_id is None else tracked.tracker_id)
+        now = frame.pts if now is None else now
+        ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), np.int64)
+        keep = ids > 0
+        centres = (detections.xyxy[keep, :2] + detections.xyxy[keep, 2:]) / 2
         found: list[tuple[int, int, str, str, float | None]] = []  # (tracker id, class id, event, name, dwell)
         for counter in self.counters:
-            found += counter.update(sv_dets, frame.pts)
+            found += counter.update(ids[keep], detections.class_id[keep], centres.astype(np.float64), now)
         return [Event(frame=frame.index, pts=round(frame.pts, 6), source_id=frame.source_id, tracker_id=tid, class_id=cid,
                       class_name=self.names[cid] if 0 <= cid < len(self.names) else str(cid), event=kind, name=name,
                       dwell_s=None if dwell is None else round(dwell, 3))
                 for tid, cid, kind, name, dwell in found]
 
     def counts(self) -> dict:
-        """Now: per line {"in", "out"}; per zone {"inside", "entries", "exits"} (for the overlay)."""
+        """Now: per line {"in", "out"}; per zone {"inside", "entries", "exits"} (for the overlay and the metrics)."""
         return {c.name: c.counts() for c in self.counters}
 
 
-def totals(events_by_source: list[Counter]) -> dict:
-    """Sum per-source Counters of (name, event, class_name) into {name: {event: {class: n, "all": n}}}."""
-    out: dict = {}
+def totals(events_by_source: list[Counter], shapes: list[Shape] = ()) -> dict:
+    """Sum per-source Counters of (name, event, class_name) into {name: {event: {class: n, "all": n}}},
+    with every event of every shape present (0 when nothing happened)."""
+    out: dict = {s.name: {e: {"all": 0} for e in (EVENTS[:2] if s.kind == "line" else EVENTS[2:])} for s in shapes}
     for counter in events_by_source:
         for (name, event, cls), n in counter.items():
             per = out.setdefault(name, {}).setdefault(event, {"all": 0})

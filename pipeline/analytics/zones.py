@@ -1,41 +1,43 @@
-"""Polygon zones: who is inside (supervision's PolygonZone tests the box centres), entries,
-exits and the time each object spent inside."""
+"""Polygon zones: who is inside (box centres, OpenCV's point-in-polygon test), entries, exits
+and the time each object spent inside, with the lines' confirmation rule."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from pipeline.analytics.lines import Confirmed
 
 
 class ZoneCounter:
     def __init__(self, name: str, points: np.ndarray, memory_s: float):
-        import supervision as sv
-
-        self.name, self.points, self.memory_s = name, points, memory_s
-        self.zone = sv.PolygonZone(np.round(points).astype(np.int64), triggering_anchors=(sv.Position.CENTER,))
-        self.inside: dict[int, list] = {}  # tracker id -> [entered pts, class id, last seen inside pts]
+        self.name, self.points = name, np.asarray(points, np.float64)
+        self._contour = self.points.astype(np.float32).reshape(-1, 1, 2)
+        self.sides = Confirmed(memory_s, initial=False)  # everyone starts outside
+        self.entered: dict[int, tuple[float, int]] = {}  # tracker id -> (entered at, class id)
         self.entries = self.exits = 0
 
-    def update(self, detections, pts: float) -> list[tuple]:
+    def update(self, ids: np.ndarray, classes: np.ndarray, centres: np.ndarray, now: float) -> list[tuple]:
         found = []
-        is_in = self.zone.trigger(detections) if len(detections) else np.zeros(0, bool)
-        for tid, cid, now_in in zip(detections.tracker_id.tolist(), detections.class_id.tolist(), is_in.tolist()):
-            state = self.inside.get(tid)
-            if now_in and state is None:
-                self.inside[tid] = [pts, cid, pts]
+        for tid, cid, (x, y) in zip(ids.tolist(), classes.tolist(), centres.tolist()):
+            inside = cv2.pointPolygonTest(self._contour, (float(x), float(y)), False) >= 0
+            if (changed := self.sides.see(tid, inside, now)) is None:
+                continue
+            if changed[0]:
+                self.entered[tid] = (changed[1], cid)
                 self.entries += 1
                 found.append((tid, cid, "zone_enter", self.name, None))
-            elif now_in:
-                state[2] = pts
-            elif state is not None:
-                found.append(self._exit(tid, pts))
-        for tid in [t for t, (_, _, seen) in self.inside.items() if pts - seen > self.memory_s]:  # lost inside
-            found.append(self._exit(tid, self.inside[tid][2]))
+            else:
+                found.append(self._exit(tid, changed[1]))
+        for tid, inside, last_seen in self.sides.forget(now):  # lost: inside until last seen
+            if inside:
+                found.append(self._exit(tid, last_seen))
         return found
 
     def _exit(self, tid: int, at: float) -> tuple:
-        entered, cid, _ = self.inside.pop(tid)
+        entered, cid = self.entered.pop(tid)
         self.exits += 1
         return (tid, cid, "zone_exit", self.name, max(at - entered, 0.0))
 
     def counts(self) -> dict:
-        return {"inside": len(self.inside), "entries": self.entries, "exits": self.exits}
+        return {"inside": len(self.entered), "entries": self.entries, "exits": self.exits}

@@ -69,7 +69,7 @@ class CountsAnnotator:
             else:
                 cv2.polylines(image, [pts], True, self.ZONE, thick + 1, cv2.LINE_AA)
                 text = f"{s.name}: {c.get('inside', 0)} inside, {c.get('entries', 0)} in, {c.get('exits', 0)} out"
-                colour, at = self.ZONE, pts.min(0)
+                colour, at = self.ZONE, pts.mean(0)  # inside the zone, so zones sharing a corner keep their labels apart
             self._label(image, text, colour, at, thick)
 
     @staticmethod

@@ -216,11 +216,11 @@ def check_outputs(config: RunConfig) -> None:
         raise ConfigError("--show and --serve show one source: with several sources write --save/--json (one file per source)")
     inputs = {Path(s).expanduser().resolve() for s in config.sources if Path(s).exists()}
     outs = [per_source(p, i, n) for p in (config.save, config.json_path) if p is not None for i in range(n)]
-    outs += [config.metrics_json] if config.metrics_json is not None else []
+    outs += [p for p in (config.metrics_json, config.events) if p is not None]
     if config.metrics_json is not None:
         check_writable(Path(config.metrics_json))  # before the run, as the sinks' outputs are
     for p in outs:
         if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
-        raise ConfigError("two outputs share one path: give --save, --json and --metrics-json different files")
+        raise ConfigError("two outputs share one path: give --save, --json, --events and --metrics-json different files")

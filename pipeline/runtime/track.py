@@ -3,6 +3,10 @@
 Runs in the postprocess thread, right after the detections are made (one thread: each
 source's frames reach its tracker in order, whatever the batch size). Times itself as the
 ``track`` stage.
+
+The tracker's clock: a frame's pts, kept from going backwards (a stream that restarted its
+clock: the frame is taken as one frame period after the previous one). Image folders have no
+time (their pts count seconds per image): their frames are taken as 1/30 s apart.
 """
 
 from __future__ import annotations
@@ -12,32 +16,54 @@ from collections import Counter
 from pipeline.analytics import Analytics, Shape, totals
 from pipeline.tracking import make_tracker
 
+NOMINAL_FPS = 30.0  # for sources that do not say their rate
+
 
 class TrackStage:
     """``tracker`` by name with its ``settings``; ``shapes`` (lines and zones) for every source."""
 
     def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources):
         self.tracker, self.settings, self.shapes = tracker, dict(settings), shapes
-        self._trackers = [make_tracker(tracker, settings, None if s.fps is None else float(s.fps)) for s in sources]
+        fps = [None if s.fps is None else float(s.fps) for s in sources]
+        self._trackers = [make_tracker(tracker, settings, f) for f in fps]
         self._analytics = [Analytics(shapes, names, t.memory_s) for t in self._trackers]
+        self._timed = [s.live or f is not None for s, f in zip(sources, fps)]
+        self._period = [1.0 / (f or NOMINAL_FPS) for f in fps]
+        self._clock: list[float | None] = [None for _ in sources]
         self._events = [Counter() for _ in sources]
         self._last_id = [0 for _ in sources]
+
+    def _now(self, frame) -> float:
+        sid = frame.source_id
+        now = frame.pts if self._timed[sid] else frame.index / NOMINAL_FPS
+        last = self._clock[sid]
+        if last is not None and now < last:
+            now = last + self._period[sid]
+        self._clock[sid] = now
+        return now
 
     def apply(self, item) -> None:
         """Fill ``item.detections.tracker_id``, ``item.events`` and ``item.counts``."""
         sid = item.frame.source_id
-        item.detections = dets = self._trackers[sid].update(item.detections, item.frame.pts, item.frame.image)
+        now = self._now(item.frame)
+        item.detections = dets = self._trackers[sid].update(item.detections, now, item.frame.image)
         if len(dets):
             self._last_id[sid] = max(self._last_id[sid], int(dets.tracker_id.max()))
-        item.events = self._analytics[sid].update(item.frame, dets)
+        item.events = self._analytics[sid].update(item.frame, dets, now)
         item.counts = self._analytics[sid].counts()
         for e in item.events:
             self._events[sid][(e.name, e.event, e.class_name)] += 1
 
     def summary(self) -> dict:
-        """For the metrics: the tracker, the tracks started per source, and the events counted
-        per line/zone, event and class (summed over the sources, and per source)."""
+        """For the metrics: the tracker and its settings, the tracks started per source, the
+        events counted per line/zone, event and class (summed over the sources, and per source),
+        the objects inside each zone at the end (summed), and the shapes."""
+        inside = Counter()
+        for a in self._analytics:
+            for name, c in a.counts().items():
+                inside[name] += c.get("inside", 0)
         return {"tracker": self.tracker, "settings": {**getattr(self._trackers[0], "settings", {})},
-                "tracks": self._last_id, "counts": totals(self._events),
-                "per_source": [totals([c]) for c in self._events] if len(self._events) > 1 else None,
+                "tracks": self._last_id, "counts": totals(self._events, self.shapes),
+                "inside_at_end": {s.name: inside[s.name] for s in self.shapes if s.kind == "zone"},
+                "per_source": [totals([c], self.shapes) for c in self._events] if len(self._events) > 1 else None,
                 "shapes": [{"kind": s.kind, "name": s.name, "points": [list(p) for p in s.points]} for s in self.shapes]}

@@ -14,8 +14,7 @@ frames moves its objects further between the frames the tracker sees, and the mo
 predicts over the real time passed; a track is forgotten when it has not been seen for its
 memory (``lost_track_buffer`` thirtieths of a second, ByteTrack's convention), so after a
 reconnect gap longer than that every object gets a new id. Ids are never reused within a
-run. A pts that goes backwards (a stream that restarted its clock) is taken as one frame
-period after the previous one.
+run. The track stage keeps the clock from going backwards (``pipeline.runtime.track``).
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ class Tracker(Protocol):
         """A ConfigError naming a setting this tracker does not take or a bad value."""
 
     def update(self, detections: Detections, pts: float, image: np.ndarray | None = None) -> Detections:
-        """The detections of the next frame (time ``pts`` s; its picture, for trackers that
-        look at it), same order, with ``tracker_id`` set."""
+        """The detections of the next frame (time ``pts`` s, never less than the previous
+        call's; its picture, for trackers that look at it), same order, with ``tracker_id`` set."""
 
 
 def _roboflow(name: str):

@@ -36,8 +36,10 @@ class LibraryTracker:
         for key, value in settings.items():
             if key not in cls.DEFAULTS:
                 raise ConfigError(f"track_settings: unknown key '{key}' for {cls.name}: known keys {', '.join(cls.DEFAULTS)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ConfigError(f"track_settings: '{key}' must be a number >= 0 (got {value!r})")
+            if key.startswith("enable_") and value not in (0, 1):
+                raise ConfigError(f"track_settings: '{key}' is 0 (off) or 1 (on) (got {value!r})")
             if key in cls.INTEGERS and (int(value) != value or value < (key != "lost_track_buffer")):
                 raise ConfigError(f"track_settings: '{key}' must be a whole number{' >= 1' if key != 'lost_track_buffer' else ''} "
                                   f"(got {value!r})")
@@ -59,14 +61,10 @@ class LibraryTracker:
         self.fps = float(fps) if fps else 30.0
         self._tracker = cls(frame_rate=self.fps, **self.library_settings)
         self.memory_s = self.settings["lost_track_buffer"] / 30.0
-        self._last_pts: float | None = None
 
     def update(self, detections: Detections, pts: float, image: np.ndarray | None = None) -> Detections:
         import supervision as sv
 
-        if self._last_pts is not None and pts < self._last_pts:  # a restarted clock: time goes on
-            pts = self._last_pts + 1.0 / self.fps
-        self._last_pts = pts
         n = len(detections)
         given = sv.Detections(xyxy=detections.xyxy.astype(np.float64), confidence=detections.confidence,
                               class_id=detections.class_id, data={"row": np.arange(n)})

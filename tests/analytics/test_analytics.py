@@ -53,12 +53,33 @@ def test_zone_entries_exits_dwell_and_an_object_lost_inside():
     track = [[p] + ([lost[k]] if k < len(lost) else []) for k, p in enumerate(path)]
     events, a = run([zone], track, memory_s=0.5)
     by = {(e.tracker_id, e.event): e for e in events}
-    assert by[(1, "zone_enter")].frame == 5 and by[(1, "zone_exit")].frame == 26
-    assert by[(1, "zone_exit")].dwell_s == pytest.approx(21 / 30, abs=1e-3)  # to the frame it is seen outside
-    assert by[(2, "zone_enter")].frame == 0
+    assert by[(1, "zone_enter")].frame == 7 and by[(1, "zone_exit")].frame == 28  # each confirmed on the 3rd sighting
+    assert by[(1, "zone_exit")].dwell_s == pytest.approx(21 / 30, abs=1e-3)  # first seen inside (5) to first seen out (26)
+    assert by[(2, "zone_enter")].frame == 2
     assert by[(2, "zone_exit")].dwell_s == pytest.approx(9 / 30, abs=1e-3)  # from first to last seen
     assert by[(2, "zone_exit")].frame > 9 + 15  # given up after the memory (0.5 s), not at once
     assert a.counts() == {"lot": {"inside": 0, "entries": 2, "exits": 2}}
+
+
+def test_a_box_jittering_on_a_zone_edge_enters_once():
+    xs = [195, 202, 198, 203, 205, 207, 210, 213, 216, 220]  # across the edge x=200 and back, then in
+    events, a = run(["lot=200,100,400,100,400,300,200,300"], [[(1, 0, (x, 200))] for x in xs])
+    assert [(e.event, e.frame) for e in events] == [("zone_enter", 5)]  # 203, 205, 207: the third in a row
+    assert a.counts()["lot"] == {"inside": 1, "entries": 1, "exits": 0}
+
+
+def test_a_crossing_made_while_unseen_counts_within_the_memory():
+    """Seen above the line, missed for 10 frames (tracker id kept), then below: one crossing."""
+    ys = [150, 160, 170, 180] + [None] * 10 + [230, 240, 250, 260]
+    events, _ = run(["gate=0,200,600,200"], [[(7, 0, (300, y))] if y else [] for y in ys], memory_s=1.0)
+    assert [(e.event, e.tracker_id) for e in events] == [("line_out", 7)]
+    forgotten, _ = run(["gate=0,200,600,200"], [[(7, 0, (300, y))] if y else [] for y in ys], memory_s=0.2)
+    assert forgotten == []  # unseen longer than the memory: a new object to the line
+
+
+def test_shapes_outside_the_frame_are_warned_about():
+    with pytest.warns(UserWarning, match="line 'far' lies outside the 600x400 frames"):
+        run(["far=2000,100,3000,100"], [[(1, 0, (300, 100))]])
 
 
 def test_fractions_scale_with_the_frame_and_pixels_do_not():
@@ -75,6 +96,7 @@ def test_fractions_scale_with_the_frame_and_pixels_do_not():
     ("line", "p=1,1,1,1", "the same"),
     ("zone", "0,0,1,0", "at least 6"),
     ("zone", "bad name=0,0,1,0,1,1", "a name is"),
+    ("zone", "flat=0,100,640,100,1280,100", "enclose no area"),
 ])
 def test_bad_shapes_are_one_line_errors(kind, text, words):
     with pytest.raises(ConfigError, match=words):

@@ -63,13 +63,6 @@ def test_a_gap_longer_than_the_memory_gives_new_ids_never_reused():
     assert min(after) > max(before)  # new objects to the tracker, with ids it never gave before
 
 
-def test_a_clock_that_goes_back_continues_the_tracks():
-    tracker = make_tracker("bytetrack", {}, 30)
-    boxes = Detections([[100, 100, 160, 140]], [0.9], [0])
-    ids = [tracker.update(boxes, t).tracker_id.tolist() for t in (10.0, 10.033, 10.067, 0.0, 0.033)]
-    assert ids[1:] == [[1]] * 4
-
-
 def test_empty_frames_and_ids_per_instance():
     a, b = make_tracker("bytetrack", {}, 30), make_tracker("bytetrack", {}, 30)
     assert len(a.update(Detections.empty(), 0.0)) == 0
@@ -86,10 +79,17 @@ def test_empty_frames_and_ids_per_instance():
     ({"lost_track_buffer": 2.5}, "whole number"),
     ({"minimum_consecutive_frames": 0}, ">= 1"),
     ({"track_activation_threshold": "high"}, "a number"),
+    ({"lost_track_buffer": float("inf")}, "a number"),
+    ({"high_conf_det_threshold": float("nan")}, "a number"),
 ])
 def test_bad_settings_are_one_line_errors(settings, words):
     with pytest.raises(ConfigError, match=words):
         make_tracker("bytetrack", settings, 30)
+
+
+def test_camera_motion_compensation_is_on_or_off():
+    with pytest.raises(ConfigError, match="0 .off. or 1 .on."):
+        make_tracker("botsort", {"enable_cmc": 0.5}, 30)
 
 
 def test_unknown_tracker_names_the_known_ones():
