@@ -4,10 +4,12 @@ A line ``NAME=x1,y1,x2,y2`` counts tracked objects whose box centre crosses the 
 ``line_out`` when the centre goes from the left of the line to its right, as seen looking from
 (x1, y1) towards (x2, y2) in the picture, and ``line_in`` the other way: a line drawn left to
 right counts objects moving up the picture as in, down as out (the overlay's arrow points to
-the "in" side); a centre beyond the segment's ends is not counted. A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon:
-``zone_enter`` when a tracked object's box centre comes inside, ``zone_exit`` when it is seen
-outside or has not been seen for the tracker's memory, with the time it spent inside
-(``dwell_s``: from its first observation inside to its first outside, or its last sighting).
+the "in" side); a centre beyond the segment's ends is not counted.
+
+A zone ``NAME=x1,y1,x2,y2,x3,y3[,...]`` is a polygon: ``zone_enter`` when a tracked object's
+box centre comes inside, ``zone_exit`` when it is seen outside or has not been seen for the
+tracker's memory, with the time it spent inside (``dwell_s``: from its first observation
+inside to its first outside, or its last sighting).
 Either change counts once the centre has been seen on the new side 3 times in a row
 (``lines.CONFIRM_FRAMES``), so a box wobbling on a boundary counts once; an object keeps its
 side for the tracker's memory while unseen. Coordinates are pixels, or fractions of the
