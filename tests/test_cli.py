@@ -424,3 +424,8 @@ def test_the_events_file_cannot_overwrite_an_input_or_another_output(tmp_path, w
 def test_demo_refuses_an_unknown_tracker_before_rendering(tmp_path):
     r = rtpipe("demo", "--track", "kalman", "--out", tmp_path / "d")
     assert r.returncode == 2 and "tracker 'kalman'" in r.stderr and not (tmp_path / "d").exists()
+
+
+def test_eval_refuses_an_unwritable_report_before_scoring(tmp_path):
+    r = rtpipe("eval", tmp_path / "p.jsonl", tmp_path / "gt.json", "--json", tmp_path / "no" / "such" / "acc.json")
+    assert r.returncode == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1, r.stderr
