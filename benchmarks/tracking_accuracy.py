@@ -4,8 +4,8 @@
         [--set minimum_iou_threshold=0.1,0.3 ...]
 
 Each clip is generated and the demo model run on it once (rtpipe run at conf 0.05, JSONL, no tracking);
-then every combination of the given settings (and detector thresholds) is replayed through the tracker and the line
-counter frame by frame, exactly as the track stage does it, and scored with rtpipe's
+then every combination of the given settings (and detector thresholds) is replayed through a
+track stage (tracker and line counter) frame by frame, as the pipeline runs it, and scored with rtpipe's
 evaluator (HOTA, MOTA, IDF1, ID switches; line counts against the true crossings). The
 settings rtpipe uses by default were chosen with this on seeds 1-3 (the demo clip is seed 7,
 the tests' unseen clip another one): benchmarks/README.md, "Tracking".
@@ -23,23 +23,24 @@ import numpy as np
 
 
 def replay(records: list[dict], names, tracker_name: str, settings: dict, lines: list[str], size) -> tuple[list[dict], list[dict]]:
-    from pipeline.analytics import Analytics, parse_shapes
-    from pipeline.tracking import make_tracker
+    """The recorded detections through a track stage, as the pipeline's postprocess thread runs it."""
+    from pipeline.analytics import parse_shapes
+    from pipeline.runtime.track import TrackStage
     from pipeline.types import Detections, Frame
 
     settings = dict(settings)
     conf = settings.pop("conf", 0.25)  # the detector's threshold (the model ran at 0.05)
-    tracker = make_tracker(tracker_name, settings, 30)
-    analytics = Analytics(parse_shapes(lines, []), names, tracker.memory_s)
+    clip = type("Clip", (), {"fps": 30, "live": False, "timed": True})()
+    stage = TrackStage(tracker_name, settings, parse_shapes(lines, []), names, [clip])
     blank = np.zeros((size[1], size[0], 3), np.uint8)
     out, events = [], []
     for rec in records:
         ds = [d for d in rec["detections"] if d["score"] >= conf]
-        dets = Detections([d["xyxy"] for d in ds], [d["score"] for d in ds], [d["class_id"] for d in ds])
-        dets = tracker.update(dets, rec["pts"])
-        frame = Frame(blank, rec["index"], rec["pts"], 0.0)
-        events += [e.model_dump() for e in analytics.update(frame, dets)]
-        out.append({**rec, "detections": [{**d, "tracker_id": int(t) if t > 0 else None} for d, t in zip(ds, dets.tracker_id)]})
+        item = type("Item", (), {"frame": Frame(blank, rec["index"], rec["pts"], 0.0),
+                                 "detections": Detections([d["xyxy"] for d in ds], [d["score"] for d in ds], [d["class_id"] for d in ds])})()
+        stage.apply(item)
+        events += [e.model_dump() for e in item.events]
+        out.append({**rec, "detections": [{**d, "tracker_id": int(t) if t > 0 else None} for d, t in zip(ds, item.detections.tracker_id)]})
     return out, events
 
 

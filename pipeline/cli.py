@@ -258,7 +258,6 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     from pipeline.metrics import render_counts, render_table
     from pipeline.runtime import StageError
     from pipeline.runtime.session import Session
-    from pipeline.sinks import EventsSink
 
     session = Session(cfg)
     for url in (s.url for own in session.sinks.values() for s in own if s.url is not None):
@@ -288,7 +287,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             console.print(counts)
         for i, s in session.outputs():
             if s.path.exists() and not metrics["aborted"]:
-                kind = "video" if s.needs_image else "events" if isinstance(s, EventsSink) else "detections"
+                kind = "video" if s.needs_image else "events" if s.shared else "detections"
                 console.print(f"{kind}: {s.path}" + (f"  (source {i}: {cfg.sources[i]})" if len(cfg.sources) > 1 and i is not None
                                                      else ""), soft_wrap=True)
     if error is not None:

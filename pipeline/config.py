@@ -92,7 +92,7 @@ class RunConfig(BaseModel):
     def check_tracking(self) -> None:
         """The tracking settings, checked together (a ConfigError says what to change)."""
         from pipeline.analytics import parse_shapes
-        from pipeline.tracking import tracker_class
+        from pipeline.tracking import require_trackers, tracker_class
 
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
                                  ("--trails", self.trails), ("track_settings", self.track_settings)) if on]
@@ -101,6 +101,7 @@ class RunConfig(BaseModel):
                               f"or the {asked[0].lstrip('-')}")
         if self.tracker is not None:
             tracker_class(self.tracker).check_settings(self.track_settings)
+            require_trackers()
         parse_shapes(self.lines, self.zones)
 
     @property

@@ -91,7 +91,12 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
     gt, records = _load_gt(gt_path), _load_predictions(pred_path)
     if events is not None:
         truth = _load_json(Path(crossings), "crossings", ("lines", "counts"), "a crossings file as rtpipe demo writes")
-        counted = _load_events(Path(events))
+        counted = _events_of(_load_events(Path(events)), records)
+        known = [line["name"] for line in truth["lines"]]
+        unknown = sorted({e["name"] for e in counted if e["event"].startswith("line")} - set(known))
+        if unknown:
+            raise EvalError(f"events '{events}' count lines {', '.join(unknown)}, and '{crossings}' has the true crossings of "
+                            f"{', '.join(known)}: name each line as the crossings do (--line NAME=...)")
     image_of = {int(im.get("frame_index", im["id"] - 1)): im["id"] for im in gt["images"]}
     category_of = {c["name"]: c["id"] for c in gt["categories"]}
     dets, with_masks, image_ids = [], True, []
@@ -127,16 +132,11 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
 
     result["tracking"] = tracking_accuracy(records, gt, image_of)
     if events is not None:
-        result["lines"] = count_accuracy(_events_of(counted, records, Path(events)), truth)
-        unknown = sorted({e["name"] for e in counted if e["event"].startswith("line")} - {line["name"] for line in truth["lines"]})
-        if unknown and not any(e["name"] in result["lines"] for e in counted):
-            raise EvalError(f"events '{events}' count lines {', '.join(unknown)}, and '{crossings}' has the true crossings of "
-                            f"{', '.join(line['name'] for line in truth['lines'])}: name the line as the crossings do "
-                            f"(--line NAME=...)")
+        result["lines"] = count_accuracy(counted, truth)
     return result
 
 
-def _events_of(events: list[dict], records: list[dict], path: Path) -> list[dict]:
+def _events_of(events: list[dict], records: list[dict]) -> list[dict]:
     """The events of the predictions' source (an events file holds every source of a run)."""
     sources = {int(r.get("source_id", 0)) for r in records}
     if len(sources) > 1:

@@ -34,18 +34,19 @@ class Sink:
     wants_stop = False   # set by a sink (e.g. a closed window) to end the run cleanly
     path: Path | None = None  # the file it writes (kept as NAME.partial until complete), if any
     url: str | None = None  # where it can be watched (browser view), if anywhere
+    shared = False  # one file for every source (the events), rather than one per source
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         raise NotImplementedError
 
-    def write_events(self, frame: Frame, events: list) -> None:
-        """The frame's line and zone events (``pipeline.analytics.Event``); most sinks ignore them."""
+    def write_events(self, events: list) -> None:
+        """A frame's line and zone events (``pipeline.analytics.Event``); most sinks ignore them."""
 
     def accept(self, item) -> None:
         """What the pipeline calls for each frame (a ``pipeline.paths.Item``)."""
         self.write(item.frame, item.detections, item.image)
         if item.events:
-            self.write_events(item.frame, item.events)
+            self.write_events(item.events)
 
     def close(self, complete: bool) -> None:
         """Finalise. complete=False: the run failed or was aborted; keep only a .partial file."""
@@ -158,7 +159,7 @@ class VideoSink(Sink):
             os.replace(partial_path(self.path), self.path)
 
 
-class LinesFile(Sink):
+class JsonLinesFile(Sink):
     """A text file of JSON lines, opened on the first frame (a run that never starts leaves
     nothing; a complete run of zero frames leaves an empty file)."""
 
@@ -186,7 +187,7 @@ class LinesFile(Sink):
             os.replace(partial_path(self.path), self.path)
 
 
-class JsonlSink(LinesFile):
+class JsonlSink(JsonLinesFile):
     """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE
     mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds)."""
 
@@ -216,9 +217,12 @@ class JsonlSink(LinesFile):
         self._line(self.record(frame, detections))
 
 
-class EventsSink(LinesFile):
+class EventsSink(JsonLinesFile):
     """One JSON line per line or zone event (``pipeline.analytics.Event``), every source in one
-    file: each of the ``sources`` closes it, and it is complete only when every one of them was."""
+    file: each of the ``sources`` closes it, and it is complete only when every one of them was.
+    Written to NAME.partial as the events happen (flushed each time), renamed at the end."""
+
+    shared = True  # one file for every source
 
     def __init__(self, path: str | Path, sources: int = 1):
         super().__init__(path)
@@ -227,9 +231,10 @@ class EventsSink(LinesFile):
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         self._open()
 
-    def write_events(self, frame: Frame, events: list) -> None:
+    def write_events(self, events: list) -> None:
         for e in events:
             self._line(e.to_json())
+        self.file.flush()  # events are few: whoever tails the .partial file sees them as they happen
 
     def close(self, complete: bool) -> None:
         self._open_for -= 1
@@ -420,9 +425,9 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
             if jsonl is not None:
                 own.append(JsonlSink(per_source(jsonl, i, n), names))
         if events is not None:
-            shared = EventsSink(events, n)
+            one = EventsSink(events, n)
             for own in sinks.values():
-                own.append(shared)
+                own.append(one)
         if show:
             sinks[0].append(WindowSink())
         if serve is not None:

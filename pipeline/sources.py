@@ -43,6 +43,7 @@ class Source(ABC):
     fps: Fraction | None = None  # nominal frame rate, when known
     total: int | None = None     # number of frames, when known
     drops: int = 0               # frames the source itself skipped (e.g. a late synthetic tick)
+    timed: bool = True           # pts are times (an image folder's only count the pictures)
 
     @abstractmethod
     def frames(self) -> Iterator[Frame]:
@@ -279,6 +280,7 @@ class ImageSource(Source):
         if not paths:
             raise SourceError(f"no images found for '{uri}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self.uri, self.paths, self.source_id = uri, paths, source_id
+        self.timed = False  # one picture a second, by convention: not a time to follow motion by
         self.total = len(paths)
 
     def frames(self) -> Iterator[Frame]:

@@ -396,7 +396,10 @@ def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
     e = rtpipe("eval", js, gt, "--events", ev, "--crossings", tmp_path / "crossings.json", "--json", tmp_path / "acc.json")
     assert e.returncode == 0, e.stderr
     acc = json.loads((tmp_path / "acc.json").read_text())
-    assert 0 < acc["tracking"]["IDF1"] <= 1 and acc["lines"]["gate"]["true"] and "HOTA" in e.stderr
+    assert 0 < acc["tracking"]["IDF1"] <= 1 and "HOTA" in e.stderr
+    assert acc["lines"]["gate"]["counted"] == {k: sum(x.event == k and x.name == "gate" for x in events) for k in ("line_in", "line_out")}
+    truth = json.loads((tmp_path / "crossings.json").read_text())
+    assert acc["lines"]["gate"]["true"] == {k: sum(x["event"] == k for x in truth["events"]) for k in ("line_in", "line_out")}
     half = rtpipe("eval", js, gt, "--events", ev)
     assert half.returncode == 2 and "need both --events" in half.stderr
 

@@ -232,13 +232,14 @@ def test_one_events_file_for_every_source_is_complete_only_if_every_source_was(t
     e = Event(frame=0, pts=0.0, source_id=1, tracker_id=2, class_id=0, class_name="car", event="line_in", name="g")
     ok = EventsSink(tmp_path / "ok.jsonl", sources=2)
     ok.write(frame(0), Detections.empty(), None)
-    ok.write_events(frame(0), [e, e])
+    ok.write_events([e, e])
     ok.close(True)
     assert not (tmp_path / "ok.jsonl").exists()  # the other source is still running
     ok.close(True)
     assert [Event.from_json(x) for x in (tmp_path / "ok.jsonl").read_text().splitlines()] == [e, e]
     failed = EventsSink(tmp_path / "f.jsonl", sources=2)
-    failed.write_events(frame(0), [e])
+    failed.write(frame(0), Detections.empty(), None)
+    failed.write_events([e])
     failed.close(True)
     failed.close(False)  # one source failed: the file is not presented as complete
     assert not (tmp_path / "f.jsonl").exists() and partial_path(tmp_path / "f.jsonl").exists()

@@ -63,18 +63,18 @@ class LineCounter:
 
     def __init__(self, name: str, points: np.ndarray, memory_s: float):
         self.name, self.points = name, np.asarray(points, np.float64)
-        self.sides = Confirmed(memory_s)
+        self.confirmed = Confirmed(memory_s)
         self.n_in = self.n_out = 0
 
     def update(self, ids: np.ndarray, classes: np.ndarray, centres: np.ndarray, now: float) -> list[tuple]:
         found = []
         within, right = sides(self.points, centres)
         for tid, cid, w, r in zip(ids.tolist(), classes.tolist(), within.tolist(), right.tolist()):
-            if w and (changed := self.sides.see(tid, r, now)) is not None:
+            if w and (changed := self.confirmed.see(tid, r, now)) is not None:
                 out = changed[0]
                 self.n_out, self.n_in = self.n_out + out, self.n_in + (not out)
                 found.append((tid, cid, "line_out" if out else "line_in", self.name, None))
-        self.sides.forget(now)
+        self.confirmed.forget(now)
         return found
 
     def counts(self) -> dict:

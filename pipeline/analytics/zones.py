@@ -13,7 +13,7 @@ class ZoneCounter:
     def __init__(self, name: str, points: np.ndarray, memory_s: float):
         self.name, self.points = name, np.asarray(points, np.float64)
         self._contour = self.points.astype(np.float32).reshape(-1, 1, 2)
-        self.sides = Confirmed(memory_s, initial=False)  # everyone starts outside
+        self.confirmed = Confirmed(memory_s, initial=False)  # everyone starts outside
         self.entered: dict[int, tuple[float, int]] = {}  # tracker id -> (entered at, class id)
         self.entries = self.exits = 0
 
@@ -21,7 +21,7 @@ class ZoneCounter:
         found = []
         for tid, cid, (x, y) in zip(ids.tolist(), classes.tolist(), centres.tolist()):
             inside = cv2.pointPolygonTest(self._contour, (float(x), float(y)), False) >= 0
-            if (changed := self.sides.see(tid, inside, now)) is None:
+            if (changed := self.confirmed.see(tid, inside, now)) is None:
                 continue
             if changed[0]:
                 self.entered[tid] = (changed[1], cid)
@@ -29,7 +29,7 @@ class ZoneCounter:
                 found.append((tid, cid, "zone_enter", self.name, None))
             else:
                 found.append(self._exit(tid, changed[1]))
-        for tid, inside, last_seen in self.sides.forget(now):  # lost: inside until last seen
+        for tid, inside, last_seen in self.confirmed.forget(now):  # lost: inside until last seen
             if inside:
                 found.append(self._exit(tid, last_seen))
         return found

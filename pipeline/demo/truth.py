@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline.analytics import Shape, totals
-from pipeline.analytics.lines import Confirmed, sides
+from pipeline.analytics.lines import LineCounter
 from pipeline.demo.scenes import CLASSES, Rendered
 
 
@@ -35,12 +35,12 @@ def mot_rows(rendered: Rendered, frame_index: int) -> list[str]:
 
 class CrossingCounter:
     """True crossings of ``lines`` (Shapes of kind line) by the instances of a clip, fed frame by
-    frame: the line counter's rule (``pipeline.analytics.lines``) on the true identities, which
-    are never forgotten."""
+    frame: the line counter (``pipeline.analytics.lines``) on the true identities, which are
+    never forgotten."""
 
     def __init__(self, lines: list[Shape], width: int, height: int):
         self.shapes = [s for s in lines if s.kind == "line"]
-        self.lines = [(s.name, s.in_pixels(width, height), Confirmed(memory_s=float("inf"))) for s in self.shapes]
+        self.counters = [LineCounter(s.name, s.in_pixels(width, height), memory_s=float("inf")) for s in self.shapes]
         self.events: list[dict] = []
 
     def add(self, rendered: Rendered, frame_index: int) -> None:
@@ -49,12 +49,11 @@ class CrossingCounter:
             return
         boxes = np.array([inst.box for inst in seen], np.float64)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # the box's centre, as the detections' xyxy gives it
-        for name, points, confirmed in self.lines:
-            within, right = sides(points, centres)
-            for inst, w, r in zip(seen, within.tolist(), right.tolist()):
-                if w and (changed := confirmed.see(inst.id, r, frame_index)) is not None:
-                    self.events.append({"frame": frame_index, "id": inst.id + 1, "class_name": CLASSES[inst.category],
-                                        "event": "line_out" if changed[0] else "line_in", "name": name})
+        ids = np.array([inst.id + 1 for inst in seen])
+        classes = np.array([inst.category for inst in seen])
+        for counter in self.counters:
+            for tid, cid, event, name, _ in counter.update(ids, classes, centres, frame_index):
+                self.events.append({"frame": frame_index, "id": tid, "class_name": CLASSES[cid], "event": event, "name": name})
 
     def totals(self) -> dict:
         """{line: {event: {class: n, "all": n}}}, every line and direction present."""

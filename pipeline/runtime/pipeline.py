@@ -252,10 +252,10 @@ class Pipeline:
             self.path.postprocess(batch.outputs, batch.items)
             stats.add((time.perf_counter() - t0) * 1000)
             if self.tracking is not None:
-                t0 = time.perf_counter()
-                for it in batch.items:
+                for it in batch.items:  # one sample per frame: a tracker works frame by frame
+                    t0 = time.perf_counter()
                     self.tracking.apply(it)
-                self.metrics.stage("track").add((time.perf_counter() - t0) * 1000 / len(batch.items))
+                    self.metrics.stage("track").add((time.perf_counter() - t0) * 1000)
             for it in batch.items:
                 out.put(it)
         out.put(END)

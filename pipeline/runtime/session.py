@@ -54,9 +54,6 @@ class CallbackSink(Sink):
     def accept(self, item) -> None:
         self.callback(Result(item.frame, item.detections, item.image, tuple(item.events)))
 
-    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
-        self.callback(Result(frame, detections, image))
-
 
 class Session:
     """One run's model, sources and sinks, set up from validated settings (nothing is read yet).
@@ -102,7 +99,7 @@ class Session:
         for i, own in self.sinks.items():
             for s in own:
                 if s.path is not None:
-                    found[id(s)] = (i if id(s) not in found else None, s)
+                    found[id(s)] = (None if s.shared else i, s)
         return list(found.values())
 
     def close(self) -> None:

@@ -4,9 +4,10 @@ Runs in the postprocess thread, right after the detections are made (one thread:
 source's frames reach its tracker in order, whatever the batch size). Times itself as the
 ``track`` stage.
 
-The tracker's clock: a frame's pts, kept from going backwards (a stream that restarted its
-clock: the frame is taken as one frame period after the previous one). Image folders have no
-time (their pts count seconds per image): their frames are taken as 1/30 s apart.
+The tracker's clock: a frame's pts, kept going forwards: a frame whose pts is not after the
+previous one's (a stream that restarted its clock, a repeated stamp) is taken as one frame
+period after it, and the frames that follow keep that offset. Sources whose pts are not times
+(``Source.timed``: image folders) are taken as 1/30 s a frame.
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ class TrackStage:
     """``tracker`` by name with its ``settings``; ``shapes`` (lines and zones) for every source."""
 
     def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources):
-        self.tracker, self.settings, self.shapes = tracker, dict(settings), shapes
+        self.tracker, self.shapes = tracker, shapes
         fps = [None if s.fps is None else float(s.fps) for s in sources]
         self._trackers = [make_tracker(tracker, settings, f) for f in fps]
         self._analytics = [Analytics(shapes, names, t.memory_s) for t in self._trackers]
-        self._timed = [s.live or f is not None for s, f in zip(sources, fps)]
+        self._timed = [s.timed for s in sources]
         self._period = [1.0 / (f or NOMINAL_FPS) for f in fps]
-        self._clock: list[float | None] = [None for _ in sources]
+        self._clock: list[float | None] = [None for _ in sources]  # the last frame's time
+        self._offset = [0.0 for _ in sources]  # added to pts since the clock last went back
         self._events = [Counter() for _ in sources]
         self._last_id = [0 for _ in sources]
 
     def _now(self, frame) -> float:
         sid = frame.source_id
-        now = frame.pts if self._timed[sid] else frame.index / NOMINAL_FPS
+        now = (frame.pts if self._timed[sid] else frame.index / NOMINAL_FPS) + self._offset[sid]
         last = self._clock[sid]
-        if last is not None and now < last:
+        if last is not None and now <= last:
+            self._offset[sid] += last + self._period[sid] - now
             now = last + self._period[sid]
         self._clock[sid] = now
         return now

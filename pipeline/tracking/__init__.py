@@ -7,7 +7,8 @@ detections, in the same order (masks stay with their boxes), with ``tracker_id``
 of several sources batched into one model call never share tracks, and a tracker sees its
 source's frames in order whatever the batch size. ``botsort`` and ``bytetrack`` come from
 Roboflow's ``trackers`` (``pipeline.tracking.roboflow``); another library's tracker is a class
-with ``check_settings``, ``update`` and ``memory_s``, added to ``TRACKERS``.
+with ``check_settings``, ``update`` and ``memory_s``, added to ``TRACKERS`` (the class, or a
+function returning it).
 
 Time, drops and gaps: trackers are told each frame's pts (seconds). A live source that drops
 frames moves its objects further between the frames the tracker sees, and the motion model
@@ -42,6 +43,31 @@ class Tracker(Protocol):
         call's; its picture, for trackers that look at it), same order, with ``tracker_id`` set."""
 
 
+TRACKERS_VERSION = "2.6.1"  # Roboflow's trackers, installed apart (README): the version these wrappers are made for
+
+
+def require_trackers() -> None:
+    """A ConfigError with the install line when Roboflow's trackers is missing or another version."""
+    try:
+        import trackers
+    except ImportError:
+        raise ConfigError(f"tracking needs Roboflow's trackers: pip install --no-deps trackers=={TRACKERS_VERSION} "
+                          "(see README)") from None
+    version = getattr(trackers, "__version__", None) or _installed_version()
+    if version != TRACKERS_VERSION:
+        raise ConfigError(f"tracking needs Roboflow's trackers {TRACKERS_VERSION}, this is {version}: "
+                          f"pip install --no-deps trackers=={TRACKERS_VERSION}")
+
+
+def _installed_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trackers")
+    except PackageNotFoundError:
+        return None
+
+
 def _roboflow(name: str):
     def load():
         from pipeline.tracking import roboflow
@@ -51,13 +77,15 @@ def _roboflow(name: str):
     return load
 
 
-TRACKERS = {"bytetrack": _roboflow("bytetrack"), "botsort": _roboflow("botsort")}  # name -> a function giving the class
+# name -> the tracker's class, or a function returning it (so that its module is imported on use)
+TRACKERS = {"bytetrack": _roboflow("bytetrack"), "botsort": _roboflow("botsort")}
 
 
 def tracker_class(name: str) -> type:
     if name not in TRACKERS:
         raise ConfigError(f"tracker '{name}': choose one of {', '.join(TRACKERS)}, or none")
-    return TRACKERS[name]()
+    entry = TRACKERS[name]
+    return entry if isinstance(entry, type) else entry()
 
 
 def make_tracker(name: str, settings: dict | None = None, fps: float | None = None) -> Tracker:

@@ -19,6 +19,13 @@ import numpy as np
 CROWD_IOU = 0.5
 
 
+def require_trackers() -> None:
+    """Roboflow's trackers, the version rtpipe is made for, or a one-line error saying how to install it."""
+    from pipeline.tracking import require_trackers as check
+
+    check()
+
+
 def _xywh(xyxy) -> np.ndarray:
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
@@ -71,6 +78,10 @@ def _summary(clear: dict, hota: dict, identity: dict) -> dict:
 def tracking_accuracy(records: list[dict], gt: dict, image_of: dict[int, int]) -> dict | None:
     """Scores of the tracked detections in ``records`` (JSONL records of the frames to score)
     against COCO ``gt`` whose annotations carry ``track_id``; None when either side has no ids."""
+    tracked = any("tracker_id" in d for rec in records for d in rec["detections"])
+    if not tracked or not gt["annotations"] or not all("track_id" in a for a in gt["annotations"]):
+        return None
+    require_trackers()
     from trackers.eval import (
         aggregate_clear_metrics,
         aggregate_hota_metrics,
@@ -79,10 +90,6 @@ def tracking_accuracy(records: list[dict], gt: dict, image_of: dict[int, int]) -
         compute_hota_metrics,
         compute_identity_metrics,
     )
-
-    tracked = any("tracker_id" in d for rec in records for d in rec["detections"])
-    if not tracked or not gt["annotations"] or not all("track_id" in a for a in gt["annotations"]):
-        return None
     names = {c["id"]: c["name"] for c in gt["categories"]}
     by_image: dict[int, list] = {}
     for a in gt["annotations"]:

@@ -6,15 +6,12 @@
   third stage for unconfirmed tracks; its camera-motion compensation is off by default here
   (``enable_cmc: 1`` turns it on; it then uses the frame, and costs ~3 ms per frame).
 
-Both are time-aware: each update is given the frame's pts. The library was chosen over
-supervision's ByteTrack (removed from supervision in 0.31, 3.3x slower per frame) and boxmot
-(AGPL, needs torch, 4.8x slower); defaults here are measured on generated clips with
-benchmarks/tracking_accuracy.py (benchmarks/README.md, "Tracking").
+Both are time-aware: each update is given the frame's time. Why this library (over
+supervision's ByteTrack and boxmot), and how the defaults here were measured on generated
+clips with benchmarks/tracking_accuracy.py: benchmarks/README.md, "Tracking".
 """
 
 from __future__ import annotations
-
-import inspect
 
 import numpy as np
 
@@ -24,12 +21,12 @@ from pipeline.types import Detections
 
 class LibraryTracker:
     """One source's tracker from the library: ``library`` names its class, ``DEFAULTS`` the
-    settings a preset may set (their defaults here), ``INTEGERS`` the whole-number ones."""
+    settings a preset may set (their defaults here), ``MINIMUM`` the whole-number ones."""
 
     name = ""
     library = ""
     DEFAULTS: dict = {}
-    INTEGERS: tuple[str, ...] = ("lost_track_buffer", "minimum_consecutive_frames")
+    MINIMUM = {"lost_track_buffer": 0, "minimum_consecutive_frames": 1}  # the whole-number settings and their least values
 
     @classmethod
     def check_settings(cls, settings: dict) -> None:
@@ -40,22 +37,20 @@ class LibraryTracker:
                 raise ConfigError(f"track_settings: '{key}' must be a number >= 0 (got {value!r})")
             if key.startswith("enable_") and value not in (0, 1):
                 raise ConfigError(f"track_settings: '{key}' is 0 (off) or 1 (on) (got {value!r})")
-            if key in cls.INTEGERS and (int(value) != value or value < (key != "lost_track_buffer")):
-                raise ConfigError(f"track_settings: '{key}' must be a whole number{' >= 1' if key != 'lost_track_buffer' else ''} "
-                                  f"(got {value!r})")
+            if key in cls.MINIMUM and (int(value) != value or value < cls.MINIMUM[key]):
+                raise ConfigError(f"track_settings: '{key}' must be a whole number >= {cls.MINIMUM[key]} (got {value!r})")
             if (key.endswith(("threshold", "_assoc")) or key.startswith("enable_")) and value > 1:
                 raise ConfigError(f"track_settings: '{key}' is in 0..1 (got {value!r})")
 
     def __init__(self, fps: float | None = None, **settings):
-        try:
-            import trackers
-        except ImportError:
-            raise ConfigError("tracking needs Roboflow's trackers: pip install --no-deps trackers==2.6.1 (see README)") from None
+        from pipeline.tracking import require_trackers
+
+        require_trackers()
+        import trackers
+
         cls = getattr(trackers, self.library)
         self.settings = {**self.DEFAULTS, **settings}
-        known = inspect.signature(cls).parameters
-        assert all(k in known for k in self.settings), f"trackers' {self.library} changed its settings"
-        self.library_settings = {k: int(v) if k in self.INTEGERS else bool(v) if k.startswith("enable_") else v
+        self.library_settings = {k: int(v) if k in self.MINIMUM else bool(v) if k.startswith("enable_") else v
                                  for k, v in self.settings.items()}  # as the library's class takes them
         self.uses_image = bool(self.library_settings.get("enable_cmc", False))
         self.fps = float(fps) if fps else 30.0

@@ -139,7 +139,9 @@ def test_stream_gives_tracked_detections_and_the_events_of_each_frame(tmp_path):
     session = Session.from_settings(source=str(clip), model="demo", lines=["gate=0,0.6,1,0.6"])
     results = list(session.stream())
     assert len(results) == 60 and all(r.detections.tracker_id is not None for r in results)
-    assert any(r.events for r in results)
+    events = [e for r in results for e in r.events]
+    assert events
     for r in results:
         assert all(e.frame == r.frame.index and e.tracker_id in r.detections.tracker_id for e in r.events)
-    assert session.metrics["tracking"]["counts"]["gate"]
+    counts = session.metrics["tracking"]["counts"]["gate"]
+    assert {k: v["all"] for k, v in counts.items()} == {k: sum(e.event == k for e in events) for k in ("line_in", "line_out")}

@@ -60,34 +60,42 @@ def test_the_metrics_time_the_track_stage_and_sum_its_counts(demo, clips):
 def test_a_reconnect_gap_longer_than_the_memory_starts_new_tracks(demo):
     """Frames 0-9, then a 2 s gap (a stream that reconnects; its pts keep the time lost), then
     the same objects again: tracks are gone after the 1 s memory, so they get new ids."""
-    ids, stage = track_times([i / 30 for i in range(10)] + [2.3 + i / 30 for i in range(5)], demo, live=True)
+    ids, stage = track_times([i / 30 for i in range(10)] + [2.3 + i / 30 for i in range(5)], demo)
     assert ids[9] == [1, 2]
     assert min(ids[-1]) > 2  # new ids, never reused
     assert stage.summary()["tracks"] == [4]
 
 
-def test_a_clock_that_goes_back_continues_the_tracks(demo):
-    ids, _ = track_times([10.0, 10.033, 10.067, 0.0, 0.033, 0.067], demo, live=True)
-    assert ids[1:] == [[1, 2]] * 5
+def test_a_clock_that_goes_back_or_repeats_continues_the_tracks(demo):
+    ids, stage = track_times([10.0, 10.033, 10.067, 0.0, 0.033, 0.033, 0.067], demo, moving=True)
+    assert ids[1:] == [[1, 2]] * 6
+    assert stage._clock[0] == pytest.approx(10.067 + 4 / 30, abs=1e-3)  # a frame period for each of the four frames after
 
 
-def test_image_folders_are_tracked_as_frames_a_thirtieth_of_a_second_apart(demo):
-    """Images carry pts of a second each: as time, that would be a gap longer than the memory every frame."""
-    ids, _ = track_times([float(i) for i in range(8)], demo, live=False)
-    assert ids[1:] == [[1, 2]] * 7
+@pytest.mark.parametrize("timed", [True, False])
+def test_image_folders_are_tracked_as_frames_a_thirtieth_of_a_second_apart(demo, timed):
+    """Images carry pts a second apart: taken as time, one picture where the detector misses the
+    objects is two seconds unseen, longer than the memory, and they come back with new ids."""
+    ids, _ = track_times([float(i) for i in range(8)], demo, moving=True, timed=timed, missed=(4,))
+    assert ids[3] == [1, 2]
+    assert (ids[-1] == [1, 2]) is not timed
 
 
-def track_times(times: list[float], demo, live: bool):
-    boxes = Detections([[100, 100, 160, 140], [400, 300, 480, 360]], [0.9, 0.9], [0, 1])
+def track_times(times: list[float], demo, moving: bool = False, timed: bool = True, missed=()):
+    """Two boxes (static, or moving right 12 px a frame; not detected in the ``missed`` frames)
+    at the given frame times through a track stage."""
     source = Frames([])
-    source.live = live
+    source.timed = timed
     stage = TrackStage("bytetrack", {}, [], demo.info.names, [source])
     image = np.zeros((480, 640, 3), np.uint8)
     ids = []
     for k, pts in enumerate(times):
+        dx = 12 * k if moving else 0
+        boxes = Detections([[100 + dx, 100, 160 + dx, 140], [300 + dx, 300, 380 + dx, 360]], [0.9, 0.9], [0, 1])
+        boxes = boxes[:0] if k in missed else boxes
         item = type("Item", (), {"frame": Frame(image, k, pts, 0.0), "detections": boxes})()
         stage.apply(item)
-        ids.append(item.detections.tracker_id.tolist())
+        ids.append(item.detections.tracker_id.tolist() if k not in missed else None)
     return ids, stage
 
 

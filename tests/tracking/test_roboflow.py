@@ -104,11 +104,17 @@ def test_every_tracker_keeps_ids_through_the_crossing(name):
     assert len(confirmed) >= len(ids) - 2 and len(set(confirmed)) == 1
 
 
-def test_botsort_with_camera_motion_compensation_looks_at_the_frame():
-    tracker = make_tracker("botsort", {"enable_cmc": 1}, 30)
-    assert tracker.uses_image
+@pytest.mark.parametrize("cmc", [0, 1])
+def test_botsort_looks_at_the_frame_only_with_camera_motion_compensation(cmc, monkeypatch):
+    from trackers.utils.cmc import CMC
+
+    seen = []
+    estimate = CMC.estimate
+    monkeypatch.setattr(CMC, "estimate", lambda self, frame, *a, **k: seen.append(frame.shape) or estimate(self, frame, *a, **k))
+    tracker = make_tracker("botsort", {"enable_cmc": cmc}, 30)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (240, 320, 3), np.uint8)
     boxes = Detections([[100, 100, 160, 140]], [0.9], [0])
     ids = [tracker.update(boxes, k / 30, np.roll(image, k, axis=1)).tracker_id.tolist() for k in range(4)]
     assert ids[-1] == [1]
+    assert len(seen) == (4 if cmc else 0) and (not seen or seen[0] == (240, 320, 3))
