@@ -35,6 +35,18 @@ def test_the_readme_example_runs_as_written(tmp_path):
     assert probe(tmp_path / "out.mp4")["frames"] == 60
 
 
+def test_the_readme_tracking_example_runs_as_written(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### From Python"):]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    assert "lines=" in code
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    *events, counts = r.stdout.splitlines()
+    assert events and all(e.split()[3] in ("line_in", "line_out") and e.endswith(" gate") for e in events)
+    assert "'gate'" in counts
+
+
 def test_stream_gives_every_frame_in_order_with_its_picture(tmp_path):
     session = Session.from_settings(source=CLIP.format(n=12), model="tiny-seg", json=str(tmp_path / "d.jsonl"))
     results = list(session.stream(draw=True))
