@@ -1,6 +1,7 @@
 """``rtpipe`` command line: parse, call the library, print, map errors to exit codes.
 
-Exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted.
+Exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (Ctrl-C), 143 stopped by
+SIGTERM, 129 by SIGHUP (the outputs finalised with the frames done, as for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}  # 128 + the signal, as a shell reports it
 DEMO_SEED = 7
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -290,14 +292,20 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
                 kind = "video" if s.needs_image else "events" if s.shared else "detections"
                 console.print(f"{kind}: {s.path}" + (f"  (source {i}: {cfg.sources[i]})" if len(cfg.sources) > 1 and i is not None
                                                      else ""), soft_wrap=True)
+    for s in metrics.get("sources") or []:
+        if s.get("unreadable"):
+            more = ", ..." if s["unreadable"] > len(s["unreadable_files"]) else ""
+            say(f"warning: {s['unreadable']} unreadable image(s) skipped in '{s['uri']}': "
+                + ", ".join(Path(f).name for f in s["unreadable_files"]) + more)
     if error is not None:
         return failed(error)
     if metrics["aborted"]:
         say("aborted; outputs kept only as .partial files")
         return EXIT_INTERRUPTED
     if metrics["interrupted"]:
-        say(f"interrupted after {metrics['frames_out']} frames; the outputs hold those frames")
-        return EXIT_INTERRUPTED
+        by = {"SIGTERM": " by SIGTERM", "SIGHUP": " by SIGHUP"}.get(metrics.get("signal"), "")
+        say(f"interrupted{by} after {metrics['frames_out']} frames; the outputs hold those frames")
+        return EXIT_SIGNAL.get(metrics.get("signal"), EXIT_INTERRUPTED)
     return EXIT_OK
 
 

@@ -274,7 +274,13 @@ class CameraSource(Reconnecting):
 
 
 class ImageSource(Source):
-    """One image file, a folder of images, or a glob pattern; sorted by path."""
+    """One image file, a folder of images, or a glob pattern; sorted by path.
+
+    A frame's index is the image's place in that order, so an unreadable image of a folder
+    leaves a gap in the indices: it is skipped, counted (``unreadable``, the first names in
+    ``describe()``) and the rest go on; a single image that cannot be read, or a folder of
+    which none can, is a SourceError.
+    """
 
     def __init__(self, uri: str, paths: list[Path], source_id: int = 0):
         if not paths:
@@ -282,13 +288,21 @@ class ImageSource(Source):
         self.uri, self.paths, self.source_id = uri, paths, source_id
         self.timed = False  # one picture a second, by convention: not a time to follow motion by
         self.total = len(paths)
+        self.unreadable: list[str] = []
 
     def frames(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
-                raise SourceError(f"cannot read image '{p}': not an image or unreadable")
+                self.unreadable.append(str(p))
+                if len(self.paths) == 1 or len(self.unreadable) == len(self.paths):
+                    raise SourceError(f"cannot read image '{p}': not an image or unreadable"
+                                      + (f" (nor any of the {len(self.paths)} in '{self.uri}')" if len(self.paths) > 1 else ""))
+                continue
             yield Frame(img, i, float(i), time.monotonic(), self.source_id)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "unreadable": len(self.unreadable), "unreadable_files": self.unreadable[:10]}
 
 
 class SyntheticSource(Source):

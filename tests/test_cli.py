@@ -114,23 +114,33 @@ def test_failing_stage_exits_1_naming_it_and_keeps_only_partial(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
-def test_sigint_leaves_a_playable_video_of_the_frames_done(tmp_path):
-    clip = make_clip(tmp_path / "long.mp4", frames=1500, size=(320, 240), fps=30)
-    out, js = tmp_path / "o.mp4", tmp_path / "o.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(clip), "--save", str(out), "--json", str(js)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("sig, code, source", [
+    ("SIGINT", 130, "file"), ("SIGTERM", 143, "file"), ("SIGTERM", 143, "live"), ("SIGHUP", 129, "live")])
+def test_a_stop_signal_leaves_playable_outputs_of_the_frames_done_and_the_metrics(tmp_path, sig, code, source):
+    """Ctrl-C, `docker stop` / systemd (SIGTERM) and a closed terminal (SIGHUP) drain the run:
+    the video and the JSONL hold the same frames, the metrics are written and say which signal."""
+    if source == "file":
+        uri = str(make_clip(tmp_path / "long.mp4", frames=1500, size=(320, 240), fps=30))
+    else:
+        uri = "synthetic:320x240@30"
+    out, js, mj = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "m.json"
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", uri, "--save", str(out), "--json", str(js),
+                          "--metrics-json", str(mj)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     partial = tmp_path / "o.jsonl.partial"
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 2000):
         time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert "interrupted after" in err
+    assert p.returncode == code, err
+    assert "interrupted" in err and "end to end" in err  # the one line, and the table
     done = probe(out)["frames"]
     lines = js.read_text().splitlines()
-    assert 0 < done < 1500 and len(lines) == done
-    assert [json.loads(x)["index"] for x in lines] == list(range(done))
+    assert 0 < done and len(lines) == done
+    if source == "file":
+        assert done < 1500 and [json.loads(x)["index"] for x in lines] == list(range(done))
+    metrics = json.loads(mj.read_text())
+    assert metrics["interrupted"] and metrics["signal"] == sig and metrics["frames_out"] == done
 
 
 def test_help_documents_every_flag():
@@ -308,11 +318,31 @@ def test_a_full_disk_fails_the_run_and_leaves_nothing_that_looks_complete(tmp_pa
     monkeypatch.setattr(JsonlSink, "write", write)
     clip = make_clip(tmp_path / "c.mp4", frames=20)
     code = cli.main(["run", str(clip), "--model", "tiny-seg", "--json", str(tmp_path / "o.jsonl"), "--save", str(tmp_path / "o.mp4"),
-                     "--quiet"])
+                     "--metrics-json", str(tmp_path / "m.json"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.mp4").exists()
     assert (tmp_path / "o.jsonl.partial").exists() and "partial outputs kept" in err
+    metrics = json.loads((tmp_path / "m.json").read_text())  # written whatever ends the run, with the error
+    assert "No space left on device" in metrics["error"] and metrics["frames_out"] < 20
+
+
+def test_metrics_that_cannot_be_written_are_one_line_and_leave_no_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from pipeline import cli
+    from pipeline.runtime import session
+
+    def full(path, text):
+        session.partial_path(path).write_text("")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(session, "write_complete", full)
+    clip = make_clip(tmp_path / "c.mp4", frames=5)
+    code = cli.main(["run", str(clip), "--model", "tiny-seg", "--metrics-json", str(tmp_path / "m.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the metrics to" in err and "No space left" in err and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.glob("m.json*"))
 
 
 @pytest.mark.parametrize("yaml_text, key", [("iou: 1.5\n", "iou"), ("reconect: 5\n", "reconect"), ("reconnect: -1\n", "reconnect"),

@@ -1,3 +1,4 @@
+import json
 import threading
 import time
 import warnings
@@ -307,3 +308,39 @@ def test_hardware_decoding_falls_back_to_the_cpu_with_one_line(tmp_path):
     ref = list(open_source(str(clip)).frames())
     assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, ref))
     assert open_source(str(clip)).describe()["hwaccel"] is None  # cpu: never asked
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_and_counted(tmp_path):
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((32, 48, 3), 40 * i, np.uint8))
+    (folder / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)  # a cut-off download
+    src = open_source(str(folder))
+    frames = list(src.frames())
+    assert [f.index for f in frames] == [0, 1, 3]  # the index is the image's place in the folder
+    d = src.describe()
+    assert d["unreadable"] == 1 and d["unreadable_files"] == [str(folder / "2.png")]
+    for p in folder.iterdir():
+        p.write_bytes(b"not an image")
+    with pytest.raises(SourceError, match="nor any of the 4"):
+        list(open_source(str(folder)).frames())
+
+
+def test_a_run_over_a_folder_with_a_bad_image_finishes_and_says_so(tmp_path):
+    import cv2
+
+    from tests.test_cli import rtpipe
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.jpg"), np.full((32, 48, 3), 60 * i, np.uint8))
+    (folder / "1.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 20)
+    js = tmp_path / "d.jsonl"
+    r = rtpipe("run", folder, "--model", "tiny-seg", "--json", js)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["index"] for x in js.read_text().splitlines()] == [0, 2]
+    assert "1 unreadable image(s) skipped" in r.stderr and "1.jpg" in r.stderr

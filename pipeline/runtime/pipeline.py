@@ -13,8 +13,8 @@
   busy) run at ``FEEDER_NICE`` (Linux, per thread): on a full CPU they fill idle time instead
   of preempting the model's threads or the output stages' encoders (2 cores: +3 % FPS for
   an engine-bound 1080p run, +5 % writing H.264; benchmarks/README.md).
-- ``drain()`` (first Ctrl-C) stops the sources and lets the frames in flight finish, so the
-  outputs are finalised; ``abort()`` (second Ctrl-C) stops everything now.
+- ``drain()`` (first Ctrl-C, SIGTERM or SIGHUP) stops the sources and lets the frames in flight
+  finish, so the outputs are finalised; ``abort()`` (a second such signal) stops everything now.
 """
 
 from __future__ import annotations
@@ -35,17 +35,21 @@ from pipeline.sinks import Sink
 from pipeline.sources import Source
 
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
+# what `docker stop`, systemd and a closed terminal send: each drains like the first Ctrl-C
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # (with tracking, a "track" stage follows postprocess in the metrics; it runs in the postprocess thread)
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
 
 
 class StageError(RuntimeError):
-    """A stage raised; ``stage`` names it and ``__cause__`` is the original error."""
+    """A stage raised; ``stage`` names it and ``__cause__`` is the original error. ``metrics``:
+    the run's metrics dict up to the failure, when the run got that far."""
 
     def __init__(self, stage: str, error: BaseException):
         super().__init__(f"stage '{stage}' failed: {error.__class__.__name__}: {error}")
         self.stage = stage
         self.error = error
+        self.metrics: dict | None = None
 
 
 @dataclass
@@ -126,6 +130,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._drain = threading.Event()
         self._aborted = False
+        self.stopped_by: str | None = None  # the signal that drained the run, if one did
         self._errors: list[StageError] = []
         self._failures: list[tuple[int, str, BaseException]] = []
         self._threads: list[threading.Thread] = []
@@ -296,9 +301,10 @@ class Pipeline:
     def run(self, handle_sigint: bool = True) -> dict:
         """Run to the end of the sources (or drain/abort); return the metrics dict.
 
-        With ``handle_sigint`` (and when called from the main thread) the first SIGINT drains
-        and the second aborts. Raises StageError if a stage failed (the sinks are then closed
-        as incomplete: their partial files are kept under a ``.partial`` name), SourceFailed
+        With ``handle_sigint`` (and when called from the main thread) the first SIGINT, SIGTERM
+        or SIGHUP drains and a second aborts (``metrics["signal"]`` names the first). Raises
+        StageError if a stage failed (the sinks are then closed as incomplete: their partial
+        files are kept under a ``.partial`` name; the error carries the metrics), SourceFailed
         after the run if a source failed.
         """
         bodies = [("grab", partial(self._grab, i), f"grab-{i}") for i in range(len(self.sources))]
@@ -309,9 +315,9 @@ class Pipeline:
             self.metrics.stage(name)
             if name == "postprocess" and self.tracking is not None:
                 self.metrics.stage("track")
-        previous = None
+        previous = {}
         if handle_sigint and threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         self.metrics.started = time.monotonic()
         try:
             for name, body, thread_name in bodies:
@@ -320,8 +326,8 @@ class Pipeline:
                 for t in self._threads:
                     t.join(WAIT)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self._stop.set()
             for t in self._threads:
                 t.join()
@@ -329,11 +335,11 @@ class Pipeline:
             self.metrics.source_drops = sum(s.drops for s in self.sources)
             self.metrics.frames_in = sum(c["frames_in"] for c in self._counts)
             close_errors = self._close_sinks(complete=not self._errors and not self._aborted)
-        if self._errors:
-            raise self._errors[0] from self._errors[0].error
-        if close_errors:
-            raise close_errors[0] from close_errors[0].error
         result = self._result()
+        if self._errors or close_errors:
+            error = (self._errors or close_errors)[0]
+            error.metrics = result
+            raise error from error.error
         if self._failures:
             failed = SourceFailed(self._failures, len(self.sources) > 1, result)
             raise failed from failed.error
@@ -343,6 +349,7 @@ class Pipeline:
         result = self.metrics.to_dict()
         result["interrupted"] = self._drain.is_set()
         result["aborted"] = self._aborted
+        result["signal"] = self.stopped_by
         failed = {sid: f"{e.__class__.__name__}: {e}" for sid, _, e in self._failures}
         result["sources"] = [{**s.describe(), **self._counts[i], "drops": s.drops, "error": failed.get(i)}
                              for i, s in enumerate(self.sources)]
@@ -355,8 +362,9 @@ class Pipeline:
         result["tracking"] = None if self.tracking is None else self.tracking.summary()
         return result
 
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
         if not self._drain.is_set():
+            self.stopped_by = signal.Signals(signum).name
             self.drain()
         else:
             self.abort()

@@ -27,7 +27,7 @@ import numpy as np
 from pipeline.analytics import Event, parse_shapes
 from pipeline.config import ConfigError, RunConfig, build_config, weights_for
 from pipeline.loader import load_model
-from pipeline.runtime.pipeline import Pipeline, SourceFailed
+from pipeline.runtime.pipeline import Pipeline, SourceFailed, StageError
 from pipeline.sinks import Sink, check_writable, open_sinks, partial_path, per_source, write_complete
 from pipeline.sources import open_source
 from pipeline.types import Detections, Frame
@@ -137,14 +137,19 @@ class Session:
         tracking, overlay = self._tracking()
         self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
                                  max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay)
+        written = None
         try:
-            self.metrics = self.pipeline.run(handle_sigint=handle_sigint)
+            self.metrics = written = self.pipeline.run(handle_sigint=handle_sigint)
         except SourceFailed as exc:
-            self.metrics = exc.metrics
+            self.metrics = written = exc.metrics
+            raise
+        except StageError as exc:  # the metrics up to the failure are written, with the error
+            if exc.metrics is not None:
+                written = {**exc.metrics, "error": str(exc)}
             raise
         finally:
-            if self.metrics is not None and c.metrics_json is not None:
-                write_complete(c.metrics_json, json.dumps(self.metrics, indent=2) + "\n")
+            if written is not None and c.metrics_json is not None:
+                write_metrics(c.metrics_json, written)
         return self.metrics
 
     def _tracking(self) -> tuple:
@@ -204,6 +209,16 @@ class Session:
             self.error = failure[0] if failure else None
             if failure:  # raised to the caller; after a break Python reports it as the generator closes
                 raise failure[0]
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """The metrics as JSON at ``path`` (written under its partial name, then renamed); a file that
+    cannot be written (a full disk) fails the sink stage with one line, and leaves no partial file."""
+    try:
+        write_complete(path, json.dumps(metrics, indent=2) + "\n")
+    except OSError as exc:
+        partial_path(Path(path)).unlink(missing_ok=True)
+        raise StageError("sink", OSError(f"cannot write the metrics to '{path}': {exc.strerror or exc}")) from None
 
 
 def check_outputs(config: RunConfig) -> None:
