@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frames", type=int, help="stop after reading N frames from the source")
     run.add_argument("--reconnect", type=float, metavar="SECONDS", help="how long a dropped camera or network stream is retried, "
                                                                         "with backoff, before the run ends (default 30; 0: never)")
+    run.add_argument("--stall-timeout", type=float, metavar="SECONDS", dest="stall_timeout",
+                     help="a network stream that takes this long to open or sends nothing for this long counts as down "
+                          "(default 10)")
     run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
     run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")
@@ -248,7 +251,7 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
     keys = ("model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms", "classes", "batch",
-            "max_latency_ms", "frames", "reconnect", "save", "json", "show", "serve", "token", "hud", "metrics_json",
+            "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "json", "show", "serve", "token", "hud", "metrics_json",
             "track", "line", "zone", "events", "trails")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
     overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")

@@ -32,6 +32,7 @@ class SourceError(InputError):
 
 
 RECONNECT_S = 30.0            # default: how long a dropped live source is retried before the run ends
+STALL_S = 10.0                # default: how long a live stream may send nothing (or take to open) before it counts as down
 BACKOFF_S = (0.25, 8.0)      # first and longest wait between reconnection attempts (doubling)
 
 
@@ -67,9 +68,15 @@ class Reconnecting(Source):
     most ``reconnect`` seconds per outage (0: never; the stream's end is the run's end).
 
     Subclasses give ``_open()`` (raise SourceError when it fails) and ``_read(handle)``
-    (yield (image, pts or None) until the stream ends or raises). Every outage is recorded in
-    ``gaps`` (reported in the run's metrics under ``source``); frame indices keep counting and
-    pts keep the wall-clock time lost, so a recording shows the gap.
+    (yield (image, pts or None) until the stream ends or raises; a read that times out raises).
+
+    An outage lasts from the last frame that arrived to the first one after it, whatever
+    happens in between (reopens that fail, reopens that succeed but bring nothing): at most
+    ``reconnect`` seconds of it, and then the source ends with a SourceError (one reopen is
+    always tried). Each outage is one line on stderr when it starts and when it ends, and one
+    entry in ``gaps`` (reported in the run's metrics under ``source``): after which frame, why,
+    how many opens were tried, its seconds, and ``ended`` False for one still open when the
+    run stopped. Frame indices keep counting and pts keep the wall-clock time lost.
     """
 
     reconnect: float = 0.0
@@ -87,36 +94,43 @@ class Reconnecting(Source):
     def _close(self, handle) -> None:
         raise NotImplementedError
 
-    def _reopen(self, reason: str, last_frame_at: float):
-        """A new handle; None when interrupted; SourceError when ``reconnect`` seconds run out."""
-        stop, started = self._interrupted(), time.monotonic()
-        wait, attempts = BACKOFF_S[0], 0
+    def _reopen(self, outage: dict, last_frame_at: float):
+        """A new handle; None when interrupted; SourceError when the outage (since the last
+        frame) has lasted ``reconnect`` seconds and a reopen was tried."""
+        stop, wait = self._interrupted(), BACKOFF_S[0]
         while not stop.is_set():
-            attempts += 1
+            left = last_frame_at + self.reconnect - time.monotonic()
+            if left <= 0 and outage["attempts"]:
+                raise SourceError(f"'{self.uri}' dropped ({outage['reason']}) and did not come back in {self.reconnect:g} s "
+                                  f"({outage['attempts']} attempts): check the source, or raise --reconnect")
+            outage["attempts"] += 1
             try:
-                handle = self._open()
+                return self._open()
             except SourceError:
-                left = started + self.reconnect - time.monotonic()
-                if left <= 0:
-                    raise SourceError(f"'{self.uri}' dropped ({reason}) and did not come back in {self.reconnect:g} s "
-                                      f"({attempts} attempts): check the source, or raise --reconnect") from None
-                stop.wait(min(wait, left))
+                stop.wait(max(min(wait, left), 0.0))
                 wait = min(wait * 2, BACKOFF_S[1])
-                continue
-            self.gaps.append({"after_frame": self._index, "reason": reason, "attempts": attempts,
-                              "seconds": round(time.monotonic() - last_frame_at, 3)})
-            return handle
         return None
+
+    def _outage_over(self, outage: dict, last_frame_at: float, ended: bool) -> None:
+        gap = {**outage, "seconds": round(time.monotonic() - last_frame_at, 3), **({} if ended else {"ended": False})}
+        self.gaps.append(gap)
+        if ended:
+            warnings.warn(f"'{self.uri}' is back after {gap['seconds']:.1f} s without frames (from frame {gap['after_frame']}, "
+                          f"{gap['attempts']} attempt(s))", stacklevel=2)
 
     def frames(self) -> Iterator[Frame]:
         handle, self._index, start = self._handle, 0, time.monotonic()
         last_at, last_pts = start, 0.0
+        outage: dict | None = None  # the outage going on: after which frame, why, opens tried
         try:
             while handle is not None:
                 shift, first = 0.0, True
                 try:
                     for img, pts in self._read(handle):
                         now = time.monotonic()
+                        if outage is not None:
+                            self._outage_over(outage, last_at, ended=True)
+                            outage = None
                         if pts is None:
                             pts = now - start
                         else:
@@ -135,8 +149,14 @@ class Reconnecting(Source):
                     if reason is not None:
                         raise SourceError(reason)
                     return
-                handle = self._reopen(reason or "the stream ended", last_at)
+                if outage is None:
+                    outage = {"after_frame": self._index, "reason": reason or "the stream ended", "attempts": 0}
+                    warnings.warn(f"'{self.uri}' is down after frame {self._index} ({outage['reason']}): reopening for up "
+                                  f"to {self.reconnect:g} s", stacklevel=2)
+                handle = self._reopen(outage, last_at)
         finally:
+            if outage is not None:  # the run stopped (or gave up) during an outage: it is in the metrics too
+                self._outage_over(outage, last_at, ended=False)
             if handle is not None:
                 self._close(handle)
 
@@ -394,7 +414,7 @@ class SyntheticScene:
         return img
 
 
-def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu") -> Source:
+def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu", stall: float = STALL_S) -> Source:
     """Open any supported source by its URI; raises SourceError with a fix when it cannot.
 
     - ``0``, ``1``, ``/dev/video0``: a camera (OpenCV)
@@ -404,6 +424,7 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
     - ``synthetic:1280x720@30``: generated frames (see :class:`SyntheticSource`)
 
     reconnect: seconds a dropped camera or network stream is retried before the run ends (0: never).
+    stall: seconds a network stream may take to open or send nothing before it counts as down.
     device: where the model runs; with ``cuda`` videos and streams are decoded on the GPU
     (FFmpeg's cuda hwaccel, frames then copied to host memory) where FFmpeg can, else on the CPU.
     """
@@ -415,7 +436,7 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
         return CameraSource(uri, source_id, reconnect)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
-        return PyAVSource(uri, live=True, source_id=source_id, reconnect=reconnect, hwaccel=hwaccel)
+        return PyAVSource(uri, live=True, source_id=source_id, open_timeout=stall, reconnect=reconnect, hwaccel=hwaccel)
     if scheme:
         raise SourceError(f"unsupported source scheme '{scheme}://': use one of {', '.join(NETWORK_SCHEMES)}")
     if any(ch in uri for ch in "*?["):

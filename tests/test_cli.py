@@ -51,6 +51,7 @@ def test_run_writes_video_and_jsonl_matching_the_input(tmp_path):
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16", "--weights", "w.pth"], "weights file 'w.pth' not found"),
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300", "--weights", "random"], "unknown torchvision architecture"),
         (["run", "synthetic:64x48@30", "--device", "gpu"], "key 'device'"),
+        (["run", "synthetic:64x48@30", "--stall-timeout", "0"], "key 'stall_timeout'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.sources import CameraSource, ImageSource, PyAVSource, SourceError, SyntheticSource, open_source
+from pipeline.sources import CameraSource, ImageSource, PyAVSource, Reconnecting, SourceError, SyntheticSource, open_source
 from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up
 from tests.fakes import FlakySource
 
@@ -344,3 +344,69 @@ def test_a_run_over_a_folder_with_a_bad_image_finishes_and_says_so(tmp_path):
     assert r.returncode == 0, r.stderr
     assert [json.loads(x)["index"] for x in js.read_text().splitlines()] == [0, 2]
     assert "1 unreadable image(s) skipped" in r.stderr and "1.jpg" in r.stderr
+
+
+class Stalling(Reconnecting):
+    """A live stream whose server stays up but stops sending: after ``good`` frames every read
+    times out (the publisher died), every reopen succeeds; ``back_after`` reopens, frames flow again."""
+
+    uri, live, source_id, fps = "stalling", True, 0, None
+
+    def __init__(self, reconnect: float, good: int = 5, back_after: int | None = None):
+        super().__init__()
+        self.reconnect, self.good, self.back_after = reconnect, good, back_after
+        self.opens = 0
+        self._handle = self._open()
+
+    def _open(self):
+        self.opens += 1
+        return self.opens
+
+    def _read(self, handle):
+        if handle == 1 or (self.back_after is not None and handle > self.back_after):
+            for _ in range(self.good):
+                yield np.zeros((8, 8, 3), np.uint8), None
+        time.sleep(0.15)  # the read timeout
+        if handle == 1 or self.back_after is None or handle <= self.back_after:
+            raise SourceError("read timed out")
+
+    def _close(self, handle):
+        pass
+
+
+def test_a_stream_that_is_connected_but_silent_is_given_up_after_the_reconnect_time():
+    src = Stalling(reconnect=1.0)
+    t0 = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(SourceError, match="did not come back in 1 s"):
+        warnings.simplefilter("always")
+        frames = []
+        for f in src.frames():
+            frames.append(f)
+    took = time.monotonic() - t0
+    assert len(frames) == 5 and took < 2.5  # not for ever: every reopen "succeeded"
+    assert len(src.gaps) == 1 and src.gaps[0]["ended"] is False and src.gaps[0]["attempts"] >= 3
+    assert 0.9 < src.gaps[0]["seconds"] < 2.5  # one outage, measured from the last frame
+    assert any("is down after frame 5" in str(w.message) for w in caught)
+
+
+def test_an_outage_is_one_gap_from_the_last_frame_to_the_first_after_it():
+    src = Stalling(reconnect=10.0, back_after=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = []
+        t_last = t_back = None
+        for f in src.frames():
+            frames.append(f)
+            if f.index == 4:
+                t_last = time.monotonic()
+            if f.index == 5:
+                t_back = time.monotonic()
+            if len(frames) == 8:
+                break
+    assert len(src.gaps) == 1 and "ended" not in src.gaps[0]
+    assert src.gaps[0]["after_frame"] == 5 and src.gaps[0]["attempts"] == 3
+    assert src.gaps[0]["seconds"] == pytest.approx(t_back - t_last, abs=0.1)
+    assert [f.pts for f in frames] == sorted(f.pts for f in frames)
+    assert frames[5].pts - frames[4].pts == pytest.approx(t_back - t_last, abs=0.1)  # the lost time, once
+    messages = [str(w.message) for w in caught]
+    assert sum("is down" in m for m in messages) == 1 and sum("is back after" in m for m in messages) == 1
