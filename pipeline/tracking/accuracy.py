@@ -16,14 +16,9 @@ from collections import Counter
 
 import numpy as np
 
+from pipeline.tracking import require_trackers
+
 CROWD_IOU = 0.5
-
-
-def require_trackers() -> None:
-    """Roboflow's trackers, the version rtpipe is made for, or a one-line error saying how to install it."""
-    from pipeline.tracking import require_trackers as check
-
-    check()
 
 
 def _xywh(xyxy) -> np.ndarray:
@@ -95,12 +90,12 @@ def tracking_accuracy(records: list[dict], gt: dict, image_of: dict[int, int]) -
     for a in gt["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
     per_class, parts = {}, []
+    in_order = sorted(records, key=lambda r: int(r["index"]))
     for cid, name in names.items():
         frames = []
-        for rec in sorted(records, key=lambda r: int(r["index"])):
+        for rec in in_order:
             anns = [a for a in by_image.get(image_of[int(rec["index"])], []) if a["category_id"] == cid]
-            gts = [(a["track_id"], _xywh([a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]])[0],
-                    bool(a.get("iscrowd"))) for a in anns]
+            gts = [(a["track_id"], np.asarray(a["bbox"], np.float64), bool(a.get("iscrowd"))) for a in anns]  # COCO boxes are xywh
             trks = [(d["tracker_id"], _xywh(d["xyxy"])[0]) for d in rec["detections"]
                     if d.get("class_name") == name and d.get("tracker_id") is not None]
             frames.append((gts, trks))
