@@ -63,27 +63,70 @@ class Source(ABC):
         return {"uri": self.uri, "live": self.live, "fps": None if self.fps is None else float(self.fps), "total": self.total}
 
 
+class LiveClock:
+    """The pts of a live stream: its own clock while that keeps within ``tolerance`` seconds
+    of the wall clock, the wall clock where it does not.
+
+    A stream's clock cannot be trusted across what a live source lives through: a reopened
+    stream (or a restarted publisher on the same connection) starts from any value; a stalled
+    one sends nothing and then a burst; a frame held in the decoder comes out late at a read
+    timeout; no clock at all (``None``, cameras). So each frame's pts is the previous one plus
+    the stream's own step, unless that lands more than ``tolerance`` from the wall clock (or
+    goes backwards, or the stream is new): then it is the wall time since the first frame, kept
+    just after the previous pts. pts always go forward and stay within ``tolerance`` of the
+    wall time: the video of a live source lasts as long as the time it covers, and a gap shows
+    as much time as it lasted, once. ``place`` says whether the frame was late (its own clock
+    put it more than ``tolerance`` behind), so an outage is timed from the last frame on time.
+    """
+
+    def __init__(self, tolerance: float):
+        self.tolerance = tolerance
+        self.origin: tuple[float, float] | None = None  # (wall time, pts) of the first frame
+        self.last: tuple[float | None, float] | None = None  # (the stream's own pts, ours) of the last frame
+
+    def place(self, raw: float | None, now: float, fresh: bool = False) -> tuple[float, bool]:
+        """(pts, late) of a frame that arrived at ``now`` with the stream's own pts ``raw``;
+        ``fresh``: the first frame of a (re)opened stream, whose clock says nothing of the gap."""
+        if self.origin is None:
+            pts = 0.0 if raw is None else raw
+            self.origin, self.last = (now, pts), (raw, pts)
+            return pts, False
+        (last_raw, last_pts), wall = self.last, self.origin[1] + now - self.origin[0]
+        own = None if fresh or raw is None or last_raw is None or raw <= last_raw else last_pts + raw - last_raw
+        late = own is not None and own < wall - self.tolerance
+        pts = own if own is not None and abs(own - wall) <= self.tolerance else max(wall, last_pts + 1e-3)
+        self.last = (raw, pts)
+        return pts, late
+
+
 class Reconnecting(Source):
     """A live source that reopens itself when it drops: bounded exponential backoff, for at
     most ``reconnect`` seconds per outage (0: never; the stream's end is the run's end).
 
     Subclasses give ``_open()`` (raise SourceError when it fails) and ``_read(handle)``
     (yield (image, pts or None) until the stream ends or raises; a read that times out raises).
+    ``_handle``: the open handle, or None when the first open failed: the stream then starts
+    in an outage, retried like a dropped one (a camera down at start does not stop the others).
 
-    An outage lasts from the last frame that arrived to the first one after it, whatever
-    happens in between (reopens that fail, reopens that succeed but bring nothing): at most
+    An outage lasts from the last frame that arrived on time (a frame the decoder held back
+    and let out only at the read timeout is not) to the first one after it, whatever happens
+    in between (reopens that fail, reopens that succeed but bring nothing): at most
     ``reconnect`` seconds of it, and then the source ends with a SourceError (one reopen is
     always tried). Each outage is one line on stderr when it starts and when it ends, and one
     entry in ``gaps`` (reported in the run's metrics under ``source``): after which frame, why,
     how many opens were tried, its seconds, and ``ended`` False for one still open when the
-    run stopped. Frame indices keep counting and pts keep the wall-clock time lost.
+    run stopped. Frame indices keep counting; pts follow ``LiveClock``.
     """
 
     reconnect: float = 0.0
     finite = False  # True: a clean end of stream is the end (e.g. a file served over HTTP), not a drop
+    _handle = None
+    down_at_start: str | None = None  # why the first open failed, when it did (the stream then starts in an outage)
 
     def __init__(self):
         self.gaps: list[dict] = []
+        self._outage: dict | None = None  # the outage going on: after which frame, why, opens tried
+        self._on_time_at = time.monotonic()  # when the last frame that was on time arrived
 
     def _open(self):
         raise NotImplementedError
@@ -94,14 +137,15 @@ class Reconnecting(Source):
     def _close(self, handle) -> None:
         raise NotImplementedError
 
-    def _reopen(self, outage: dict, last_frame_at: float):
+    def _reopen(self):
         """A new handle; None when interrupted; SourceError when the outage (since the last
-        frame) has lasted ``reconnect`` seconds and a reopen was tried."""
-        stop, wait = self._interrupted(), BACKOFF_S[0]
+        frame on time) has lasted ``reconnect`` seconds and a reopen was tried."""
+        stop, wait, outage = self._interrupted(), BACKOFF_S[0], self._outage
         while not stop.is_set():
-            left = last_frame_at + self.reconnect - time.monotonic()
+            left = self._on_time_at + self.reconnect - time.monotonic()
             if left <= 0 and outage["attempts"]:
-                raise SourceError(f"'{self.uri}' dropped ({outage['reason']}) and did not come back in {self.reconnect:g} s "
+                what = "was down from the start" if outage["after_frame"] == 0 else "dropped"
+                raise SourceError(f"'{self.uri}' {what} ({outage['reason']}) and did not come back in {self.reconnect:g} s "
                                   f"({outage['attempts']} attempts): check the source, or raise --reconnect")
             outage["attempts"] += 1
             try:
@@ -111,33 +155,43 @@ class Reconnecting(Source):
                 wait = min(wait * 2, BACKOFF_S[1])
         return None
 
-    def _outage_over(self, outage: dict, last_frame_at: float, ended: bool) -> None:
-        gap = {**outage, "seconds": round(time.monotonic() - last_frame_at, 3), **({} if ended else {"ended": False})}
+    def _gap(self, ended: bool) -> dict:
+        return {**self._outage, "seconds": round(time.monotonic() - self._on_time_at, 3), **({} if ended else {"ended": False})}
+
+    def _down(self, reason: str) -> None:
+        self._outage = {"after_frame": self._index, "reason": reason, "attempts": 0}
+        warnings.warn(f"'{self.uri}' is down after frame {self._index} ({reason}): reopening for up "
+                      f"to {self.reconnect:g} s", stacklevel=3)
+
+    def _back(self) -> None:
+        gap = self._gap(ended=True)
         self.gaps.append(gap)
-        if ended:
-            warnings.warn(f"'{self.uri}' is back after {gap['seconds']:.1f} s without frames (from frame {gap['after_frame']}, "
-                          f"{gap['attempts']} attempt(s))", stacklevel=2)
+        self._outage = None
+        warnings.warn(f"'{self.uri}' is back after {gap['seconds']:.1f} s without frames (from frame {gap['after_frame']}, "
+                      f"{gap['attempts']} attempt(s))", stacklevel=3)
 
     def frames(self) -> Iterator[Frame]:
-        handle, self._index, start = self._handle, 0, time.monotonic()
-        last_at, last_pts = start, 0.0
-        outage: dict | None = None  # the outage going on: after which frame, why, opens tried
+        handle, self._index = self._handle, 0
+        start = self._on_time_at = time.monotonic()
+        clock = LiveClock(tolerance=2 / float(self.fps) if self.fps else 0.1)
         try:
+            if handle is None:  # down at start
+                self._down(self.down_at_start or "it could not be opened")
+                handle = self._reopen()
             while handle is not None:
-                shift, first = 0.0, True
+                fresh = True
                 try:
                     for img, pts in self._read(handle):
                         now = time.monotonic()
-                        if outage is not None:
-                            self._outage_over(outage, last_at, ended=True)
-                            outage = None
-                        if pts is None:
+                        if self._outage is not None:
+                            self._back()
+                        if self.live:
+                            pts, late = clock.place(pts, now, fresh)
+                            if not late:
+                                self._on_time_at = now
+                        elif pts is None:
                             pts = now - start
-                        else:
-                            if first and self._index:  # a reopened stream restarts its clock: continue across the gap
-                                shift = last_pts + (now - last_at) - pts
-                            pts += shift
-                        first, last_at, last_pts = False, now, pts
+                        fresh = False
                         yield Frame(img, self._index, pts, now, self.source_id)
                         self._index += 1
                     reason = None
@@ -149,20 +203,30 @@ class Reconnecting(Source):
                     if reason is not None:
                         raise SourceError(reason)
                     return
-                if outage is None:
-                    outage = {"after_frame": self._index, "reason": reason or "the stream ended", "attempts": 0}
-                    warnings.warn(f"'{self.uri}' is down after frame {self._index} ({outage['reason']}): reopening for up "
-                                  f"to {self.reconnect:g} s", stacklevel=2)
-                handle = self._reopen(outage, last_at)
+                if self._outage is None:
+                    self._down(reason or "the stream ended")
+                handle = self._reopen()
         finally:
-            if outage is not None:  # the run stopped (or gave up) during an outage: it is in the metrics too
-                self._outage_over(outage, last_at, ended=False)
+            if self._outage is not None:  # the run stopped (or gave up) during an outage: it is in the metrics too
+                self.gaps.append(self._gap(ended=False))
+                self._outage = None
             if handle is not None:
                 self._close(handle)
 
     def describe(self) -> dict:
-        return {**super().describe(), "reconnect_s": self.reconnect, "gaps": list(self.gaps),
-                "gap_s": round(sum(g["seconds"] for g in self.gaps), 3)}
+        gaps = self.gaps + ([self._gap(ended=False)] if self._outage is not None else [])  # one the reader is still in
+        return {**super().describe(), "reconnect_s": self.reconnect, "gaps": gaps,
+                "gap_s": round(sum(g["seconds"] for g in gaps), 3)}
+
+
+def _permanent(exc: SourceError) -> bool:
+    """Whether a failed open will fail again however long it is retried: refused credentials,
+    a bad request or protocol, a stream with no video (as opposed to a server that is down)."""
+    import av
+
+    permanent = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError, av.error.HTTPBadRequestError,
+                 av.error.ProtocolNotFoundError)
+    return exc.__cause__ is None or isinstance(exc.__cause__, permanent)
 
 
 class PyAVSource(Reconnecting):
@@ -181,7 +245,13 @@ class PyAVSource(Reconnecting):
         self.hwaccel = hwaccel
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
-        self._handle = self._open()
+        try:
+            self._handle = self._open()
+        except SourceError as exc:
+            if not (live and self.reconnect > 0) or _permanent(exc):
+                raise
+            self.down_at_start = str(exc)  # down at start: retried as a dropped stream is, once the run starts
+            return
         stream = self._handle.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         self.fps = Fraction(rate) if rate else None
@@ -249,6 +319,8 @@ class PyAVSource(Reconnecting):
                         pts = i / float(self.fps) if self.fps else 0.0
                     i += 1
                     yield vf.to_ndarray(format="bgr24"), pts
+        except av.error.ExitError as exc:  # the read timeout
+            raise SourceError(f"nothing received for {self.open_timeout:g} s") from exc
         except av.error.FFmpegError as exc:
             raise SourceError(f"reading '{self.uri}' failed: {exc}") from exc
         if i == 0 and not self.live:

@@ -237,18 +237,22 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def open_when_up(url: str, reconnect: float, timeout: float = 15.0):
-    """open_source(url), retried until the publisher is up (a listening ffmpeg takes a moment)."""
+def open_when_up(url: str, reconnect: float, timeout: float = 15.0, **kwargs):
+    """open_source(url), retried until the publisher is up (a listening ffmpeg takes a moment):
+    a source that opened, not one that starts in an outage."""
     from pipeline.sources import SourceError
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return open_source(url, reconnect=reconnect)
+            src = open_source(url, reconnect=reconnect, **kwargs)
+            if src.down_at_start is None:
+                return src
         except SourceError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not come up in {timeout} s")
+        time.sleep(0.2)
 
 
 # ---- the GPU path: its tests run on CPU tensors here (and on CUDA where there is one)

@@ -116,11 +116,28 @@ def test_missing_camera_is_a_clear_error():
         CameraSource("/dev/video99")
 
 
-def test_unreachable_stream_is_a_clear_error():
+def test_a_stream_down_at_start_is_retried_like_a_dropped_one_then_one_line():
     t0 = time.monotonic()
-    with pytest.raises(SourceError, match="cannot open 'rtsp://127.0.0.1:1/none'"):
-        open_source("rtsp://127.0.0.1:1/none")
-    assert time.monotonic() - t0 < 15
+    src = open_source("rtsp://127.0.0.1:1/none", reconnect=1.0)  # does not raise: the run can start the others
+    assert time.monotonic() - t0 < 5 and src.fps is None
+    with warnings.catch_warnings(record=True) as caught, \
+            pytest.raises(SourceError, match=r"'rtsp://127.0.0.1:1/none' was down from the start \(cannot open .*Connection refused.*\) "
+                                             r"and did not come back in 1 s \(\d+ attempts\)"):
+        warnings.simplefilter("always")
+        list(src.frames())
+    assert 0.9 < time.monotonic() - t0 < 5
+    assert any("is down after frame 0 (cannot open" in str(w.message) for w in caught)
+    assert len(src.gaps) == 1 and src.gaps[0]["ended"] is False and src.gaps[0]["attempts"] >= 2
+
+
+@pytest.mark.parametrize("uri, reconnect", [("rtsp://127.0.0.1:1/none", 0), ("foo://x", 30)])
+def test_a_stream_that_cannot_be_opened_is_a_clear_error_at_once_without_reconnect_or_for_ever(uri, reconnect):
+    from pipeline.sources import PyAVSource
+
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=f"cannot open '{uri}'"):
+        PyAVSource(uri, live=True, reconnect=reconnect)
+    assert time.monotonic() - t0 < 5
 
 
 def test_describe():

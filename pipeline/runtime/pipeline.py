@@ -15,6 +15,8 @@
   an engine-bound 1080p run, +5 % writing H.264; benchmarks/README.md).
 - ``drain()`` (first Ctrl-C, SIGTERM or SIGHUP) stops the sources and lets the frames in flight
   finish, so the outputs are finalised; ``abort()`` (a second such signal) stops everything now.
+  A source whose read is still waiting ``READ_GRACE_S`` after either (a stalled stream, up to
+  its read timeout) is not waited for: its reader thread ends by itself when the read returns.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # (with tracking, a "track" stage follows postprocess in the metrics; it runs in the postprocess thread)
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
+# after a drain, how long a read that is still waiting (a stalled stream) is given before its
+# source is left to end by itself: the frames already read are finalised without it
+READ_GRACE_S = 0.5
 
 
 class StageError(RuntimeError):
@@ -129,6 +134,7 @@ class Pipeline:
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
+        self._drained_at = 0.0
         self._aborted = False
         self.stopped_by: str | None = None  # the signal that drained the run, if one did
         self._errors: list[StageError] = []
@@ -151,6 +157,8 @@ class Pipeline:
 
     def drain(self) -> None:
         """Stop taking frames; finish the ones in flight and finalise the outputs."""
+        if not self._drain.is_set():
+            self._drained_at = time.monotonic()
         self._drain.set()
         for s in self.sources:
             s.interrupt()  # e.g. stop waiting to reconnect
@@ -158,6 +166,7 @@ class Pipeline:
     def abort(self) -> None:
         """Stop every stage now; outputs are closed as incomplete."""
         self._aborted = True
+        self._drained_at = self._drained_at or time.monotonic()
         self._stop.set()
         for s in self.sources:
             s.interrupt()
@@ -209,12 +218,24 @@ class Pipeline:
 
     def _preprocess(self, sid: int) -> None:
         inq, out, stats = self._inputs[sid], self.metrics.queues["infer"], self.metrics.stage("preprocess")
-        while (item := inq.get()) is not END:
+        while (item := inq.get(timeout=WAIT)) is not END:
+            if item is None:
+                if self._read_abandoned():
+                    break
+                continue
             t0 = time.perf_counter()
             self.path.preprocess(item)
             stats.add((time.perf_counter() - t0) * 1000)
             out.put(item)
         out.put(SourceEnd(sid))
+
+    def _read_abandoned(self) -> bool:
+        """Whether reads still waiting are no longer waited for (see ``READ_GRACE_S``)."""
+        return self._drain.is_set() and time.monotonic() - self._drained_at > READ_GRACE_S
+
+    @staticmethod
+    def _is_reader(thread: threading.Thread) -> bool:
+        return thread.name.startswith("rtpipe-grab-")
 
     def _collect(self, inq: StageQueue, ended: set) -> list[Item]:
         """The next batch: up to ``batch`` frames, cut early when the oldest one's deadline
@@ -322,7 +343,7 @@ class Pipeline:
         try:
             for name, body, thread_name in bodies:
                 self._stage(name, body, thread_name).start()
-            while any(t.is_alive() for t in self._threads):
+            while any(t.is_alive() and not (self._is_reader(t) and self._read_abandoned()) for t in self._threads):
                 for t in self._threads:
                     t.join(WAIT)
         finally:
@@ -330,7 +351,7 @@ class Pipeline:
                 signal.signal(sig, handler)
             self._stop.set()
             for t in self._threads:
-                t.join()
+                t.join(READ_GRACE_S if self._is_reader(t) else None)
             self.metrics.ended = time.monotonic()
             self.metrics.source_drops = sum(s.drops for s in self.sources)
             self.metrics.frames_in = sum(c["frames_in"] for c in self._counts)
