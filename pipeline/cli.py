@@ -300,6 +300,11 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             more = ", ..." if s["unreadable"] > len(s["unreadable_files"]) else ""
             say(f"warning: {s['unreadable']} unreadable image(s) skipped in '{s['uri']}': "
                 + ", ".join(Path(f).name for f in s["unreadable_files"]) + more)
+        if s.get("missing_frames") and not metrics["interrupted"] and s.get("error") is None:
+            say(f"warning: '{s['uri']}' ended after {s['total'] - s['missing_frames']} of the {s['total']} frames it declares: "
+                "the file is truncated or damaged; the frames it had were processed")
+        if s.get("corrupt_packets"):
+            say(f"warning: {s['corrupt_packets']} damaged packet(s) skipped in '{s['uri']}' (their frames are not in the outputs)")
     if error is not None:
         return failed(error)
     if metrics["aborted"]:

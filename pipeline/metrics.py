@@ -105,6 +105,8 @@ def render_table(metrics: dict):
         title += f" · {len(source['gaps'])} reconnect(s), {source['gap_s']:.1f} s without frames"
     if source.get("corrupt_packets"):
         title += f" · {source['corrupt_packets']} damaged packet(s) skipped"
+    if source.get("missing_frames"):
+        title += f" · {source['missing_frames']} declared frame(s) missing (truncated?)"
     if source.get("unreadable"):
         title += f" · {source['unreadable']} unreadable image(s) skipped"
     sources = metrics.get("sources") or []

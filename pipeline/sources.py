@@ -75,8 +75,7 @@ class LiveClock:
     goes backwards, or the stream is new): then it is the wall time since the first frame, kept
     just after the previous pts. pts always go forward and stay within ``tolerance`` of the
     wall time: the video of a live source lasts as long as the time it covers, and a gap shows
-    as much time as it lasted, once. ``place`` says whether the frame was late (its own clock
-    put it more than ``tolerance`` behind), so an outage is timed from the last frame on time.
+    as much time as it lasted, once.
     """
 
     def __init__(self, tolerance: float):
@@ -84,19 +83,18 @@ class LiveClock:
         self.origin: tuple[float, float] | None = None  # (wall time, pts) of the first frame
         self.last: tuple[float | None, float] | None = None  # (the stream's own pts, ours) of the last frame
 
-    def place(self, raw: float | None, now: float, fresh: bool = False) -> tuple[float, bool]:
-        """(pts, late) of a frame that arrived at ``now`` with the stream's own pts ``raw``;
+    def place(self, raw: float | None, now: float, fresh: bool = False) -> float:
+        """The pts of a frame that arrived at ``now`` with the stream's own pts ``raw``;
         ``fresh``: the first frame of a (re)opened stream, whose clock says nothing of the gap."""
         if self.origin is None:
             pts = 0.0 if raw is None else raw
             self.origin, self.last = (now, pts), (raw, pts)
-            return pts, False
+            return pts
         (last_raw, last_pts), wall = self.last, self.origin[1] + now - self.origin[0]
         own = None if fresh or raw is None or last_raw is None or raw <= last_raw else last_pts + raw - last_raw
-        late = own is not None and own < wall - self.tolerance
         pts = own if own is not None and abs(own - wall) <= self.tolerance else max(wall, last_pts + 1e-3)
         self.last = (raw, pts)
-        return pts, late
+        return pts
 
 
 class Reconnecting(Source):
@@ -104,12 +102,13 @@ class Reconnecting(Source):
     most ``reconnect`` seconds per outage (0: never; the stream's end is the run's end).
 
     Subclasses give ``_open()`` (raise SourceError when it fails) and ``_read(handle)``
-    (yield (image, pts or None) until the stream ends or raises; a read that times out raises).
+    (yield (image, pts or None) until the stream ends or raises; a read that times out raises;
+    ``held_back`` True while the frames yielded are ones a stalled read let out late).
     ``_handle``: the open handle, or None when the first open failed: the stream then starts
     in an outage, retried like a dropped one (a camera down at start does not stop the others).
 
-    An outage lasts from the last frame that arrived on time (a frame the decoder held back
-    and let out only at the read timeout is not) to the first one after it, whatever happens
+    An outage lasts from the last frame that arrived on time (not ``held_back``: a demuxer
+    lets out what it holds when a read times out, a second before the error) to the first one after it, whatever happens
     in between (reopens that fail, reopens that succeed but bring nothing): at most
     ``reconnect`` seconds of it, and then the source ends with a SourceError (one reopen is
     always tried). Each outage is one line on stderr when it starts and when it ends, and one
@@ -121,6 +120,7 @@ class Reconnecting(Source):
     reconnect: float = 0.0
     finite = False  # True: a clean end of stream is the end (e.g. a file served over HTTP), not a drop
     _handle = None
+    held_back = False
     down_at_start: str | None = None  # why the first open failed, when it did (the stream then starts in an outage)
 
     def __init__(self):
@@ -186,8 +186,8 @@ class Reconnecting(Source):
                         if self._outage is not None:
                             self._back()
                         if self.live:
-                            pts, late = clock.place(pts, now, fresh)
-                            if not late:
+                            pts = clock.place(pts, now, fresh)
+                            if not self.held_back:
                                 self._on_time_at = now
                         elif pts is None:
                             pts = now - start
@@ -245,6 +245,7 @@ class PyAVSource(Reconnecting):
         self.hwaccel = hwaccel
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
+        self.missing_frames = 0  # frames the container declares but the file did not give (truncated, damaged)
         try:
             self._handle = self._open()
         except SourceError as exc:
@@ -304,9 +305,19 @@ class PyAVSource(Reconnecting):
         import av
 
         stream = container.streams.video[0]
-        tb, i = stream.time_base, 0
+        tb, i, packets, slow_at = stream.time_base, 0, container.demux(stream), -float("inf")
         try:
-            for packet in container.demux(stream):
+            while True:
+                asked = time.monotonic()
+                packet = next(packets, None)
+                if packet is None:
+                    break
+                # A read that waits (nearly) the whole timeout makes the demuxer let out what it
+                # holds, then the next read fails: what comes in the timeout after it is late.
+                now = time.monotonic()
+                if now - asked >= 0.9 * self.open_timeout:
+                    slow_at = now
+                self.held_back = self.live and now - slow_at < 1.1 * self.open_timeout
                 try:
                     decoded = packet.decode()
                 except av.error.InvalidDataError:
@@ -323,15 +334,20 @@ class PyAVSource(Reconnecting):
             raise SourceError(f"nothing received for {self.open_timeout:g} s") from exc
         except av.error.FFmpegError as exc:
             raise SourceError(f"reading '{self.uri}' failed: {exc}") from exc
+        finally:
+            self.held_back = False
         if i == 0 and not self.live:
             raise SourceError(f"no frame of '{self.uri}' could be decoded ({self.corrupt_packets} damaged packets): "
                               "the file is damaged or not a video")
+        if self.total and i < self.total:  # e.g. an MP4 with its index at the front, cut short
+            self.missing_frames = self.total - i
 
     def _close(self, container) -> None:
         container.close()
 
     def describe(self) -> dict:
-        return {**super().describe(), "corrupt_packets": self.corrupt_packets, "hwaccel": self.hwaccel}
+        return {**super().describe(), "corrupt_packets": self.corrupt_packets, "missing_frames": self.missing_frames,
+                "hwaccel": self.hwaccel}
 
 
 class CameraSource(Reconnecting):

@@ -289,6 +289,21 @@ def test_run_on_a_damaged_file_skips_what_does_not_decode_and_finishes_valid_out
     assert "damaged packet(s) skipped" in r.stderr
 
 
+def test_run_on_a_truncated_faststart_mp4_finishes_what_it_has_and_says_what_it_lacked(tmp_path):
+    from tests.test_sources import faststart
+
+    whole = faststart(make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120)), tmp_path / "fast.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    js, mj = tmp_path / "o.jsonl", tmp_path / "m.json"
+    r = rtpipe("run", cut, "--model", "tiny-seg", "--json", js, "--metrics-json", mj)
+    assert r.returncode == 0, r.stderr  # completed, on what the file had (documented in README "Faults")
+    m = json.loads(mj.read_text())
+    n = len(js.read_text().splitlines())
+    assert 5 < n == m["frames_out"] < 60 and m["source"]["missing_frames"] == 60 - n
+    assert f"ended after {n} of the 60 frames it declares" in r.stderr
+
+
 def test_run_on_a_file_that_is_not_video_is_one_line_and_writes_nothing(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video\n" * 100)

@@ -281,6 +281,32 @@ def test_a_truncated_stream_file_gives_its_first_part(tmp_path):
     assert 10 < len(frames) < 60
 
 
+def faststart(clip, out):
+    """The clip remuxed with its index (moov) at the front, as web-ready MP4s are."""
+    import av
+
+    with av.open(str(clip)) as src, av.open(str(out), "w", options={"movflags": "+faststart"}) as dst:
+        s = dst.add_stream_from_template(src.streams.video[0])
+        for p in src.demux(src.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                dst.mux(p)
+    return out
+
+
+def test_a_truncated_faststart_mp4_says_how_many_declared_frames_it_lacked(tmp_path):
+    whole = faststart(make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120)), tmp_path / "fast.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    src = open_source(str(cut))
+    assert src.total == 60  # the index at the front declares them all
+    frames = list(src.frames())
+    assert 5 < len(frames) < 60 and src.missing_frames == 60 - len(frames)
+    assert src.describe()["missing_frames"] == 60 - len(frames)
+    whole_src = open_source(str(whole))
+    assert len(list(whole_src.frames())) == 60 and whole_src.missing_frames == 0
+
+
 @pytest.mark.parametrize("content, message", [
     (lambda clip: clip.read_bytes()[: clip.stat().st_size // 2], "truncated"),  # MP4 index (moov) is at the end
     (lambda clip: b"this is not a video\n" * 50, "not a video"),
@@ -427,3 +453,90 @@ def test_an_outage_is_one_gap_from_the_last_frame_to_the_first_after_it():
     assert frames[5].pts - frames[4].pts == pytest.approx(t_back - t_last, abs=0.1)  # the lost time, once
     messages = [str(w.message) for w in caught]
     assert sum("is down" in m for m in messages) == 1 and sum("is back after" in m for m in messages) == 1
+
+
+def _timeline(src, fault, before_s: float = 1.0, after_s: float = 1.5) -> tuple[list, float, float]:
+    """Read ``src`` for ``before_s``, run ``fault()`` (in a thread: it stalls and restores the
+    publisher and returns when it is back), then read until ``after_s`` of frames after it.
+    Returns (frames, when the fault began, when it ended) on the monotonic clock."""
+    got, marks, frames = [], {}, src.frames()
+
+    def run_fault():
+        marks["down"] = time.monotonic()
+        fault()
+        marks["up"] = time.monotonic()
+
+    try:
+        for f in frames:
+            got.append(f)
+            if "down" not in marks and f.captured_at - got[0].captured_at >= before_s:
+                threading.Thread(target=run_fault, daemon=True).start()
+                while "down" not in marks:
+                    time.sleep(0.001)
+            if "up" in marks and f.captured_at - marks["up"] >= after_s:
+                break
+    finally:
+        frames.close()
+    return got, marks["down"], marks["up"]
+
+
+def _assert_honest_timeline(src, got, down: float, up: float, period: float) -> None:
+    """One gap, from the last frame that arrived before the fault to the first after it (within
+    two frame periods); pts always forward, showing that gap once; the pts cover the wall time."""
+    before = [f for f in got if f.captured_at <= down]
+    after = [f for f in got if f.captured_at > up]
+    true_gap = after[0].captured_at - before[-1].captured_at
+    assert len(src.gaps) == 1, src.gaps
+    assert src.gaps[0]["seconds"] == pytest.approx(true_gap, abs=2 * period), (src.gaps, true_gap)
+    pts = [f.pts for f in got]
+    assert all(b > a for a, b in zip(pts, pts[1:])), "pts went backwards"
+    assert after[0].pts - before[-1].pts == pytest.approx(true_gap, abs=2 * period)  # the lost time, once
+    wall = got[-1].captured_at - got[0].captured_at
+    assert pts[-1] - pts[0] == pytest.approx(wall, abs=2 * period)  # the video lasts as long as the time it covers
+    assert [f.index for f in got] == list(range(len(got)))
+
+
+@needs_rtsp_server
+def test_rtsp_publisher_paused_keeps_the_server_up_and_the_timeline_honest(tmp_path):
+    """SIGSTOP the publisher for 2.5 s: the server keeps the connection but sends nothing. The
+    read gives up after the stall timeout (1 s), the reopen 'succeeds' on the live server, and
+    frames come back when the publisher resumes."""
+    import os
+    import signal
+
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, "rtsp") as pub, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        src = open_when_up(pub.url, reconnect=20, stall=1.0)
+
+        def pause():
+            os.kill(pub.proc.pid, signal.SIGSTOP)
+            time.sleep(2.5)
+            os.kill(pub.proc.pid, signal.SIGCONT)
+
+        got, down, up = _timeline(src, pause)
+    _assert_honest_timeline(src, got, down, up, period=1 / 25)
+    assert src.gaps[0]["reason"] == "nothing received for 1 s"
+    messages = [str(w.message) for w in caught]
+    assert sum("is down after" in m for m in messages) == 1 and sum("is back after" in m for m in messages) == 1
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind", ["http", "tcp"])
+def test_a_hung_publisher_restarted_leaves_one_honest_gap(tmp_path, kind):
+    """The publisher hangs (SIGSTOP) for 1.5 s, is killed and started again, as a watchdog would."""
+    import os
+    import signal
+
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, kind) as pub:
+        src = open_when_up(pub.url, reconnect=20, stall=1.0)
+
+        def hang_then_restart():
+            os.kill(pub.proc.pid, signal.SIGSTOP)
+            time.sleep(1.5)
+            pub.kill()
+            pub.start()  # (not probed: ffmpeg -listen serves the first client only)
+
+        got, down, up = _timeline(src, hang_then_restart)
+    _assert_honest_timeline(src, got, down, up, period=1 / 25)
