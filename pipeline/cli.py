@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "with backoff, before the run ends (default 30; 0: never)")
     run.add_argument("--stall-timeout", type=float, metavar="SECONDS", dest="stall_timeout",
                      help="a network stream that takes this long to open or sends nothing for this long counts as down "
-                          "(default 10)")
+                          "(default 5)")
     run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
     run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.backends import BACKENDS
+from pipeline.sources import STALL_S
 from pipeline.types import InputError
 
 DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
@@ -47,7 +48,7 @@ class RunConfig(BaseModel):
                                                                              "(default 100 with a live source; files: full batches)")
     frames: int | None = Field(None, gt=0, description="stop after this many frames")
     reconnect: float = Field(30.0, ge=0.0, le=86_400, description="seconds a dropped camera or stream is retried (0: never)")
-    stall_timeout: float = Field(10.0, gt=0.0, le=600, description="seconds a network stream may take to open or send nothing "
+    stall_timeout: float = Field(STALL_S, gt=0.0, le=600, description="seconds a network stream may take to open or send nothing "
                                                                   "before it counts as down")
     save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov)")
     json_path: Path | None = Field(None, alias="json", description="JSONL detections output")

@@ -32,7 +32,7 @@ class SourceError(InputError):
 
 
 RECONNECT_S = 30.0            # default: how long a dropped live source is retried before the run ends
-STALL_S = 10.0                # default: how long a live stream may send nothing (or take to open) before it counts as down
+STALL_S = 5.0                 # default: how long a live stream may send nothing (or take to open) before it counts as down
 BACKOFF_S = (0.25, 8.0)      # first and longest wait between reconnection attempts (doubling)
 
 

@@ -479,3 +479,76 @@ def test_demo_refuses_an_unknown_tracker_before_rendering(tmp_path):
 def test_eval_refuses_an_unwritable_report_before_scoring(tmp_path):
     r = rtpipe("eval", tmp_path / "p.jsonl", tmp_path / "gt.json", "--json", tmp_path / "no" / "such" / "acc.json")
     assert r.returncode == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@needs_rtsp_server
+def test_ctrl_c_during_a_stalled_read_drains_without_waiting_for_the_read_timeout(tmp_path):
+    """The publisher hangs (SIGSTOP): rtpipe's read waits up to --stall-timeout 10. Ctrl-C must
+    not wait for it: the frames done are finalised (video = JSONL = metrics) straight away."""
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    out, js, mj = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "m.json"
+    with Publisher(clip, "rtsp") as pub:
+        open_when_up(pub.url, reconnect=0).frames().close()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", pub.url, "--model", "tiny-seg", "--stall-timeout", "10",
+                                 "--save", str(out), "--json", str(js), "--metrics-json", str(mj)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        partial, deadline = tmp_path / "o.jsonl.partial", time.monotonic() + 60
+        while time.monotonic() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 10):
+            time.sleep(0.05)
+        os.kill(pub.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.5)  # rtpipe is now inside a read that would wait 10 s
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            took = time.monotonic() - t0
+        finally:
+            os.kill(pub.proc.pid, signal.SIGCONT)
+    assert proc.returncode == 130, err
+    assert took < 6, f"Ctrl-C waited {took:.1f} s: for the read timeout"  # a behaviour bound, far under the 10 s it would be
+    lines = js.read_text().splitlines()
+    m = json.loads(mj.read_text())
+    assert len(lines) == probe(out)["frames"] == m["frames_out"] >= 10 and m["interrupted"]
+
+
+def test_a_stream_down_at_start_does_not_stop_the_other_sources(tmp_path):
+    """A live stream that cannot be opened is retried for --reconnect while the file runs; then
+    it fails alone: the file's outputs are complete, exit 1 names the stream."""
+    from tests.conftest import free_port
+
+    clip = make_clip(tmp_path / "c.mp4", frames=40, size=(96, 64))
+    dead = f"rtsp://127.0.0.1:{free_port()}/dead"
+    js = tmp_path / "o.jsonl"
+    r = rtpipe("run", clip, dead, "--model", "tiny-seg", "--reconnect", "2", "--json", js, "--quiet")
+    assert r.returncode == 1, r.stderr
+    assert len((tmp_path / "o-0.jsonl").read_text().splitlines()) == 40  # the file ran to its end
+    assert not (tmp_path / "o-1.jsonl").exists()
+    assert f"'{dead}' is down after frame 0 (cannot open" in r.stderr
+    assert f"'{dead}' was down from the start" in r.stderr and "did not come back in 2 s" in r.stderr
+
+
+@needs_rtsp_server
+def test_a_stream_down_at_start_joins_the_run_when_it_comes_up(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    js, mj = tmp_path / "o.jsonl", tmp_path / "m.json"
+    pub = Publisher(clip, "rtsp")
+    pub.start_server()  # the server answers, but nothing is published yet (404)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", pub.url, "synthetic:96x64@25?frames=200", "--model", "tiny-seg",
+                                 "--frames", "50", "--reconnect", "20", "--json", str(js), "--metrics-json", str(mj), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "o-1.jsonl.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the other source is running
+        time.sleep(1.0)
+        pub.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        pub.kill()
+        pub.kill_server()
+    assert proc.returncode == 0, err
+    m = json.loads(mj.read_text())
+    stream = m["sources"][0]
+    assert stream["frames_in"] == 50 and len(stream["gaps"]) == 1 and stream["gaps"][0]["after_frame"] == 0
+    assert stream["gaps"][0]["seconds"] >= 1.0 and "ended" not in stream["gaps"][0]
+    assert len((tmp_path / "o-0.jsonl").read_text().splitlines()) == stream["frames_out"]
