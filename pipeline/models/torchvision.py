@@ -278,8 +278,7 @@ class OneStageDecoder:
         if s.classes is not None:
             keep = np.isin(labels, s.classes)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = nms(boxes, scores, s.iou) if s.agnostic else batched_nms(boxes, scores, labels, s.iou)
-        keep = keep[: s.max_det]
+        keep = nms(boxes, scores, s.iou, s.max_det) if s.agnostic else batched_nms(boxes, scores, labels, s.iou, s.max_det)
         return Detections(transform.to_frame(boxes[keep]), scores[keep], labels[keep].astype(np.int32))
 
     def _decode(self, regression: np.ndarray, anchors: np.ndarray, bounds: np.ndarray) -> np.ndarray:

@@ -86,8 +86,7 @@ class DenseDecoder:
             idx = idx[np.argsort(-score[idx], kind="stable")[: self.max_candidates]]
         boxes = cxcywh_to_xyxy(pred[:4, idx].T.astype(np.float32))
         score, cls = score[idx], cls[idx]
-        keep = nms(boxes, score, s.iou) if s.agnostic else batched_nms(boxes, score, cls, s.iou)
-        keep = keep[: s.max_det]
+        keep = nms(boxes, score, s.iou, s.max_det) if s.agnostic else batched_nms(boxes, score, cls, s.iou, s.max_det)
         xyxy = transform.to_frame(boxes[keep])
         if protos is None:
             return Detections(xyxy, score[keep], cls[keep])

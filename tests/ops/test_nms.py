@@ -65,3 +65,58 @@ def test_torchvision_batched_nms_agrees_with_numpy(seed, n):
     classes = rng.integers(0, 4, n)
     got = batched_nms_tensor(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5)
     assert got.tolist() == batched_nms(boxes, scores, classes, 0.5).tolist()
+
+
+def test_the_bundled_graph_is_the_one_write_graph_makes(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnx")
+    from pipeline.ops.nms import GRAPH, write_graph
+
+    assert write_graph(tmp_path / "nms.onnx").read_bytes() == GRAPH.read_bytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), levels=st.integers(1, 3))
+def test_equal_scores_keep_the_lower_index_first(seed, n, levels):
+    """Quantised models give many equal scores: the kept set must not depend on how a sort breaks ties."""
+    rng = np.random.default_rng(seed)
+    boxes = random_boxes(rng, n, size=60)
+    scores = (rng.integers(0, levels, n) / levels).astype(np.float32)
+    assert nms(boxes, scores, 0.3).tolist() == nms_reference(boxes, scores, 0.3)
+
+
+def test_a_chain_of_suppressions_resolves_as_greedy_nms_does():
+    """Box i overlaps box i+1 only: greedy keeps 0, 2, 4, ... (1 is dropped by 0, so 2 survives)."""
+    n = 600  # longer than a block
+    boxes = np.array([[i * 6.0, 0, i * 6.0 + 10, 10] for i in range(n)], np.float32)
+    scores = np.linspace(1, 0.1, n).astype(np.float32)
+    assert nms(boxes, scores, 0.2).tolist() == list(range(0, n, 2))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 700), k=st.integers(0, 50))
+def test_max_det_keeps_the_first_of_the_full_result(seed, n, k):
+    rng = np.random.default_rng(seed)
+    boxes, scores = random_boxes(rng, n, size=400), rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 3, n)
+    assert nms(boxes, scores, 0.5, max_det=k).tolist() == nms(boxes, scores, 0.5)[:k].tolist()
+    assert batched_nms(boxes, scores, classes, 0.5, max_det=k).tolist() == batched_nms(boxes, scores, classes, 0.5)[:k].tolist()
+
+
+def test_many_candidates_keep_what_torchvision_keeps():
+    """30,000 low-overlap candidates (a low threshold on a large head), several classes."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from torchvision.ops import batched_nms as batched_nms_tensor
+
+    rng = np.random.default_rng(0)
+    n = 30_000
+    xy = rng.uniform(0, 1920, (n, 2))
+    boxes = np.hstack([xy, xy + rng.uniform(4, 40, (n, 2))]).astype(np.float32)
+    scores, classes = rng.random(n).astype(np.float32), rng.integers(0, 80, n)
+    want = batched_nms_tensor(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.7).numpy()
+    got = batched_nms(boxes, scores, classes, 0.7)
+    assert len(want) > 20_000 and sorted(got.tolist()) == sorted(want.tolist())
+    assert batched_nms(boxes, scores, classes, 0.7, max_det=300).tolist() == got[:300].tolist()
