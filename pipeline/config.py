@@ -9,10 +9,10 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.backends import BACKENDS
 from pipeline.sources import STALL_S
@@ -23,6 +23,15 @@ DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/track
 
 class ConfigError(InputError):
     """Bad settings; the message is one line that says what to fix."""
+
+
+def _device_name(v):
+    if isinstance(v, int) or (isinstance(v, str) and v.isdigit()):  # Ultralytics' habit: --device 0
+        raise ValueError(f"'{v}' is not a device name: write cuda:{v} for GPU {v}, or cpu")
+    return v
+
+
+Device = Annotated[str, BeforeValidator(_device_name), Field(pattern=r"^(cpu|cuda(:\d+)?)$")]  # cpu or cuda[:N]
 
 
 class RunConfig(BaseModel):
@@ -36,7 +45,7 @@ class RunConfig(BaseModel):
     weights: str | None = Field(None, description="torchvision:<arch> weights: state_dict file, DEFAULT (downloads) or random")
     trust_checkpoint: bool = Field(False, description="allow unpickling a .pt checkpoint's Python objects")
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda[:N]")
+    device: Device = Field("cpu", description="cpu or cuda[:N]")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
@@ -73,6 +82,12 @@ class RunConfig(BaseModel):
         if not re.fullmatch(r"(?:[\w.\-]+:|\[[0-9a-fA-F:]+\]:)?\d{1,5}", v) or not 0 < int(v.rsplit(":", 1)[-1]) < 65536:
             raise ValueError("use HOST:PORT or PORT, e.g. 127.0.0.1:8080")
         return v
+
+    @model_validator(mode="after")
+    def _token_needs_serve(self):
+        if self.token is not None and self.serve is None:
+            raise ValueError("token is for the browser view: add --serve PORT (or serve: in the preset), or drop the token")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -136,7 +151,12 @@ def explain(err: ValidationError, origin: str) -> str:
     hint = ""
     if key.split(".")[0] in ("lines", "zones") and e["type"] == "string_type":
         hint = "; quote each one, e.g. lines: ['gate=0,0.6,1,0.6']"  # YAML splits an unquoted [a=0,1,...] at the commas
-    return f"{origin}: key '{key}': {e['msg']}{shown}{hint}"
+    msg = e["msg"].removeprefix("Value error, ")
+    if not e["loc"]:  # a rule over several keys
+        return f"{origin}: {msg}"
+    if e["type"] == "value_error":  # our own message says what was given
+        shown = ""
+    return f"{origin}: key '{key}': {msg}{shown}{hint}"
 
 
 def read_preset(path: str | Path) -> dict:

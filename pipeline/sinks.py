@@ -1,4 +1,4 @@
-"""Where results go: annotated video, JSONL, a window, a browser view.
+"""Where results go: annotated video, JSONL, a window (the browser view: ``pipeline.browser_view``).
 
 Files are written under a ``.partial`` name and renamed only when the run completes (or is
 drained by Ctrl-C), so a file at the requested path is always a finished one.
@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -275,129 +273,6 @@ class WindowSink(Sink):
         cv2.destroyWindow(self.title)
 
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>rtpipe</title>
-<style>body{margin:0;background:#111;color:#ddd;font:14px sans-serif}
-header{padding:6px 10px}img{display:block;max-width:100vw;max-height:calc(100vh - 32px);margin:auto}</style>
-</head><body><header>rtpipe &middot; live view</header><img id="view" src="stream.mjpg{query}" alt="live view"></body></html>
-"""
-
-
-class BrowserView(Sink):
-    """Serves the annotated frames as MJPEG behind a minimal HTML page.
-
-    GET / is the page, /stream.mjpg the stream, /frame.jpg the latest frame. Binds to
-    127.0.0.1 unless another host is given; with a token, every request must carry
-    ``?token=...``. Frames are JPEG-encoded only while someone is watching.
-    """
-
-    needs_image = True
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None, quality: int = 80):
-        self.quality, self.token = quality, token
-        self._cond = threading.Condition()
-        self._latest: np.ndarray | None = None
-        self._jpeg: bytes | None = None
-        self._seq = 0
-        self._closed = False
-        view = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):
-                path, _, query = self.path.partition("?")
-                if view.token is not None and f"token={view.token}" not in query.split("&"):
-                    self.send_error(403, "missing or wrong token")
-                    return
-                if path in ("/", "/index.html"):
-                    body = PAGE.replace("{query}", f"?{query}" if query else "").encode()
-                    self._send(200, "text/html; charset=utf-8", body)
-                elif path == "/frame.jpg":
-                    jpeg = view._encoded_latest()
-                    if jpeg is None:
-                        self.send_error(503, "no frame yet")
-                    else:
-                        self._send(200, "image/jpeg", jpeg)
-                elif path == "/stream.mjpg":
-                    view._stream_to(self)
-                else:
-                    self.send_error(404)
-
-            def _send(self, code, ctype, body):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-        try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            raise SinkError(f"--serve {host}:{port}: cannot listen ({exc.strerror}); pick another port") from exc
-        self.server.daemon_threads = True
-        self.host, self.port = host, self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}/" + (f"?token={token}" if token else "")
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="rtpipe-serve", daemon=True)
-        self._thread.start()
-
-    def _encoded_latest(self) -> bytes | None:
-        """The newest frame as JPEG, encoded at most once per frame, outside the lock so the
-        pipeline's sink thread never waits for an encode."""
-        with self._cond:
-            if self._jpeg is not None or self._latest is None:
-                return self._jpeg
-            image, seq = self._latest, self._seq
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        jpeg = buf.tobytes() if ok else None
-        with self._cond:
-            if self._seq == seq:
-                self._jpeg = jpeg
-        return jpeg
-
-    def _stream_to(self, handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        handler.send_header("Cache-Control", "no-store")
-        handler.end_headers()
-        seen = -1
-        try:
-            while True:
-                with self._cond:
-                    while self._seq == seen and not self._closed:
-                        self._cond.wait(0.5)
-                    if self._closed and self._seq == seen:
-                        return
-                    seen = self._seq
-                jpeg = self._encoded_latest()
-                if jpeg is None:
-                    continue
-                handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                    + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                handler.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
-        with self._cond:
-            self._latest = frame.image if image is None else image
-            self._jpeg = None
-            self._seq += 1
-            self._cond.notify_all()
-
-    def close(self, complete: bool) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
     """The output file of source ``i`` of ``n``: ``out.mp4`` -> ``out-1.mp4`` (as given when n == 1)."""
     if path is None:
@@ -431,6 +306,8 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
         if show:
             sinks[0].append(WindowSink())
         if serve is not None:
+            from pipeline.browser_view import BrowserView
+
             sinks[0].append(BrowserView(*serve, token=token))
     except BaseException:
         for s in (s for own in sinks.values() for s in own):

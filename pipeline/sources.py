@@ -527,10 +527,10 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
         return PyAVSource(uri, live=True, source_id=source_id, open_timeout=stall, reconnect=reconnect, hwaccel=hwaccel)
     if scheme:
         raise SourceError(f"unsupported source scheme '{scheme}://': use one of {', '.join(NETWORK_SCHEMES)}")
-    if any(ch in uri for ch in "*?["):
+    path = Path(uri).expanduser()
+    if any(ch in uri for ch in "*?[") and not path.exists():  # a glob; an existing name ("clip [1080p].mp4") wins
         paths = sorted(Path(p) for p in globlib.glob(uri) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         return ImageSource(uri, paths, source_id)
-    path = Path(uri).expanduser()
     if path.is_dir():
         return ImageSource(uri, sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), source_id)
     if not path.exists():

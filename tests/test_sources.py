@@ -57,6 +57,17 @@ def test_images_folder_glob_and_file(tmp_path):
     assert open_source(str(tmp_path / "01.png")).total == 1
 
 
+def test_an_existing_name_with_glob_characters_is_that_file_not_a_pattern(tmp_path):
+    clip = make_clip(tmp_path / "clip [1080p] take?1.mp4", frames=3, size=(64, 48))
+    src = open_source(str(clip))
+    assert isinstance(src, PyAVSource) and len(list(src.frames())) == 3
+    folder = tmp_path / "shots [a]"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    assert isinstance(open_source(str(folder)), ImageSource)
+    assert len(open_source(str(tmp_path / "shots*" / "*.png")).paths) == 1  # and a pattern is still one
+
+
 def test_synthetic_file_like_and_live():
     src = open_source("synthetic:64x48@30?live=0&frames=5&seed=2")
     assert isinstance(src, SyntheticSource) and not src.live and src.total == 5

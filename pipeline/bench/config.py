@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.backends import BACKENDS
-from pipeline.config import ConfigError, explain
+from pipeline.config import ConfigError, Device, explain
 
 SINKS = ("none", "jsonl", "video")
 SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "sink", "path")
@@ -24,7 +24,7 @@ class BenchConfig(BaseModel):
     source: str
     model: str = "demo"
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    device: Device = "cpu"
     batch: int = Field(1, ge=1, le=256)
     imgsz: int | None = Field(None, gt=0)
     frames: int = Field(300, ge=1)

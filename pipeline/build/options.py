@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.config import Device
 from pipeline.types import EngineMeta, InputError
 
 
@@ -65,7 +66,7 @@ class BuildOptions(BaseModel):
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     imgsz: int | None = Field(None, gt=0, le=8192, description="input size (default: the checkpoint's)")
     batch: Batch = Batch(1, 1, 1)
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    device: Device = "cpu"
     workspace: float | None = Field(None, gt=0, description="TensorRT workspace limit, GiB")
     opt_level: int = Field(3, ge=0, le=5, description="TensorRT builder optimisation level")
     opset: int = Field(17, ge=13, le=21)
