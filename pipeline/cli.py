@@ -122,6 +122,15 @@ def _flags(p: argparse.ArgumentParser, *names: str) -> None:
         p.add_argument(*flags, **kw)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rtpipe")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with errors as one line, like every other error (usage stays in --help)."""
 
@@ -132,6 +141,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rtpipe", description="Real-time detection and segmentation on video.")
+    parser.add_argument("--version", action="version", version=f"rtpipe {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = sub.add_parser("run", help="run a model on a video, camera, stream or images", description=RUN_HELP, formatter_class=RAW)
     run.add_argument("source", nargs="*", help="what to read (see above), one or more; may come from --config instead")

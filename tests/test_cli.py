@@ -144,6 +144,15 @@ def test_a_stop_signal_leaves_playable_outputs_of_the_frames_done_and_the_metric
     assert metrics["interrupted"] and metrics["signal"] == sig and metrics["frames_out"] == done
 
 
+def test_version_and_what_new_users_type_first():
+    r = rtpipe("--version")
+    assert r.returncode == 0 and r.stdout.strip().startswith("rtpipe 0.")
+    r = rtpipe("run", "synthetic:64x48@30", "--device", "0")
+    assert r.returncode == 2 and "write cuda:0 for GPU 0, or cpu" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = rtpipe("run", "synthetic:64x48@30", "--token", "abc")
+    assert r.returncode == 2 and "token is for the browser view: add --serve" in r.stderr
+
+
 def test_help_documents_every_flag():
     text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for flag in ("--model", "--backend", "--conf", "--iou", "--imgsz", "--batch", "--save", "--json", "--show",

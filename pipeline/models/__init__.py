@@ -91,11 +91,37 @@ class Model:
     def postprocess(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         return self.decoder(outputs, transforms)
 
-    def predict(self, images: list[np.ndarray]) -> list[Detections]:
-        if not images:
+    def predict(self, images) -> list[Detections]:
+        """Detections for each image: one image (HxWx3 BGR, HxW grey or HxWx4 BGRA, uint8),
+        an image file's path, or a list of either; always a list, one entry per image."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not items:
             return []
-        tensors, transforms = zip(*(self.preprocess(im) for im in images))
+        tensors, transforms = zip(*(self.preprocess(as_bgr(im)) for im in items))
         return self.postprocess(self.infer(np.stack(tensors)), list(transforms))
+
+
+def as_bgr(image) -> np.ndarray:
+    """An image for ``Model.predict``: a path is read, grey and BGRA become BGR; anything else
+    is an InputError saying what is accepted."""
+    import cv2
+
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        read = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if read is None:
+            raise InputError(f"cannot read an image from '{path}': give an image file (for videos, folders and streams: "
+                             "open_source or Session)")
+        return read
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
+            or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or min(image.shape[:2]) < 1:
+        shown = f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}".strip()
+        raise InputError(f"predict takes HxWx3 uint8 BGR images (or HxW grey, HxWx4 BGRA, or paths), got {shown}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
 
 
 # ---------------------------------------------------------------------------- specs

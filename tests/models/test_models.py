@@ -26,6 +26,27 @@ def test_predict_on_frames_of_two_sizes(tiny_model):
     assert tiny_model.predict([]) == []
 
 
+def test_predict_takes_one_image_a_path_or_a_list(tiny_model, tmp_path):
+    import cv2
+
+    from pipeline.types import InputError
+
+    img = SyntheticScene(320, 240, 2).render(4)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    want = tiny_model.predict([img])[0]
+    assert len(want) > 0
+    for given in (img, tmp_path / "a.png", str(tmp_path / "a.png"), [tmp_path / "a.png", img]):
+        got = tiny_model.predict(given)
+        assert isinstance(got, list) and len(got) == (2 if isinstance(given, list) else 1)
+        np.testing.assert_allclose(got[0].xyxy, want.xyxy, atol=1e-3)
+    grey = tiny_model.predict(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))  # grey and BGRA are taken too
+    assert len(grey) == 1 and tiny_model.predict(cv2.cvtColor(img, cv2.COLOR_BGR2BGRA))[0].xyxy.shape == want.xyxy.shape
+    for bad, message in ((tmp_path / "none.png", "cannot read an image"), (img.astype(np.float32), "uint8"),
+                         (img[:, :, :2], "HxWx3"), ("clip.mp4", "open_source or Session")):
+        with pytest.raises(InputError, match=message):
+            tiny_model.predict(bad)
+
+
 def test_batched_inference_equals_single(tiny_model):
     frames = [SyntheticScene(320, 240, s).render(3) for s in range(3)]
     together = tiny_model.predict(frames)
