@@ -285,7 +285,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             console.print("".join(traceback.format_exception(exc.error)), highlight=False)
         return EXIT_FAILED
 
-    first = cfg.sources[0] if session.sources[0].live else Path(cfg.sources[0]).name
+    first = session.sources[0].uri if session.sources[0].live else Path(cfg.sources[0]).name
     error = None
     with progress_bar(console, quiet, eta=True) as task:
         update = task(first if len(cfg.sources) == 1 else f"{len(cfg.sources)} sources", session.total_frames)
@@ -303,7 +303,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
         for i, s in session.outputs():
             if s.path.exists() and not metrics["aborted"]:
                 kind = "video" if s.needs_image else "events" if s.shared else "detections"
-                console.print(f"{kind}: {s.path}" + (f"  (source {i}: {cfg.sources[i]})" if len(cfg.sources) > 1 and i is not None
+                console.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
                                                      else ""), soft_wrap=True)
     for s in metrics.get("sources") or []:
         if s.get("unreadable"):

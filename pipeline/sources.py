@@ -31,6 +31,25 @@ class SourceError(InputError):
     """A source that cannot be opened or read; the message names it and says what to do."""
 
 
+SECRET_NAMES = re.compile(r"pass|pwd|token|key|secret|auth|sig|cred|user|login", re.I)
+
+
+def redact(uri: str) -> str:
+    """``uri`` as it may be shown (metrics, reports, progress, errors): a URL's ``user:password@``
+    becomes ``***@`` and query values whose names look like credentials become ``***``."""
+    if "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    head, sep, query = rest.partition("?")
+    netloc, slash, path = head.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    if sep:
+        query = "&".join(f"{k}=***" if eq and SECRET_NAMES.search(k) else f"{k}{eq}{v}"
+                         for k, eq, v in (part.partition("=") for part in query.split("&")))
+    return f"{scheme}://{netloc}{slash}{path}{sep}{query}"
+
+
 RECONNECT_S = 30.0            # default: how long a dropped live source is retried before the run ends
 STALL_S = 5.0                 # default: how long a live stream may send nothing (or take to open) before it counts as down
 BACKOFF_S = (0.25, 8.0)      # first and longest wait between reconnection attempts (doubling)
@@ -39,7 +58,7 @@ BACKOFF_S = (0.25, 8.0)      # first and longest wait between reconnection attem
 class Source(ABC):
     """A stream of frames. ``live`` sources may be dropped from; others never are."""
 
-    uri: str
+    uri: str  # as it may be shown: credentials redacted (see ``redact``)
     live: bool = False
     fps: Fraction | None = None  # nominal frame rate, when known
     total: int | None = None     # number of frames, when known
@@ -241,7 +260,8 @@ class PyAVSource(Reconnecting):
     def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0, reconnect: float = RECONNECT_S,
                  hwaccel: str | None = None):
         super().__init__()
-        self.uri, self.live, self.source_id = uri, live, source_id
+        self.uri, self.live, self.source_id = redact(uri), live, source_id  # uri: what is shown (no credentials)
+        self._location = uri  # what is opened
         self.hwaccel = hwaccel
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
@@ -265,17 +285,17 @@ class PyAVSource(Reconnecting):
         # RTSP over TCP first: no smeared frames from lost UDP packets; FFmpeg's default (UDP,
         # then TCP) when the server refuses it. (No 'fflags nobuffer': it discards the packets
         # read while probing; stale frames are dropped downstream instead.)
-        tries = [{"rtsp_transport": "tcp"}, {}] if self.uri.startswith("rtsp") else [{}]
+        tries = [{"rtsp_transport": "tcp"}, {}] if self._location.startswith("rtsp") else [{}]
         timeout = (self.open_timeout, self.open_timeout) if self.live else None
         for k, options in enumerate(tries):
             try:
-                container = self._open_hw(options, timeout) if self.hwaccel else av.open(self.uri, options=options, timeout=timeout)
+                container = self._open_hw(options, timeout) if self.hwaccel else av.open(self._location, options=options, timeout=timeout)
                 break
             except (av.error.FFmpegError, OSError) as exc:
                 refused = isinstance(exc, av.error.HTTPBadRequestError) or "400" in str(exc) or "461" in str(exc)
                 if not (refused and k + 1 < len(tries)):
                     hint = "" if self.live else " (damaged, truncated — an MP4 cut short loses its index — or not a video)"
-                    raise SourceError(f"cannot open '{self.uri}'{hint}: {exc}") from exc
+                    raise SourceError(f"cannot open '{self.uri}'{hint}: {self._shown(exc)}") from exc
         if not container.streams.video:
             container.close()
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
@@ -288,9 +308,9 @@ class PyAVSource(Reconnecting):
         from av.codec.hwaccel import HWAccel
 
         try:
-            container = av.open(self.uri, options=options, timeout=timeout, hwaccel=HWAccel(self.hwaccel, allow_software_fallback=True))
+            container = av.open(self._location, options=options, timeout=timeout, hwaccel=HWAccel(self.hwaccel, allow_software_fallback=True))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            reason = f"{exc.__class__.__name__}: {exc}"
+            reason = f"{exc.__class__.__name__}: {self._shown(exc)}"
         else:
             if not container.streams.video or getattr(container.streams.video[0].codec_context, "is_hwaccel", False):
                 return container
@@ -299,7 +319,7 @@ class PyAVSource(Reconnecting):
         warnings.warn(f"'{self.uri}': hardware decoding ({self.hwaccel}) not available ({reason}); decoding on the CPU",
                       RuntimeWarning, stacklevel=2)
         self.hwaccel = None
-        return av.open(self.uri, options=options, timeout=timeout)
+        return av.open(self._location, options=options, timeout=timeout)
 
     def _read(self, container) -> Iterator[tuple[np.ndarray, float | None]]:
         import av
@@ -333,7 +353,7 @@ class PyAVSource(Reconnecting):
         except av.error.ExitError as exc:  # the read timeout
             raise SourceError(f"nothing received for {self.open_timeout:g} s") from exc
         except av.error.FFmpegError as exc:
-            raise SourceError(f"reading '{self.uri}' failed: {exc}") from exc
+            raise SourceError(f"reading '{self.uri}' failed: {self._shown(exc)}") from exc
         finally:
             self.held_back = False
         if i == 0 and not self.live:
@@ -344,6 +364,10 @@ class PyAVSource(Reconnecting):
 
     def _close(self, container) -> None:
         container.close()
+
+    def _shown(self, exc: Exception) -> str:
+        """An FFmpeg error's text, which quotes the URL, without its credentials."""
+        return str(exc).replace(self._location, self.uri)
 
     def describe(self) -> dict:
         return {**super().describe(), "corrupt_packets": self.corrupt_packets, "missing_frames": self.missing_frames,

@@ -551,3 +551,29 @@ def test_a_hung_publisher_restarted_leaves_one_honest_gap(tmp_path, kind):
 
         got, down, up = _timeline(src, hang_then_restart)
     _assert_honest_timeline(src, got, down, up, period=1 / 25)
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("rtsp://admin:hunter2@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
+    ("rtsp://admin:p@ss@10.0.0.5/live?channel=1&password=hunter2", "rtsp://***@10.0.0.5/live?channel=1&password=***"),
+    ("http://cam.local/video.mjpg?user=admin&pwd=x&token=t&fps=5", "http://cam.local/video.mjpg?user=***&pwd=***&token=***&fps=5"),
+    ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
+    ("clip [1080p].mp4", "clip [1080p].mp4"),
+    ("synthetic:64x48@30?frames=3", "synthetic:64x48@30?frames=3"),
+])
+def test_credentials_in_urls_are_never_shown(uri, shown):
+    from pipeline.sources import redact
+
+    assert redact(uri) == shown
+
+
+def test_a_stream_url_with_credentials_keeps_them_out_of_errors_warnings_and_metrics(tmp_path):
+    from tests.conftest import free_port
+    from tests.test_cli import rtpipe
+
+    url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/live?password=s3cr3t"
+    mj = tmp_path / "m.json"
+    r = rtpipe("run", url, "--model", "tiny-seg", "--reconnect", "1", "--json", tmp_path / "o.jsonl", "--metrics-json", mj)
+    assert r.returncode == 1 and "***@127.0.0.1" in r.stderr, r.stderr
+    text = r.stdout + r.stderr + mj.read_text()
+    assert "hunter2" not in text and "s3cr3t" not in text and "admin" not in text

@@ -58,7 +58,11 @@ def make_report(config: dict, engine: dict, sequential: tuple[dict, Usage], pipe
 
     engine: ``phases.engine_only``'s dict; sequential, pipelined: (metrics dict, Usage) of those runs.
     """
+    from pipeline.sources import redact
+
     (seq, seq_use), (pipe, use) = sequential, pipelined
+    source = str(config.get("source", ""))
+    config, command = {**config, "source": redact(source)}, command.replace(source, redact(source))  # no credentials
     e2e_fps, seq_fps, engine_fps = pipe["fps"], seq["fps"], engine["fps"]
     stages = stage_table(pipe)
     produced = pipe["frames_in"] + pipe["source_drops"]  # frames the source made while the run took frames
