@@ -18,6 +18,7 @@ from pipeline.backends import BACKENDS
 from pipeline.sources import STALL_S
 from pipeline.types import InputError
 
+CONSENT_KEYS = ("trust_checkpoint", "trust_engine")  # command line only: never from a preset
 DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
 
 
@@ -184,6 +185,10 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
     values: dict = {}
     if preset is not None:
         values = read_preset(preset)
+        for key in CONSENT_KEYS:
+            if key in values:  # a preset is a file anyone can hand over: consent comes only from the person running
+                raise ConfigError(f"{preset}: '{key}' cannot be set in a preset: give --{key.replace('_', '-')} on the command "
+                                  "line, for files you trust")
         try:
             RunConfig.model_validate(values)
         except ValidationError as exc:

@@ -122,3 +122,12 @@ def test_bad_tracking_settings_are_one_line(settings, message):
 def test_an_unquoted_yaml_line_gets_a_hint(tmp_path):
     with pytest.raises(ConfigError, match="quote each one"):
         build_config(write(tmp_path, "lines: [g=0,0.6,1,0.6]\n"))
+
+
+@pytest.mark.parametrize("key", ["trust_checkpoint", "trust-checkpoint", "trust_engine"])
+def test_a_preset_cannot_grant_trust(tmp_path, key):
+    preset = tmp_path / "shared.yaml"
+    preset.write_text(f"model: someone-elses.pt\n{key}: true\n")
+    with pytest.raises(ConfigError, match=r"cannot be set in a preset: give --trust-(checkpoint|engine) on the command line"):
+        build_config(preset, {})
+    assert build_config(None, {"trust_checkpoint": True}).trust_checkpoint  # the command line can
