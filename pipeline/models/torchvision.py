@@ -94,13 +94,15 @@ def build(arch: str, weights: str | Path | None = None, imgsz: int | None = None
 
 def load_state_dict(model, path: str | Path, arch: str) -> None:
     """Load a state_dict file into ``model``; a file that does not fit says how it differs."""
-    import torch
+
+    from pipeline.models.checkpoint_load import load_weights_only, require_safe_torch
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"weights file '{path}' not found: give a state_dict saved from torchvision.models.detection.{arch}")
+    require_safe_torch()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
     except Exception as exc:
         raise ValueError(
             f"weights file '{path}' is not a plain state_dict ({exc.__class__.__name__}): save one with torch.save(model.state_dict(), f)"

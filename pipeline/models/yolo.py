@@ -242,12 +242,14 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     import torch
 
     from pipeline.models import rtnet
+    from pipeline.models.checkpoint_load import load_weights_only, require_safe_torch
     from pipeline.models.network import Network
 
+    require_safe_torch()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the refusal below says what matters
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = load_weights_only(path)
     except Exception as exc:
         if not trust:
             raise ValueError(

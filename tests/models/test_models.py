@@ -141,3 +141,18 @@ def test_bad_rtpipe_metadata_is_one_line_naming_what_is_wrong(tmp_path, edit, me
     with pytest.raises(ModelError, match=message) as err:
         load_model(_bundled_copy(tmp_path, edit))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("version, refused", [("2.5.1", True), ("2.9.1+cu128", True), ("2.10.0", False), ("2.14.0", False)])
+def test_checkpoints_are_refused_on_a_torch_whose_weights_only_loading_is_unsafe(tmp_path, monkeypatch, version, refused):
+    torch = pytest.importorskip("torch")
+    from tests.conftest import yolo_checkpoint
+
+    ckpt = yolo_checkpoint(tmp_path / "net.pt")
+    monkeypatch.setattr(torch, "__version__", version)
+    if refused:
+        with pytest.raises(ModelError, match=r"cannot read checkpoints safely .*pip install 'torch>=2.10'") as err:
+            load_model(str(ckpt))
+        assert "\n" not in str(err.value)
+    else:
+        assert load_model(str(ckpt)).info.family == "yolo"
