@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipeline.text import plain
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}  # 128 + the signal, as a shell reports it
 DEMO_SEED = 7
@@ -94,7 +96,7 @@ sink, path), prints one table, and with --plot draws one line per configuration.
 
 def say(message: str) -> None:
     """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
-    sys.stderr.write(f"rtpipe: {message}\n")
+    sys.stderr.write(f"rtpipe: {plain(message)}\n")  # (messages quote file names, URLs and metadata)
     sys.stderr.flush()
 
 
@@ -276,7 +278,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
 
     session = Session(cfg)
     for url in (s.url for own in session.sinks.values() for s in own if s.url is not None):
-        console.print(f"browser view: {url}")
+        console.print(f"browser view: {url}", markup=False, highlight=False)
 
     def failed(exc) -> int:
         partial = session.kept_partial()
@@ -304,7 +306,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             if s.path.exists() and not metrics["aborted"]:
                 kind = "video" if s.needs_image else "events" if s.shared else "detections"
                 console.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
-                                                     else ""), soft_wrap=True)
+                                                     else ""), soft_wrap=True, markup=False)
     for s in metrics.get("sources") or []:
         if s.get("unreadable"):
             more = ", ..." if s["unreadable"] > len(s["unreadable_files"]) else ""
@@ -341,7 +343,7 @@ def cmd_demo(args, console: Console) -> int:
         clip, gt = write_clip(out, args.seed, args.frames, size, progress=task(f"rendering clip {args.seed}", args.frames))
     if not args.quiet:
         console.print(f"clip: {clip} ({args.frames} frames of {size[0]}x{size[1]}, seed {args.seed}); ground truth: {gt}",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
     detections, events = out / "detections.jsonl", out / "events.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
                               "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json"),
@@ -357,7 +359,7 @@ def cmd_demo(args, console: Console) -> int:
     if not args.quiet:
         for table in [render_table(result), *render_tracking(result)]:
             console.print(table)
-        console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False)
+        console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -399,7 +401,7 @@ def cmd_build(args, console: Console) -> int:
 
         engine = build(args.spec, options, args.out, weights, bool(args.trust_checkpoint), args.name, progress)
     console.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",
-                  highlight=False, soft_wrap=True)
+                  highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
 
 
@@ -420,7 +422,7 @@ def cmd_bench(args, console: Console) -> int:
             console.print(table)
         for label, p in (("report", args.json_out), ("plot", args.plot)):
             if p:
-                console.print(f"{label}: {p}", highlight=False)
+                console.print(f"{label}: {p}", highlight=False, markup=False)
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.text import safe
 from pipeline.types import InputError
 
 
@@ -187,7 +188,7 @@ def render_table(result: dict):
 
     table.add_row("all", *[cell(result[k][m]) for k in kinds for m in ("mAP", "mAP50")])
     for name in result[kinds[0]]["per_class"] if kinds else ():
-        table.add_row(name, *[cell(result[k]["per_class"][name][m]) for k in kinds for m in ("mAP", "mAP50")])
+        table.add_row(safe(name), *[cell(result[k]["per_class"][name][m]) for k in kinds for m in ("mAP", "mAP50")])
     return table
 
 
@@ -204,14 +205,14 @@ def render_tracking(result: dict) -> list:
         for c in cols:
             table.add_column(c, justify="right")
         for name, row in [("all", t), *t["per_class"].items()]:
-            table.add_row(name, *[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+            table.add_row(safe(name), *[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
         tables.append(table)
     if result.get("lines"):
         table = Table(title="line counts against the true crossings", title_justify="left")
         for c in ("line", "in (true)", "out (true)", "accuracy"):
             table.add_column(c, justify="left" if c == "line" else "right")
         for name, r in result["lines"].items():
-            table.add_row(name, f"{r['counted']['line_in']} ({r['true']['line_in']})",
+            table.add_row(safe(name), f"{r['counted']['line_in']} ({r['true']['line_in']})",
                           f"{r['counted']['line_out']} ({r['true']['line_out']})", f"{r['accuracy']:.3f}")
         tables.append(table)
     return tables

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from pipeline.text import safe
+
 
 class LatencyStats:
     """Latency samples in milliseconds; the newest ``keep`` are kept in a fixed ring buffer,
@@ -113,8 +115,8 @@ def render_table(metrics: dict):
     caption = None
     if len(sources) > 1:
         caption = "\n".join(
-            f"source {i} {s['uri']}: {s['frames_out']}/{s['frames_in']} frames out" + (f", {s['drops']} dropped" if s.get("drops") else "")
-            + (f", FAILED: {s['error']}" if s.get("error") else "") for i, s in enumerate(sources))
+            f"source {i} {safe(s['uri'])}: {s['frames_out']}/{s['frames_in']} frames out" + (f", {s['drops']} dropped" if s.get("drops") else "")
+            + (f", FAILED: {safe(s['error'])}" if s.get("error") else "") for i, s in enumerate(sources))
     b = metrics.get("batches")
     if b and metrics.get("batch", 1) > 1:
         title += f" · batches of {b['mean_size']:.1f} (cut at deadline {b['cut_at_deadline']}×)"
@@ -144,5 +146,5 @@ def render_counts(metrics: dict):
         counted = tracking["counts"].get(shape["name"], {})
         for event in events[shape["kind"]]:
             per = counted.get(event, {"all": 0})
-            table.add_row(shape["name"], event, str(per["all"]), ", ".join(f"{k} {v}" for k, v in per.items() if k != "all"))
+            table.add_row(safe(shape["name"]), event, str(per["all"]), ", ".join(f"{safe(k)} {v}" for k, v in per.items() if k != "all"))
     return table

@@ -561,3 +561,50 @@ def test_a_stream_down_at_start_joins_the_run_when_it_comes_up(tmp_path):
     assert stream["frames_in"] == 50 and len(stream["gaps"]) == 1 and stream["gaps"][0]["after_frame"] == 0
     assert stream["gaps"][0]["seconds"] >= 1.0 and "ended" not in stream["gaps"][0]
     assert len((tmp_path / "o-0.jsonl").read_text().splitlines()) == stream["frames_out"]
+
+
+def _tiny_with_metadata(path, **props):
+    """The bundled tiny model with some of its Ultralytics metadata replaced."""
+    import onnx
+
+    from pipeline.models import BUILTIN
+
+    model = onnx.load(str(BUILTIN["tiny-seg"]))
+    keep = {p.key: p.value for p in model.metadata_props} | props
+    del model.metadata_props[:]
+    for k, v in keep.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("props, message", [
+    ({"stride": "abc"}, "metadata 'stride' is 'abc'"),
+    ({"names": "{0: 'car', 'x': 'y', 2: 'z', 3: 'w'}"}, "must map class ids 0..N-1"),
+    ({"names": "{0: 'car', 1: 'b', 2: 'c', 7: 'w'}"}, "must map class ids 0..N-1"),
+    ({"names": "[" + "'c'," * 100_001 + "]"}, "100001 classes"),
+])
+def test_malformed_model_metadata_is_one_line_and_exit_2(tmp_path, props, message):
+    bad = _tiny_with_metadata(tmp_path / "bad.onnx", **props)
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=2", "--model", bad)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+def test_a_huge_rtnet_config_is_refused_before_anything_is_allocated(tmp_path):
+    torch = pytest.importorskip("torch")
+    ckpt = {"format": "rtpipe-rtnet", "version": 1, "arch": "rtnet", "state_dict": {},
+            "config": {"names": ["a"], "imgsz": 320, "width": 10**9, "task": "segment"}}
+    from pipeline.models import rtnet
+
+    ckpt["format"], ckpt["version"] = rtnet.FORMAT, rtnet.VERSION
+    torch.save(ckpt, tmp_path / "huge.pt")
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=2", "--model", tmp_path / "huge.pt")
+    assert r.returncode == 2 and "config field 'width'" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_names_from_files_and_flags_cannot_drive_the_terminal(tmp_path):
+    """Escape sequences in a model's file name (quoted by the error) are printed as text."""
+    bad = _tiny_with_metadata(tmp_path / "m\x1b]0;pwned\x07 [bold]x.onnx", stride="abc")
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=2", "--model", bad)
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
+    assert "\\x1b]0;pwned\\x07 [bold]x.onnx" in r.stderr

@@ -12,6 +12,7 @@ both ratios (``ceilings``).
 from __future__ import annotations
 
 from pipeline.bench.system import Usage
+from pipeline.text import safe
 
 PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
 
@@ -121,7 +122,7 @@ def render_report(report: dict):
     from rich.table import Table
 
     cfg, bn, eng = report["config"], report["bottleneck"], report["engine"]
-    title = (f"{report['model']['path']} ({report['model']['backend']}, batch {cfg['batch']}) on {cfg['source']}: "
+    title = (f"{safe(report['model']['path'])} ({report['model']['backend']}, batch {cfg['batch']}) on {safe(cfg['source'])}: "
              f"{report['frames']} frames, {report['detections_per_frame']} detections a frame, sink {cfg['sink']}")
     summary = Table(title=title, show_header=False)
     summary.add_column(justify="left")
@@ -164,7 +165,7 @@ def render_sweep(reports: list[dict], labels: list[str]):
     """One row per configuration."""
     from rich.table import Table
 
-    table = Table(title=f"{len(reports)} configurations on {reports[0]['config']['source']}")
+    table = Table(title=f"{len(reports)} configurations on {safe(reports[0]['config']['source'])}")
     for col in ("configuration", "engine FPS", "sequential FPS", "pipelined FPS", "efficiency", "gain", "e2e p50/p95 ms",
                 "dropped", "bottleneck"):
         table.add_column(col, justify="left" if col in ("configuration", "bottleneck") else "right")

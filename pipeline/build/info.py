@@ -6,16 +6,17 @@ from pathlib import Path
 
 from rich.table import Table
 
+from pipeline.text import safe
 from pipeline.types import EngineMeta
 
 
 def render(engine: Path, record: dict, problems: list[str]) -> Table:
     m = EngineMeta.from_dict(record["model"], f"sidecar of {engine}")
     inp = record.get("input", {})
-    table = Table(title=f"{engine}", show_header=False, title_justify="left")
+    table = Table(title=safe(engine), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    names = m.names
+    names = [safe(n) for n in m.names]
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} classes)" if len(names) > 8 else f" ({len(names)} classes)")
     batch = record["batch"]
     gpu = record.get("gpu")
@@ -31,11 +32,11 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
         ("outputs", "  ".join(f"{k} [B, {', '.join(map(str, v))}]" for k, v in record.get("outputs", {}).items())),
         ("batch", f"{batch['max']} (fixed)" if batch["min"] == batch["max"] else f"{batch['min']}..{batch['max']} (opt {batch['opt']})"),
         ("device", record["device"] + (f"  {gpu['name']} (compute capability {gpu['compute_capability']})" if gpu else "")),
-        ("checkpoint", f"{record['checkpoint']['path']}  sha256 {record['checkpoint']['sha256'][:16]}"),
+        ("checkpoint", f"{safe(record['checkpoint']['path'])}  sha256 {record['checkpoint']['sha256'][:16]}"),
         ("versions", "  ".join(f"{k} {v}" for k, v in record["versions"].items() if v)),
         ("checked", _check_line(record.get("check", {}))),
         ("built", f"{record.get('built_at')} in {record.get('build_seconds')} s"),
-        ("rebuild", record["command"]),
+        ("rebuild", safe(record["command"])),
         ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
     ]
     for k, v in rows:

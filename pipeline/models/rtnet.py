@@ -130,13 +130,36 @@ def save(net, path: str | Path, training: dict | None = None) -> Path:
     return path
 
 
+def checked_config(config: object, label: str) -> dict:
+    """A checkpoint's ``config``, checked before anything is allocated for it (a crafted file
+    could ask for a network of any size); ValueError says which field is wrong."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, conlist
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        names: conlist(str, min_length=1, max_length=10_000)
+        imgsz: int | conlist(int, min_length=2, max_length=2) = 320
+        width: int = Field(32, ge=4, le=512)
+        task: str = Field("segment", pattern="^(detect|segment)$")
+
+    try:
+        checked = Config.model_validate(config).model_dump()
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ValueError(f"checkpoint '{label}': config field '{'.'.join(map(str, e['loc'])) or '(top level)'}': {e['msg']}") from None
+    sizes = checked["imgsz"] if isinstance(checked["imgsz"], list) else [checked["imgsz"]]
+    if not all(32 <= v <= 4096 and v % STRIDE == 0 for v in sizes):
+        raise ValueError(f"checkpoint '{label}': config imgsz {checked['imgsz']} is not a multiple of {STRIDE} from 32 to 4096")
+    return checked
+
+
 def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
     """A loaded checkpoint dict -> the network (eval mode) at ``imgsz`` (default: the trained
     size; the weights do not depend on it); a one-line error on a bad file."""
     if ckpt.get("version") != VERSION or ckpt.get("arch") != "rtnet":
         raise ValueError(f"checkpoint '{label}': rtpipe checkpoint version {ckpt.get('version')} / arch {ckpt.get('arch')!r} "
                          "is not known to this rtpipe")
-    net = build(**{**ckpt["config"], **({"imgsz": imgsz} if imgsz else {})})
+    net = build(**{**checked_config(ckpt.get("config"), label), **({"imgsz": imgsz} if imgsz else {})})
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors

@@ -34,6 +34,7 @@ from pipeline.ops import batched_nms, cxcywh_to_xyxy, masks_from_prototypes, nms
 from pipeline.types import BoxMasks, Detections, EngineMeta, Fit, FitTransform
 
 LAYOUTS = ("dense", "end2end", "rtdetr", "rtdetr-topk")
+MAX_CLASSES = 100_000  # what a model may name (metadata beyond it is refused, not allocated for)
 
 
 def parse_names(value: str) -> list[str]:
@@ -46,10 +47,14 @@ def parse_names(value: str) -> list[str]:
     except (ValueError, SyntaxError) as exc:
         raise ValueError(f"model metadata 'names' is not a dict or list literal: {value[:80]!r}") from exc
     if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, (list, tuple)):
-        return [str(n) for n in names]
-    raise ValueError(f"model metadata 'names' is not a dict or list literal: {value[:80]!r}")
+        if sorted(names, key=str) != sorted(range(len(names)), key=str) or not all(type(k) is int for k in names):
+            raise ValueError(f"model metadata 'names' must map class ids 0..N-1 to names, got keys {sorted(map(repr, names))[:5]}")
+        names = [names[k] for k in range(len(names))]
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"model metadata 'names' is not a dict or list literal: {value[:80]!r}")
+    if not names or len(names) > MAX_CLASSES:
+        raise ValueError(f"model metadata 'names' has {len(names)} classes: expected 1 to {MAX_CLASSES}")
+    return [str(n) for n in names]
 
 
 class DenseDecoder:
@@ -189,6 +194,13 @@ def layout_of(out0: list, nc: int, seg: bool, head: str | None = None, end2end: 
     return None
 
 
+def _int_prop(props: dict[str, str], key: str, default: int) -> int:
+    text = props.get(key, str(default))
+    if not text.strip().isdigit() or not 0 < int(text) <= 4096:
+        raise ValueError(f"model metadata '{key}' is {text[:40]!r}: expected a whole number from 1 to 4096")
+    return int(text)
+
+
 def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> EngineMeta:
     """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, head, end2end) and its output shapes."""
     names = parse_names(props["names"])
@@ -196,7 +208,7 @@ def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outp
     end2end = {"True": True, "False": False}.get(props.get("end2end", ""))
     layout = layout_of(list(outputs.get("output0") or ()), len(names), task == "segment", props.get("head"), end2end)
     return EngineMeta(
-        family="yolo", task=task, names=tuple(names), stride=int(props.get("stride", 32)), layout=layout,
+        family="yolo", task=task, names=tuple(names), stride=_int_prop(props, "stride", 32), layout=layout,
         # Ultralytics' RT-DETR predictor stretches frames to the input (LetterBox scale_fill)
         fit=Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox"),
         outputs=tuple(outputs),
