@@ -127,11 +127,10 @@ def problems(record: dict, engine: Path | None = None, device: str | None = None
             found.append(f"engine file '{engine}' is missing")
         elif engine.stat().st_size != record.get("engine_bytes") or sha256(engine) != record["engine_sha256"]:
             found.append(f"'{engine.name}' does not match its sidecar (truncated, replaced or corrupt)")
-    now = versions(RUNTIME_LIBS[record["format"]])
-    for lib, v in now.items():
-        built = record["versions"].get(lib)
-        if v != built:
-            found.append(f"built with {lib} {built}, this machine has {lib} {v or '(not installed)'}")
+    for lib, built, here in _runtime_versions(record):
+        if here is None or not _compatible(lib, built, here):
+            found.append(f"built with {lib} {built}, this machine has {lib} {here or '(not installed)'}"
+                         + (f" (a {record['format']} engine needs the same {lib} {_SAME.get(lib, 'release')})" if here else ""))
     gpu_built = record.get("gpu")
     if gpu_built is not None and device is not None:
         if not device.startswith("cuda"):
@@ -146,6 +145,35 @@ def problems(record: dict, engine: Path | None = None, device: str | None = None
     elif gpu_built is None and device is not None and device.startswith("cuda") and record["format"] == "aoti":
         found.append(f"built for the CPU, asked to run on {device}")
     return found
+
+
+# What a runtime needs to match of the version an engine was built with: ONNX Runtime runs any
+# ONNX graph of a supported opset (a difference is only a note); an AOTInductor package is
+# compiled against one torch release line; a TensorRT plan runs only on its TensorRT version.
+_SAME = {"torch": "major.minor release", "tensorrt": "version"}
+
+
+def _runtime_versions(record: dict) -> list[tuple[str, str | None, str | None]]:
+    now = versions(RUNTIME_LIBS[record["format"]])
+    return [(lib, record["versions"].get(lib), here) for lib, here in now.items()]
+
+
+def _compatible(lib: str, built: str | None, here: str) -> bool:
+    if lib == "onnxruntime":
+        return True
+    if lib == "torch":
+        return built is not None and built.split(".")[:2] == here.split(".")[:2]
+    return built == here
+
+
+def notes(record: dict) -> list[str]:
+    """Differences from the machine the engine was built on that do not stop it running here."""
+    return [f"built with {lib} {built}, this machine has {here} (fine: {_why_fine(lib)})"
+            for lib, built, here in _runtime_versions(record) if here is not None and built != here and _compatible(lib, built, here)]
+
+
+def _why_fine(lib: str) -> str:
+    return "ONNX Runtime runs graphs of older and newer releases" if lib == "onnxruntime" else "same release line"
 
 
 def check_device(engine: str | Path, device: str) -> None:

@@ -109,3 +109,33 @@ def test_a_damaged_sidecar_is_refused_in_one_line(tmp_path, capsys, damage, mess
     assert main(["info", str(engine)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rtpipe: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt, built, here, blocks", [
+    ("onnx", {"onnxruntime": "1.31.1"}, {"onnxruntime": "1.32.0"}, False),
+    ("onnx", {"onnxruntime": "1.31.1"}, {"onnxruntime": None}, True),
+    ("aoti", {"torch": "2.14.0"}, {"torch": "2.14.1+cpu"}, False),
+    ("aoti", {"torch": "2.13.0"}, {"torch": "2.14.0"}, True),
+    ("tensorrt", {"tensorrt": "10.9.0.34"}, {"tensorrt": "10.9.0.34"}, False),
+    ("tensorrt", {"tensorrt": "10.9.0.34"}, {"tensorrt": "10.10.0.31"}, True),
+])
+def test_only_a_version_difference_that_matters_blocks_an_engine(monkeypatch, fmt, built, here, blocks):
+    import pipeline.sidecar as sc
+
+    monkeypatch.setattr(sc, "versions", lambda libs=None: {lib: here.get(lib) for lib in libs})
+    record = {"format": fmt, "versions": built, "gpu": None}
+    assert bool(sc.problems(record)) == blocks
+    assert bool(sc.notes(record)) == (not blocks and built != here)
+
+
+def test_info_on_the_bundled_model_says_it_runs_here_with_a_note_for_another_onnxruntime(tmp_path, monkeypatch, capsys):
+    import pipeline.sidecar as sc
+
+    engine, record = _bundled_record(tmp_path)
+    sidecar_path(engine).write_text(json.dumps({**record, "versions": {**record["versions"], "onnxruntime": "1.0.0"}}))
+    assert main(["info", str(engine)]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    row = next(line for line in out.splitlines() if "runs here" in line)
+    assert "yes" in row and "no:" not in row, out
+    assert "built with onnxruntime 1.0.0" in out and "fine" in out and sc.problems(json.loads(sidecar_path(engine).read_text())) == []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from pipeline.sidecar import notes
 from pipeline.text import safe
 from pipeline.types import EngineMeta
 
@@ -37,8 +38,10 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
         ("checked", _check_line(record.get("check", {}))),
         ("built", f"{record.get('built_at')} in {record.get('build_seconds')} s"),
         ("rebuild", safe(record["command"])),
-        ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
+        ("runs here", "yes" if not problems else "no: " + safe("; ".join(problems))),
     ]
+    if not problems and (found := notes(record)):
+        rows.append(("note", safe("; ".join(found))))
     for k, v in rows:
         table.add_row(k, v)
     return table
