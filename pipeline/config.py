@@ -18,6 +18,7 @@ from pipeline.backends import BACKENDS
 from pipeline.sources import STALL_S
 from pipeline.types import InputError
 
+MAX_DET = 10_000  # detections per frame: what per-frame work (masks, overlays, tracking) is bounded by
 CONSENT_KEYS = ("trust_checkpoint", "trust_engine")  # command line only: never from a preset
 DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
 
@@ -50,7 +51,7 @@ class RunConfig(BaseModel):
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
-    max_det: int = Field(300, ge=1, description="detections kept per frame")
+    max_det: int = Field(300, ge=1, le=MAX_DET, description=f"detections kept per frame (at most {MAX_DET})")
     nms: bool = Field(False, description="also run NMS on NMS-free models' outputs (YOLO26 end-to-end, RT-DETR)")
     classes: list[int] | None = Field(None, description="keep only these class ids")
     batch: int = Field(1, ge=1, le=256, description="frames per model call")

@@ -8,6 +8,7 @@ at their own pace; the runtime keeps only the newest frames and counts what it d
 from __future__ import annotations
 
 import glob as globlib
+import os
 import re
 import threading
 import time
@@ -18,10 +19,16 @@ from fractions import Fraction
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import cv2
-import numpy as np
+# Frames larger than MAX_FRAME_PIXELS are refused before they are decoded (a crafted file can
+# declare 65535x65535 frames: 13 GB each, and several queue up). OpenCV's own image-reading
+# limit is set to the same, unless the user set it (it is read once, at the first image read).
+MAX_FRAME_PIXELS = 8192 * 8192  # 201 MB as BGR; 8K UHD (7680x4320) is 33 million pixels
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
 
-from pipeline.types import Frame, InputError
+import cv2  # noqa: E402  (after the limit above)
+import numpy as np  # noqa: E402
+
+from pipeline.types import Frame, InputError  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
@@ -238,6 +245,11 @@ class Reconnecting(Source):
                 "gap_s": round(sum(g["seconds"] for g in gaps), 3)}
 
 
+def too_large(uri: str, width: int, height: int) -> str:
+    return (f"'{uri}' has {width}x{height} frames: larger than rtpipe takes ({MAX_FRAME_PIXELS // 10**6} million pixels, "
+            "e.g. 8192x8192); scale it down first (ffmpeg -vf scale=...)")
+
+
 def _permanent(exc: SourceError) -> bool:
     """Whether a failed open will fail again however long it is retried: refused credentials,
     a bad request or protocol, a stream with no video (as opposed to a server that is down)."""
@@ -299,6 +311,10 @@ class PyAVSource(Reconnecting):
         if not container.streams.video:
             container.close()
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
+        ctx = container.streams.video[0].codec_context
+        if (ctx.width or 0) * (ctx.height or 0) > MAX_FRAME_PIXELS:
+            container.close()
+            raise SourceError(too_large(self.uri, ctx.width, ctx.height))
         container.streams.video[0].thread_type = "AUTO"  # frame + slice threads in the decoder
         return container
 
@@ -344,6 +360,8 @@ class PyAVSource(Reconnecting):
                     self.corrupt_packets += 1  # a damaged packet: skip it, keep the rest
                     continue
                 for vf in decoded:
+                    if vf.width * vf.height > MAX_FRAME_PIXELS:  # a stream can change size midway
+                        raise SourceError(too_large(self.uri, vf.width, vf.height))
                     if vf.pts is not None and tb is not None:
                         pts = float(vf.pts * tb)
                     else:
@@ -424,11 +442,15 @@ class ImageSource(Source):
 
     def frames(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            try:
+                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            except cv2.error:  # e.g. over OPENCV_IO_MAX_IMAGE_PIXELS (raised by OpenCV 5, None from 4)
+                img = None
             if img is None:
                 self.unreadable.append(str(p))
                 if len(self.paths) == 1 or len(self.unreadable) == len(self.paths):
-                    raise SourceError(f"cannot read image '{p}': not an image or unreadable"
+                    raise SourceError(f"cannot read image '{p}': not an image, unreadable, or over {MAX_FRAME_PIXELS // 10**6} "
+                                      "million pixels"
                                       + (f" (nor any of the {len(self.paths)} in '{self.uri}')" if len(self.paths) > 1 else ""))
                 continue
             yield Frame(img, i, float(i), time.monotonic(), self.source_id)
@@ -458,6 +480,8 @@ class SyntheticSource(Source):
         unknown = set(query) - {"frames", "live", "seed"}
         if unknown or self.width < 16 or self.height < 16 or self.fps <= 0:
             raise SourceError(f"bad synthetic source '{uri}': use {self.SYNTAX} (size >= 16x16, fps > 0)")
+        if self.width * self.height > MAX_FRAME_PIXELS:
+            raise SourceError(too_large(uri, self.width, self.height))
         try:
             self.live = query.get("live", "1") not in ("0", "false", "no")
             frames = query.get("frames")

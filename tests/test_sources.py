@@ -577,3 +577,43 @@ def test_a_stream_url_with_credentials_keeps_them_out_of_errors_warnings_and_met
     assert r.returncode == 1 and "***@127.0.0.1" in r.stderr, r.stderr
     text = r.stdout + r.stderr + mj.read_text()
     assert "hunter2" not in text and "s3cr3t" not in text and "admin" not in text
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header declares width x height (and whose data is a few bytes): decoding it
+    for real would need width * height * 3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_frames_over_the_size_cap_are_refused_before_they_are_decoded(tmp_path):
+    from pipeline.sources import MAX_FRAME_PIXELS
+
+    y4m = tmp_path / "huge.y4m"  # a raw-video header declaring 16000x16000 frames (FFmpeg refuses larger itself)
+    y4m.write_bytes(b"YUV4MPEG2 W16000 H16000 F30:1 Ip A1:1 C420jpeg\nFRAME\n" + b"\x00" * 1000)
+    with pytest.raises(SourceError, match=r"has 16000x16000 frames: larger than rtpipe takes \(67 million pixels"):
+        open_source(str(y4m))
+    with pytest.raises(SourceError, match="larger than rtpipe takes"):
+        open_source("synthetic:100000x100000")
+    assert 7680 * 4320 <= MAX_FRAME_PIXELS  # 8K UHD is within it
+
+
+def test_an_image_over_the_size_cap_in_a_folder_is_skipped_and_counted(tmp_path):
+    from tests.test_cli import rtpipe
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((32, 48, 3), 90, np.uint8))
+    _png_header_only(folder / "b.png", 60000, 60000)  # 10.8 GB if decoded
+    js = tmp_path / "o.jsonl"
+    r = rtpipe("run", folder, "--model", "tiny-seg", "--json", js)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["index"] for x in js.read_text().splitlines()] == [0]
+    assert "1 unreadable image(s) skipped" in r.stderr and "b.png" in r.stderr

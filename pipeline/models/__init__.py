@@ -108,7 +108,10 @@ def as_bgr(image) -> np.ndarray:
 
     if isinstance(image, (str, Path)):
         path = Path(image)
-        read = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        try:
+            read = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        except cv2.error:  # over OpenCV's image size limit (see pipeline.sources.MAX_FRAME_PIXELS)
+            read = None
         if read is None:
             raise InputError(f"cannot read an image from '{path}': give an image file (for videos, folders and streams: "
                              "open_source or Session)")

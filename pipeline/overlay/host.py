@@ -59,15 +59,13 @@ class MaskAnnotator:
             raise ValueError(f"masks are {masks.frame_hw}, the frame is {(h, w)}")
         r = masks.regions
         order = np.argsort(-detections.confidence, kind="stable")  # most confident first
-        overlaps = (
-            (r[:, None, 0] < r[None, :, 2]) & (r[None, :, 0] < r[:, None, 2])
-            & (r[:, None, 1] < r[None, :, 3]) & (r[None, :, 1] < r[:, None, 3])
-        )
         ys, xs, owner = [], [], []
         for rank, i in enumerate(order):
             x1, y1, x2, y2 = r[i]
             visible = masks.crops[i]
-            for j in order[:rank][overlaps[i, order[:rank]]]:
+            better = order[:rank]  # (one row at a time: memory grows with N, not N x N)
+            over = (r[better, 0] < x2) & (x1 < r[better, 2]) & (r[better, 1] < y2) & (y1 < r[better, 3])
+            for j in better[over]:
                 a1, b1, a2, b2 = r[j]
                 ox1, oy1, ox2, oy2 = max(x1, a1), max(y1, b1), min(x2, a2), min(y2, b2)
                 if visible is masks.crops[i]:
