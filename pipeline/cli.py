@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a network stream that takes this long to open or sends nothing for this long counts as down "
                           "(default 5)")
     run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
+    run.add_argument("--overwrite", action="store_true", default=None, help="replace outputs that exist (without it, an existing "
+                                                                             "output is an error)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
     run.add_argument("--show", action="store_true", default=None, help="show a window (OpenCV with GUI only)")
     run.add_argument("--serve", metavar="HOST:PORT", help="browser view at http://HOST:PORT/ (host defaults to 127.0.0.1)")
@@ -219,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--events", metavar="EVENTS.jsonl", help="line events from rtpipe run --events, scored with --crossings")
     e.add_argument("--crossings", metavar="CROSSINGS.json", help="the true line crossings (the crossings.json of rtpipe demo)")
     e.add_argument("--json", metavar="PATH", dest="json_out", help="also write the results as JSON")
+    e.add_argument("--overwrite", action="store_true", help="replace the JSON file if it exists")
     _flags(e, "debug")
 
     bn = sub.add_parser("bench", help="measure engine-only, sequential and pipelined FPS, per-stage latency and memory",
@@ -235,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--sweep", nargs="+", metavar="KEY=V1,V2", help="measure every combination, e.g. batch=1,2,4 backend=onnxruntime,aoti")
     bn.add_argument("--json", metavar="PATH", dest="json_out", help="write the report as JSON")
     bn.add_argument("--plot", metavar="PNG", help="draw throughput and latency per configuration (needs matplotlib: rtpipe[bench])")
+    bn.add_argument("--overwrite", action="store_true", help="replace the report or plot if they exist")
     _flags(bn, "quiet", "debug")
 
     info = sub.add_parser("info", help="show what an engine is and whether it runs here",
@@ -263,8 +267,8 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
     keys = ("model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms", "classes", "batch",
-            "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "json", "show", "serve", "token", "hud", "metrics_json",
-            "track", "line", "zone", "events", "trails")
+            "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "overwrite", "json", "show", "serve", "token", "hud",
+            "metrics_json", "track", "line", "zone", "events", "trails")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
     overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")
     return run_session(build_config(args.config, overrides), console, args.quiet, args.debug)
@@ -348,7 +352,8 @@ def cmd_demo(args, console: Console) -> int:
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
                               "save": str(out / "annotated.mp4"), "json": str(detections), "metrics_json": str(out / "metrics.json"),
                               "track": args.track, "lines": DEMO_LINES if args.track != "none" else [],
-                              "events": None if args.track == "none" else str(events), "trails": 0 if args.track == "none" else 30})
+                              "events": None if args.track == "none" else str(events), "trails": 0 if args.track == "none" else 30,
+                              "overwrite": True})  # the demo's folder is its own: a second demo replaces the first
     code = run_session(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
@@ -365,13 +370,13 @@ def cmd_demo(args, console: Console) -> int:
 
 def cmd_eval(args, console: Console) -> int:
     from pipeline.evaluate import evaluate, render_table, render_tracking
-    from pipeline.sinks import check_writable
+    from pipeline.sinks import check_writable, write_complete
 
     if args.json_out:
-        check_writable(Path(args.json_out))
+        check_writable(Path(args.json_out), overwrite=args.overwrite)
     result = evaluate(args.predictions, args.ground_truth, args.events, args.crossings)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_complete(args.json_out, json.dumps(result, indent=2) + "\n")
     for table in [render_table(result), *render_tracking(result)]:
         console.print(table)
     return EXIT_OK
@@ -411,7 +416,7 @@ def cmd_bench(args, console: Console) -> int:
     from pipeline import bench
     from pipeline.bench.report import render_report, render_sweep
 
-    bench.check_outputs(args.json_out, args.plot)
+    bench.check_outputs(args.json_out, args.plot, args.overwrite)
     keys = ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink", "path", "weights", "trust_checkpoint")
     base = {k: getattr(args, k) for k in keys}
     with progress_bar(console, args.quiet) as task:

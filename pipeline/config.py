@@ -68,6 +68,7 @@ class RunConfig(BaseModel):
     token: str | None = Field(None, description="access token for the browser view")
     hud: bool = Field(False, description="draw FPS and latency on the video")
     metrics_json: Path | None = Field(None, description="write the metrics dict here")
+    overwrite: bool = Field(False, description="replace outputs that exist (without it, an existing output is an error)")
     track: str | None = Field(None, description="tracker: botsort, bytetrack, or none (default: botsort when lines, zones, "
                                                 "events or trails are asked for, else none)")
     track_settings: dict[str, float] = Field(default_factory=dict, description="the tracker's own settings (README: Tracking)")

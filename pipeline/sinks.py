@@ -54,31 +54,46 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def create_partial(path: Path) -> Path:
+    """A new, empty ``path``.partial, created by this process: whatever was at that name (a
+    partial file of an earlier run, or a symlink planted to make the write land elsewhere) is
+    removed, not followed, and the file is created exclusively without following links. The
+    final rename replaces the name itself, so it never follows a link either."""
+    partial = partial_path(path)
+    try:
+        partial.unlink()
+    except FileNotFoundError:
+        pass
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
+    return partial
+
+
 def write_complete(path: str | Path, text: str) -> Path:
     """Write a text file under its partial name and rename it once written: never half a file under the real name."""
     path = Path(path)
-    partial = partial_path(path)
-    partial.write_text(text, encoding="utf-8")
+    partial = create_partial(path)
+    with open(partial, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(partial, path)
     return path
 
 
-def check_writable(path: Path) -> Path:
-    """The path, if a file can be written there (tried); else SinkError saying why."""
+def check_writable(path: Path, overwrite: bool = True) -> Path:
+    """The path, if a file can be written there (tried); else SinkError saying why. Without
+    ``overwrite``, an existing file (or link) at the path is refused."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise SinkError(f"output '{path}' is a directory: give a file name")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise SinkError(f"output '{path}' exists: give --overwrite to replace it, or another path")
     if not path.parent.exists():
         raise SinkError(f"output folder '{path.parent}' does not exist: create it first")
     if not os.access(path.parent, os.W_OK):
         raise SinkError(f"output folder '{path.parent}' is not writable")
-    probe = partial_path(path)
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
     try:  # the folder may still refuse (read-only file system, quota, root-squashed mount): try it now
-        with open(probe, "x"):
-            pass
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
         probe.unlink()
-    except FileExistsError:
-        pass  # a .partial left by an earlier run: it will be overwritten
     except OSError as exc:
         raise SinkError(f"cannot write in '{path.parent}': {exc.strerror}: choose another output folder") from None
     return path
@@ -113,7 +128,7 @@ class VideoSink(Sink):
         import av
 
         self.size = (w, h)
-        self.container = av.open(str(partial_path(self.path)), mode="w", format=self.format)
+        self.container = av.open(str(create_partial(self.path)), mode="w", format=self.format)
         stream = self.container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = w, h
         # 4:2:0 needs even sizes; odd-sized inputs keep their size with 4:4:4 instead.
@@ -167,7 +182,7 @@ class JsonLinesFile(Sink):
 
     def _open(self) -> None:
         if self.file is None:
-            self.file = open(partial_path(self.path), "w", encoding="utf-8")
+            self.file = open(create_partial(self.path), "w", encoding="utf-8")
 
     def _line(self, record: dict | str) -> None:
         self._open()

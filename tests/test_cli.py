@@ -608,3 +608,37 @@ def test_names_from_files_and_flags_cannot_drive_the_terminal(tmp_path):
     r = rtpipe("run", "synthetic:64x48@30?live=0&frames=2", "--model", bad)
     assert r.returncode == 2 and "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
     assert "\\x1b]0;pwned\\x07 [bold]x.onnx" in r.stderr
+
+
+def test_an_existing_output_is_refused_unless_overwrite_is_given(tmp_path):
+    js = tmp_path / "o.jsonl"
+    js.write_text("precious\n")
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "exists: give --overwrite" in r.stderr, r.stderr
+    assert js.read_text() == "precious\n"
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js, "--overwrite")
+    assert r.returncode == 0 and len(js.read_text().splitlines()) == 3
+    for cmd in (["bench", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js],
+                ["eval", js, js, "--json", js]):
+        r = rtpipe(*cmd)
+        assert r.returncode == 2 and "exists: give --overwrite" in r.stderr, r.stderr
+
+
+def test_planted_links_at_the_partial_or_final_name_are_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not touch\n")
+    js, mj = tmp_path / "o.jsonl", tmp_path / "m.json"
+    (tmp_path / "o.jsonl.partial").symlink_to(victim)  # a link where the partial file will be written
+    (tmp_path / "m.json.partial").symlink_to(victim)
+    (tmp_path / "out.mp4.partial").symlink_to(victim)
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js, "--metrics-json", mj,
+               "--save", tmp_path / "out.mp4")
+    assert r.returncode == 0, r.stderr
+    assert victim.read_text() == "do not touch\n"
+    assert not js.is_symlink() and len(js.read_text().splitlines()) == 3 and json.loads(mj.read_text())["frames_out"] == 3
+    assert probe(tmp_path / "out.mp4")["frames"] == 3
+    js.unlink()
+    js.symlink_to(victim)  # a link at the final name: refused, and with --overwrite the link itself is replaced
+    assert rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js).returncode == 2
+    r = rtpipe("run", "synthetic:64x48@30?live=0&frames=3", "--model", "tiny-seg", "--json", js, "--overwrite")
+    assert r.returncode == 0 and not js.is_symlink() and victim.read_text() == "do not touch\n"

@@ -48,20 +48,24 @@ class BenchRun:
             write_complete(json_path, json.dumps(self.result, indent=2) + "\n")
         if plot_path:
             from pipeline.bench.plot import save_plot
+            from pipeline.sources import redact
 
             m = self.reports[0]["machine"]
-            title = f"{self.configs[0].source} · {m['cpu']}, {m['cores']} cores" + (f" · {m['gpu']}" if m["gpu"] else "")
+            title = f"{redact(self.configs[0].source)} · {m['cpu']}, {m['cores']} cores" + (f" · {m['gpu']}" if m["gpu"] else "")
             save_plot(self.reports, self.labels, plot_path, title)
 
 
-def check_outputs(json_path: str | None, plot_path: str | None) -> None:
-    """Before any timing: output files in existing folders, not sharing a path; matplotlib there for a plot."""
+def check_outputs(json_path: str | None, plot_path: str | None, overwrite: bool = False) -> None:
+    """Before any timing: output files in existing folders, not sharing a path, not there already
+    (unless ``overwrite``); matplotlib there for a plot."""
     from pipeline.config import ConfigError
 
     given = [Path(p).expanduser() for p in (json_path, plot_path) if p is not None]
     for p in given:
         if p.is_dir() or not p.parent.is_dir():
             raise ConfigError(f"output '{p}': give a file name in an existing folder")
+        if not overwrite and (p.exists() or p.is_symlink()):
+            raise ConfigError(f"output '{p}' exists: give --overwrite to replace it, or another path")
     if len({p.resolve() for p in given}) != len(given):
         raise ConfigError("--json and --plot share one path: give them different files")
     if plot_path:

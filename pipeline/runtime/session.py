@@ -234,5 +234,7 @@ def check_outputs(config: RunConfig) -> None:
     for p in outs:
         if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")
+        if not config.overwrite and (Path(p).expanduser().exists() or Path(p).expanduser().is_symlink()):
+            raise ConfigError(f"output '{p}' exists: give --overwrite to replace it, or another path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
         raise ConfigError("two outputs share one path: give --save, --json, --events and --metrics-json different files")
