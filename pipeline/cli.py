@@ -109,10 +109,13 @@ def _flags(p: argparse.ArgumentParser, *names: str) -> None:
         "trust": (["--trust-checkpoint"], dict(action="store_true", default=None, dest="trust_checkpoint",
                                                 help="allow unpickling a .pt checkpoint's Python objects (runs code from the file: "
                                                      "trusted files only)")),
+        "trust_engine": (["--trust-engine"], dict(action="store_true", default=None, dest="trust_engine",
+                                                  help="allow loading a .pt2 or .engine that rtpipe did not build on this account "
+                                                       "(native code: trusted files only)")),
         "backend": (["--backend"], dict(help="runtime: auto, onnxruntime, torch, aoti or tensorrt (default: auto = an engine's own "
                                              "runtime; onnxruntime on the CPU, exporting checkpoints in memory; torch on CUDA). "
                                              "aoti/tensorrt with a checkpoint build an engine on first use and cache it in "
-                                             "$RTPIPE_ENGINE_DIR or engines/")),
+                                             "$RTPIPE_ENGINE_DIR or ~/.cache/rtpipe/engines")),
         "device": (["--device"], dict(help="cpu or cuda[:N] (default cpu)")),
         "imgsz": (["--imgsz"], dict(type=int, help="input size: checked against a fixed-size ONNX; sets it for checkpoints "
                                                    "(YOLO: NxN; torchvision: the short side)")),
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a model on a video, camera, stream or images", description=RUN_HELP, formatter_class=RAW)
     run.add_argument("source", nargs="*", help="what to read (see above), one or more; may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
-    _flags(run, "model", "weights", "trust", "backend", "device")
+    _flags(run, "model", "weights", "trust", "trust_engine", "backend", "device")
     run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
     _flags(run, "imgsz")
@@ -227,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure engine-only, sequential and pipelined FPS, per-stage latency and memory",
                         description=BENCH_HELP, formatter_class=RAW)
     bn.add_argument("source", metavar="SOURCE", help="what to read, as for rtpipe run (a file: the first --frames frames)")
-    _flags(bn, "model", "backend", "device", "imgsz", "weights", "trust")
+    _flags(bn, "model", "backend", "device", "imgsz", "weights", "trust", "trust_engine")
     bn.add_argument("--batch", type=int, help="frames per model call in engine-only and pipelined runs (default 1)")
     bn.add_argument("--frames", type=int, help="frames per timed run (default 300)")
     bn.add_argument("--warmup", type=int, help="untimed model calls before timing (default 10)")
@@ -266,7 +269,8 @@ def progress_bar(console: Console, quiet: bool, eta: bool = False):
 def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
-    keys = ("model", "weights", "trust_checkpoint", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms", "classes", "batch",
+    keys = ("model", "weights", "trust_checkpoint", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms",
+            "classes", "batch",
             "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "overwrite", "json", "show", "serve", "token", "hud",
             "metrics_json", "track", "line", "zone", "events", "trails")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
@@ -417,7 +421,8 @@ def cmd_bench(args, console: Console) -> int:
     from pipeline.bench.report import render_report, render_sweep
 
     bench.check_outputs(args.json_out, args.plot, args.overwrite)
-    keys = ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink", "path", "weights", "trust_checkpoint")
+    keys = ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink", "path", "weights", "trust_checkpoint",
+            "trust_engine")
     base = {k: getattr(args, k) for k in keys}
     with progress_bar(console, args.quiet) as task:
         done = bench.run(base, args.sweep, shlex.join(["rtpipe", *sys.argv[1:]]), task)

@@ -46,6 +46,7 @@ class RunConfig(BaseModel):
     model: str = Field("demo", description="ONNX file, .pt checkpoint, torchvision:<arch> or builtin model name")
     weights: str | None = Field(None, description="torchvision:<arch> weights: state_dict file, DEFAULT (downloads) or random")
     trust_checkpoint: bool = Field(False, description="allow unpickling a .pt checkpoint's Python objects")
+    trust_engine: bool = Field(False, description="allow loading a .pt2/.engine rtpipe did not build on this account (native code)")
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
     device: Device = Field("cpu", description="cpu or cuda[:N]")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")

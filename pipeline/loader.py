@@ -35,10 +35,11 @@ def _torch(network: Network, device: str) -> Backend:
     return TorchBackend(network.module, network.meta.fit.input_hw, network.meta.outputs, network.meta.batch, device)
 
 
-def _engine_backend(fmt: str) -> Callable[[Network, str], Backend]:
-    """aoti / tensorrt: a built engine runs as it is; a checkpoint is built first (engine cache)."""
+def _engine_backend(fmt: str) -> Callable[[Network, str, bool], Backend]:
+    """aoti / tensorrt: a built engine runs as it is, if rtpipe built it here or ``trust_engine``
+    (``pipeline.trust``); a checkpoint is built first (engine cache)."""
 
-    def make(network: Network, device: str) -> Backend:
+    def make(network: Network, device: str, trust_engine: bool = False) -> Backend:
         from pipeline.build.cache import cached_engine
 
         if network.engine is None:
@@ -48,9 +49,11 @@ def _engine_backend(fmt: str) -> Callable[[Network, str], Backend]:
         kind = ENGINE_SUFFIXES[network.engine.suffix.lower()]
         if kind != fmt:
             raise ValueError(f"'{network.engine}' is a {kind} engine: use --backend {kind}")
-        from pipeline.sidecar import check_device
+        from pipeline.sidecar import check_device, read
+        from pipeline.trust import require_consent
 
         check_device(network.engine, device)
+        require_consent(network.engine, trust_engine, read(network.engine).get("command"))
         if fmt == "aoti":
             from pipeline.backends.aoti import AotiBackend
 
@@ -91,6 +94,7 @@ def load_model(
     imgsz: int | None = None,
     weights: str | Path | None = None,
     trust_checkpoint: bool = False,
+    trust_engine: bool = False,
     agnostic: bool = False,
     nms: bool = False,
 ) -> Model:
@@ -99,7 +103,9 @@ def load_model(
     weights: for ``torchvision:<arch>``, a local state_dict file or ``"DEFAULT"`` (torchvision's
     weights API; downloads); None gives random weights with a warning. imgsz: checked against a
     fixed-size ONNX; sets the input size of models built here. trust_checkpoint: allow
-    unpickling a .pt checkpoint's Python objects (only for files you trust). nms: also run NMS on
+    unpickling a .pt checkpoint's Python objects (only for files you trust). trust_engine: allow
+    loading a .pt2 / .engine that rtpipe did not build on this account (native code; see
+    ``pipeline.trust``). nms: also run NMS on
     NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it.
     """
     if backend not in BACKENDS:
@@ -117,7 +123,8 @@ def load_model(
         )
     name = pick_backend(network, device) if backend == "auto" else backend
     try:
-        be = BACKEND_FACTORIES[name](network, device)
+        factory = BACKEND_FACTORIES[name]
+        be = factory(network, device, trust_engine) if name in ("aoti", "tensorrt") else factory(network, device)
     except ValueError as exc:  # includes SidecarError and BuildError
         raise ModelError(f"model '{spec}': {exc}") from exc
     if meta.baked is not None:

@@ -4,10 +4,13 @@ The fakes (slowed and failing models, recording sinks, broken sources) live in `
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +24,13 @@ from pipeline.demo.scenes import Scene
 from pipeline.loader import load_model
 from pipeline.models import Model
 from pipeline.sources import SyntheticScene, open_source
+
+# The tests' own per-user folders (the record of engines rtpipe built, the engine cache), set
+# before anything is built and inherited by the CLI subprocesses: never the real user's.
+_HOME = Path(tempfile.mkdtemp(prefix="rtpipe-tests-"))
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["RTPIPE_STATE_DIR"] = str(_HOME / "state")
+os.environ["RTPIPE_CACHE_DIR"] = str(_HOME / "cache")
 
 
 def make_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction | int = 25) -> Path:

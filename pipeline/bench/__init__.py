@@ -107,7 +107,7 @@ def _model_key(cfg: BenchConfig) -> tuple:
 
 def load(cfg: BenchConfig) -> Model:
     return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, weights=weights_for(cfg.model, cfg.weights),
-                      trust_checkpoint=cfg.trust_checkpoint)
+                      trust_checkpoint=cfg.trust_checkpoint, trust_engine=cfg.trust_engine)
 
 
 def choose_path(model: Model, path: str) -> ModelPath:
@@ -137,5 +137,5 @@ def measure(cfg: BenchConfig, model: Model, command: str, progress: PhaseProgres
         source = open_source(cfg.source, device=cfg.device)
         pipe = pipelined(source, path, make_sinks(cfg.sink, Path(tmp), "pipelined", source, names), frames, cfg.batch,
                          cfg.device, progress("pipelined", frames))
-    return make_report(cfg.model_dump(exclude={"weights", "trust_checkpoint"}), engine, seq, pipe, command=command,
+    return make_report(cfg.model_dump(exclude={"weights", "trust_checkpoint", "trust_engine"}), engine, seq, pipe, command=command,
                        machine=machine(cfg.device))

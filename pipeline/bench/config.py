@@ -33,6 +33,7 @@ class BenchConfig(BaseModel):
     path: Literal["auto", "cpu", "gpu"] = "auto"
     weights: str | None = None
     trust_checkpoint: bool = False
+    trust_engine: bool = False
 
     def label(self, keys: tuple[str, ...] = ("model", "backend", "batch")) -> str:
         """``key=value`` for the given keys: how a configuration is named in tables and plots."""

@@ -132,6 +132,10 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     write_sidecar(engine, record)
+    if options.format != "onnx":  # native code: loadable later without --trust-engine, because rtpipe made it
+        from pipeline.trust import record_built
+
+        record_built(engine, record["engine_sha256"])
     say(f"wrote {engine}")
     return engine
 

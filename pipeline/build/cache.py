@@ -1,7 +1,9 @@
 """Engine cache: ``rtpipe run --model ckpt.pt --backend aoti|tensorrt`` builds on first use, reuses after.
 
-Engines live in ``$RTPIPE_ENGINE_DIR`` (default ``engines/`` in the working directory), named
-by the options that make them differ (see ``engine_name``). Before one is reused, the key its
+Engines live in the user's cache (``pipeline.trust.cache_dir``: ``$RTPIPE_ENGINE_DIR``, else
+``~/.cache/rtpipe/engines``), named by the options that make them differ (see ``engine_name``).
+An engine there that rtpipe did not build on this account is rebuilt, never loaded (its hash is
+not in ``pipeline.trust``'s record). Before one is reused, the key its
 sidecar records -- checkpoint sha256, build options, library versions, GPU compute capability --
 is recomputed from the sidecar's fields and compared with the key of what is asked for now, and
 the engine file is checked against its recorded sha256; anything stale is rebuilt, with the reason.
@@ -9,7 +11,6 @@ the engine file is checked against its recorded sha256; anything stale is rebuil
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from pipeline.sidecar import SidecarError, cache_key, checkpoint_sha256, gpu, pr
 
 
 def engine_dir() -> Path:
-    return Path(os.environ.get("RTPIPE_ENGINE_DIR", "engines"))
+    from pipeline.trust import cache_dir
+
+    return cache_dir()
 
 
 def _notice(message: str) -> None:
@@ -63,4 +66,9 @@ def stale_reason(engine: Path, wanted: dict, device: str) -> str | None:
         ) if old != new]
         return ", ".join(changed) or "cache key changed"
     found = problems(rec, engine, device)
+    if not found:
+        from pipeline.trust import is_recorded
+
+        if not is_recorded(engine):
+            found.append("not built by rtpipe on this account")
     return "; ".join(found) if found else None
