@@ -288,6 +288,27 @@ class WindowSink(Sink):
         cv2.destroyWindow(self.title)
 
 
+def window_or_browser(serving: bool) -> Sink | None:
+    """``--show``: a window where OpenCV can open one. The default install's OpenCV is the
+    headless build, so there the frames go to a browser view on 127.0.0.1 (8080, or a free port)
+    instead, with one warning line; the run prints its URL (None: ``--serve`` already shows them)."""
+    import warnings
+
+    if opencv_has_gui():
+        return WindowSink()
+    from pipeline.browser_view import BrowserView
+
+    if serving:
+        warnings.warn("--show: this OpenCV has no windows (headless build); the --serve view shows the frames", stacklevel=2)
+        return None
+    warnings.warn("--show: this OpenCV has no windows (headless build): showing in the browser instead "
+                  "(for a window: pip uninstall opencv-python-headless && pip install opencv-python)", stacklevel=2)
+    try:
+        return BrowserView("127.0.0.1", 8080)
+    except SinkError:  # 8080 is taken
+        return BrowserView("127.0.0.1", 0)
+
+
 def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
     """The output file of source ``i`` of ``n``: ``out.mp4`` -> ``out-1.mp4`` (as given when n == 1)."""
     if path is None:
@@ -318,12 +339,12 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
             one = EventsSink(events, n)
             for own in sinks.values():
                 own.append(one)
-        if show:
-            sinks[0].append(WindowSink())
         if serve is not None:
             from pipeline.browser_view import BrowserView
 
             sinks[0].append(BrowserView(*serve, token=token))
+        if show and (view := window_or_browser(serving=serve is not None)) is not None:
+            sinks[0].append(view)
     except BaseException:
         for s in (s for own in sinks.values() for s in own):
             s.close(False)

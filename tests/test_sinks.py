@@ -88,6 +88,38 @@ def test_window_sink_on_headless_opencv_says_what_to_do():
         WindowSink()
 
 
+def test_show_on_headless_opencv_opens_the_browser_view_instead():
+    """`rtpipe run 0 --show`, the first thing a webcam user types, works on the default install."""
+    import urllib.request
+    import warnings
+
+    from pipeline.browser_view import BrowserView
+    from pipeline.sinks import open_sinks
+    from pipeline.sources import open_source
+
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI: --show opens a window")
+    src = open_source("synthetic:64x48@30")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sinks = open_sinks([src], ["a"], show=True)
+    view = sinks[0][0]
+    try:
+        assert isinstance(view, BrowserView) and view.url.startswith("http://127.0.0.1:")
+        assert any("showing in the browser instead" in str(w.message) for w in caught)
+        with urllib.request.urlopen(view.url, timeout=5) as r:
+            assert r.status == 200
+    finally:
+        view.close(True)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        both = open_sinks([src], ["a"], show=True, serve=("127.0.0.1", 0))
+    try:
+        assert len(both[0]) == 1  # --serve already shows the frames: one view, not two
+    finally:
+        both[0][0].close(True)
+
+
 def test_live_video_keeps_real_time_when_frames_were_dropped(tmp_path):
     import av
 
