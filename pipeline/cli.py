@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stall-timeout", type=float, metavar="SECONDS", dest="stall_timeout",
                      help="a network stream that takes this long to open or sends nothing for this long counts as down "
                           "(default 5)")
-    run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov)")
+    run.add_argument("--save", metavar="VIDEO", help="write the annotated video (.mp4, .mkv, .mov); for an image folder, give a "
+                                                     "folder: annotated pictures named as the inputs")
     run.add_argument("--overwrite", action="store_true", default=None, help="replace outputs that exist (without it, an existing "
                                                                              "output is an error)")
     run.add_argument("--json", metavar="JSONL", dest="json", help="write detections, one JSON line per frame")
@@ -312,7 +313,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             console.print(counts)
         for i, s in session.outputs():
             if s.path.exists() and not metrics["aborted"]:
-                kind = "video" if s.needs_image else "events" if s.shared else "detections"
+                kind = "pictures" if s.path.is_dir() else "video" if s.needs_image else "events" if s.shared else "detections"
                 console.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
                                                      else ""), soft_wrap=True, markup=False)
     for s in metrics.get("sources") or []:

@@ -62,7 +62,8 @@ class RunConfig(BaseModel):
     reconnect: float = Field(30.0, ge=0.0, le=86_400, description="seconds a dropped camera or stream is retried (0: never)")
     stall_timeout: float = Field(STALL_S, gt=0.0, le=600, description="seconds a network stream may take to open or send nothing "
                                                                   "before it counts as down")
-    save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov)")
+    save: Path | None = Field(None, description="annotated video output (.mp4/.mkv/.mov); for an image folder, a folder for "
+                                                "annotated pictures named as the inputs")
     json_path: Path | None = Field(None, alias="json", description="JSONL detections output")
     show: bool = Field(False, description="show a window (needs OpenCV with GUI)")
     serve: str | None = Field(None, description="HOST:PORT or PORT for the browser view")

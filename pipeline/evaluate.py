@@ -98,7 +98,7 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
         if unknown:
             raise EvalError(f"events '{events}' count lines {', '.join(unknown)}, and '{crossings}' has the true crossings of "
                             f"{', '.join(known)}: name each line as the crossings do (--line NAME=...)")
-    image_of = {int(im.get("frame_index", im["id"] - 1)): im["id"] for im in gt["images"]}
+    image_of = _images_by_index(gt) if not records or "path" not in records[0] else _images_by_name(gt, records, pred_path, gt_path)
     category_of = {c["name"]: c["id"] for c in gt["categories"]}
     dets, with_masks, image_ids = [], True, []
     for rec in records:
@@ -135,6 +135,29 @@ def evaluate(predictions: str | Path, ground_truth: str | Path, events: str | Pa
     if events is not None:
         result["lines"] = count_accuracy(counted, truth)
     return result
+
+
+def _images_by_index(gt: dict) -> dict[int, int]:
+    """Frame index -> image id, for a video's ground truth (``frame_index``, else ``id - 1``)."""
+    return {int(im.get("frame_index", im["id"] - 1)): im["id"] for im in gt["images"]}
+
+
+def _images_by_name(gt: dict, records: list[dict], pred_path: Path, gt_path: Path) -> dict[int, int]:
+    """Frame index -> image id, for pictures (records with ``path``): the ground truth image whose
+    ``file_name`` the path ends with (a relative path in the COCO file, or just the name)."""
+    by_name: dict[str, list[dict]] = {}
+    for im in gt["images"]:
+        by_name.setdefault(Path(str(im.get("file_name", ""))).name, []).append(im)
+    image_of = {}
+    for rec in records:
+        path = Path(str(rec.get("path", "")))
+        found = [im for im in by_name.get(path.name, []) if path.as_posix().endswith(Path(str(im["file_name"])).as_posix())]
+        if len(found) != 1:
+            why = "none" if not found else f"{len(found)} ({', '.join(str(im['file_name']) for im in found[:3])})"
+            raise EvalError(f"'{path}' in '{pred_path}' matches {why} of the images of '{gt_path}' by file name: "
+                            "score the folder the ground truth describes")
+        image_of[int(rec["index"])] = found[0]["id"]
+    return image_of
 
 
 def _events_of(events: list[dict], records: list[dict]) -> list[dict]:

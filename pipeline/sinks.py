@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -172,6 +173,49 @@ class VideoSink(Sink):
             os.replace(partial_path(self.path), self.path)
 
 
+class ImageFolderSink(Sink):
+    """Annotated pictures, one per input picture, named as the input (``--save DIR`` for an
+    image folder). Written into ``DIR.partial/`` and moved into ``DIR`` when the run completes,
+    so a folder at the requested path only ever holds finished runs."""
+
+    needs_image = True
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = Path(path).expanduser()
+        if self.path.exists() and not self.path.is_dir():
+            raise SinkError(f"output '{self.path}' is a file: for the pictures of an image folder give a folder (--save DIR)")
+        if not self.path.parent.is_dir():
+            raise SinkError(f"output folder '{self.path.parent}' does not exist: create it first")
+        if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+            raise SinkError(f"output folder '{self.path}' is not empty: give --overwrite to replace the pictures in it, or another folder")
+        self.staging = partial_path(self.path)
+        if self.staging.is_symlink() or self.staging.is_file():
+            self.staging.unlink()
+        elif self.staging.is_dir():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir()
+        self.written: set[str] = set()
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        name = Path(frame.path).name if frame.path else f"{frame.index:06d}.jpg"
+        if name in self.written:  # the same name from two folders of a glob
+            name = f"{Path(name).stem}-{frame.index}{Path(name).suffix}"
+        self.written.add(name)
+        out = self.staging / name
+        if not cv2.imwrite(str(out), frame.image if image is None else image):
+            out = out.with_suffix(".png")  # a format OpenCV reads but cannot write
+            if not cv2.imwrite(str(out), frame.image if image is None else image):
+                raise OSError(f"cannot write '{out}'")
+
+    def close(self, complete: bool) -> None:
+        if not complete or not self.staging.is_dir():
+            return
+        self.path.mkdir(exist_ok=True)
+        for f in self.staging.iterdir():
+            os.replace(f, self.path / f.name)
+        self.staging.rmdir()
+
+
 class JsonLinesFile(Sink):
     """A text file of JSON lines, opened on the first frame (a run that never starts leaves
     nothing; a complete run of zero frames leaves an empty file)."""
@@ -224,7 +268,10 @@ class JsonlSink(JsonLinesFile):
                 x1, y1 = dets.mask.regions[i, :2]
                 d["mask"] = rle_encode_crop(dets.mask.crops[i], int(x1), int(y1), dets.mask.frame_hw)
             out.append(d)
-        return {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id, "detections": out}
+        head = {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id}
+        if frame.path is not None:
+            head["path"] = frame.path
+        return {**head, "detections": out}
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         self._line(self.record(frame, detections))
@@ -319,8 +366,9 @@ def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
 
 def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | Path | None = None, show: bool = False,
                serve: tuple[str, int] | None = None, token: str | None = None,
-               events: str | Path | None = None) -> dict[int, list[Sink]]:
-    """The sinks asked for, per source id: ``save`` (annotated video) and ``jsonl`` (detections),
+               events: str | Path | None = None, overwrite: bool = False) -> dict[int, list[Sink]]:
+    """The sinks asked for, per source id: ``save`` (annotated video; for an image folder given a
+    folder name, annotated pictures named as the inputs) and ``jsonl`` (detections),
     one file per source (see ``per_source``); ``events`` (line and zone events), one file for
     every source; ``show`` (a window) and ``serve`` (browser view at
     (host, port), ``token`` to require) show the first source. ``sources`` give the frame rate
@@ -332,7 +380,11 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
         for i, source in enumerate(sources):
             own = sinks[i] = []
             if save is not None:
-                own.append(VideoSink(per_source(save, i, n), source.fps, live=source.live))
+                out = per_source(save, i, n)
+                if not source.timed and Path(out).suffix.lower() not in VIDEO_FORMATS:  # pictures in, pictures out
+                    own.append(ImageFolderSink(out, overwrite))
+                else:
+                    own.append(VideoSink(out, source.fps, live=source.live))
             if jsonl is not None:
                 own.append(JsonlSink(per_source(jsonl, i, n), names))
         if events is not None:

@@ -453,7 +453,7 @@ class ImageSource(Source):
                                       "million pixels"
                                       + (f" (nor any of the {len(self.paths)} in '{self.uri}')" if len(self.paths) > 1 else ""))
                 continue
-            yield Frame(img, i, float(i), time.monotonic(), self.source_id)
+            yield Frame(img, i, float(i), time.monotonic(), self.source_id, path=str(p))
 
     def describe(self) -> dict:
         return {**super().describe(), "unreadable": len(self.unreadable), "unreadable_files": self.unreadable[:10]}

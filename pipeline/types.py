@@ -14,7 +14,8 @@ class Frame:
     """One decoded picture from a source.
 
     image: HxWx3 uint8 BGR. index: 0-based within its source. pts: presentation time in
-    seconds. captured_at: ``time.monotonic()`` when grabbed, for end-to-end latency.
+    seconds. captured_at: ``time.monotonic()`` when grabbed, for end-to-end latency. path: the
+    file it was read from, for sources of separate pictures (image folders); else None.
     """
 
     image: np.ndarray
@@ -22,6 +23,7 @@ class Frame:
     pts: float
     captured_at: float
     source_id: int = 0
+    path: str | None = None
 
     def __post_init__(self) -> None:
         img = self.image

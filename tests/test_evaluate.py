@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,46 @@ def test_line_counts_take_the_detections_source_and_known_line_names(tmp_path):
     events.write_text(event(1, "line1") + "\n")
     with pytest.raises(EvalError, match="count lines line1, and .* has the true crossings of gate"):
         evaluate(pred, gt, events, crossings)
+
+
+def _picture_set(root, seeds=(3, 8, 21, 40)):
+    """A small COCO picture set: demo scenes saved as PNGs in shuffled order, with image ids that
+    are not sequential and file names relative to the set's root (as COCO files have them)."""
+    import cv2
+
+    from pipeline.demo.clip import coco_annotations
+    from pipeline.demo.scenes import Scene
+
+    (root / "val").mkdir(parents=True)
+    images, annotations = [], []
+    for k, seed in enumerate(seeds):
+        rendered = list(Scene(seed, 640, 360).frames(12))[-1]  # the twelfth frame: traffic in view
+        image_id, name = 1000 - 37 * k, f"val/img_{seed:04d}.png"
+        cv2.imwrite(str(root / name), rendered.image)
+        images.append({"id": image_id, "file_name": name, "width": 640, "height": 360})
+        annotations += coco_annotations(rendered, image_id, len(annotations) + 1)
+    for a in annotations:
+        a.pop("track_id")
+    gt = {"images": images[::-1], "annotations": annotations, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)]}
+    (root / "gt.json").write_text(json.dumps(gt))
+    return root / "val", root / "gt.json"
+
+
+def test_a_picture_folder_is_scored_by_file_name_not_by_order(tmp_path):
+    folder, gt = _picture_set(tmp_path)
+    js, out = tmp_path / "p.jsonl", tmp_path / "annotated"
+    r = rtpipe("run", folder, "--model", "demo", "--conf", "0.001", "--json", js, "--save", out)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in js.read_text().splitlines()]
+    assert [Path(x["path"]).name for x in lines] == sorted(p.name for p in folder.iterdir())  # each line says its picture
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in folder.iterdir())  # annotated, named as the inputs
+    result = evaluate(js, gt)
+    assert result["frames"] == 4 and result["frames_not_scored"] == 0 and result["box"]["mAP50"] > 0.5, result
+    shuffled = [dict(x, index=i) for i, x in enumerate(reversed(lines))]  # order and index do not matter, the names do
+    js2 = tmp_path / "p2.jsonl"
+    js2.write_text("".join(json.dumps(x) + "\n" for x in shuffled))
+    assert evaluate(js2, gt)["box"]["mAP50"] == pytest.approx(result["box"]["mAP50"])
+    wrong = tmp_path / "p3.jsonl"
+    wrong.write_text(json.dumps(dict(lines[0], path="/elsewhere/other.png")) + "\n")
+    with pytest.raises(EvalError, match="matches none of the images"):
+        evaluate(wrong, gt)

@@ -76,7 +76,7 @@ class Session:
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout)
                         for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
-                                serve=config.serve_address(), token=config.token, events=config.events)
+                                serve=config.serve_address(), token=config.token, events=config.events, overwrite=config.overwrite)
         self.pipeline: Pipeline | None = None
         self.metrics: dict | None = None
         self.error: BaseException | None = None  # what ended a streamed run, if anything did
@@ -235,7 +235,7 @@ def check_outputs(config: RunConfig) -> None:
     for p in outs:
         if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")
-        if not config.overwrite and (Path(p).expanduser().exists() or Path(p).expanduser().is_symlink()):
+        if not config.overwrite and not Path(p).is_dir() and (Path(p).expanduser().exists() or Path(p).expanduser().is_symlink()):
             raise ConfigError(f"output '{p}' exists: give --overwrite to replace it, or another path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
         raise ConfigError("two outputs share one path: give --save, --json, --events and --metrics-json different files")
