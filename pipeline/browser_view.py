@@ -95,6 +95,8 @@ class BrowserView(Sink):
     needs_image = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None, quality: int = 80):
+        if token == "":
+            raise SinkError("--token is empty: give a token, or none (off loopback one is then generated)")
         self.quality = quality
         self.loopback = is_loopback(host)
         self.token = token if token is not None or self.loopback else secrets.token_urlsafe(16)

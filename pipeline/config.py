@@ -19,7 +19,7 @@ from pipeline.sources import STALL_S
 from pipeline.types import InputError
 
 MAX_DET = 10_000  # detections per frame: what per-frame work (masks, overlays, tracking) is bounded by
-CONSENT_KEYS = ("trust_checkpoint", "trust_engine")  # command line only: never from a preset
+CONSENT_KEYS = ("trust_checkpoint", "trust_engine", "overwrite")  # command line only: never from a preset
 DEFAULT_TRACKER = "botsort"  # measured best on the demo's clips (pipeline/tracking/roboflow.py)
 
 
@@ -67,7 +67,7 @@ class RunConfig(BaseModel):
     json_path: Path | None = Field(None, alias="json", description="JSONL detections output")
     show: bool = Field(False, description="show a window (needs OpenCV with GUI)")
     serve: str | None = Field(None, description="HOST:PORT or PORT for the browser view")
-    token: str | None = Field(None, description="access token for the browser view")
+    token: str | None = Field(None, min_length=1, description="access token for the browser view")
     hud: bool = Field(False, description="draw FPS and latency on the video")
     metrics_json: Path | None = Field(None, description="write the metrics dict here")
     overwrite: bool = Field(False, description="replace outputs that exist (without it, an existing output is an error)")

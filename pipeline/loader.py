@@ -49,11 +49,11 @@ def _engine_backend(fmt: str) -> Callable[[Network, str, bool], Backend]:
         kind = ENGINE_SUFFIXES[network.engine.suffix.lower()]
         if kind != fmt:
             raise ValueError(f"'{network.engine}' is a {kind} engine: use --backend {kind}")
-        from pipeline.sidecar import check_device, read
+        from pipeline.sidecar import check_device
         from pipeline.trust import require_consent
 
+        require_consent(network.engine, trust_engine)  # first: nothing of a foreign engine's sidecar is shown before
         check_device(network.engine, device)
-        require_consent(network.engine, trust_engine, read(network.engine).get("command"))
         if fmt == "aoti":
             from pipeline.backends.aoti import AotiBackend
 

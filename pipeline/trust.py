@@ -25,8 +25,6 @@ from pathlib import Path
 
 from pipeline.types import InputError
 
-NATIVE_SUFFIXES = (".pt2", ".engine")
-
 
 class EngineTrustError(InputError):
     """A native engine rtpipe did not build here, asked to load without --trust-engine."""
@@ -91,11 +89,13 @@ def is_recorded(engine: Path) -> bool:
     return Path(engine).is_file() and sha256(Path(engine)) in recorded()
 
 
-def require_consent(engine: Path, trust: bool, rebuild: str | None = None) -> None:
-    """Raise EngineTrustError unless ``engine`` is not native code, was built here by rtpipe, or ``trust``."""
+def require_consent(engine: Path, trust: bool) -> None:
+    """Raise EngineTrustError unless the native engine (AOTInductor or TensorRT, whatever its file
+    name) was built here by rtpipe, or ``trust``. (The engine's sidecar is not believed for
+    anything here, nor quoted: a planted one could say anything, a rebuild command included.)"""
     engine = Path(engine)
-    if trust or engine.suffix.lower() not in NATIVE_SUFFIXES or is_recorded(engine):
+    if trust or is_recorded(engine):
         return
     raise EngineTrustError(f"engine '{engine}' was not built by rtpipe on this account (its hash is not in {registry_path()}): "
-                           "it is native code that runs when loaded; pass --trust-engine if you trust its source"
-                           + (f", or rebuild it: {rebuild}" if rebuild else ""))
+                           "it is native code that runs when loaded; pass --trust-engine if you trust its source, or build "
+                           "your own from its checkpoint with rtpipe build")

