@@ -94,9 +94,16 @@ sink, path), prints one table, and with --plot draws one line per configuration.
 """
 
 
+def without_credentials(text: str) -> str:
+    """Text that may quote a stream URL (a traceback holds the URL a source opened), its credentials hidden."""
+    from pipeline.sources import redact_known
+
+    return redact_known(text)
+
+
 def say(message: str) -> None:
     """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
-    sys.stderr.write(f"rtpipe: {plain(message)}\n")  # (messages quote file names, URLs and metadata)
+    sys.stderr.write(f"rtpipe: {plain(without_credentials(message))}\n")  # (messages quote file names, URLs and metadata)
     sys.stderr.flush()
 
 
@@ -293,7 +300,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
         partial = session.kept_partial()
         say(f"error: {exc}" + (f" (partial outputs kept: {', '.join(p.name for p in partial)})" if partial else ""))
         if debug:
-            console.print("".join(traceback.format_exception(exc.error)), highlight=False)
+            console.print(without_credentials("".join(traceback.format_exception(exc.error))), highlight=False, markup=False)
         return EXIT_FAILED
 
     first = session.sources[0].uri if session.sources[0].live else Path(cfg.sources[0]).name
@@ -465,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:  # settings, models, sources, sinks, builds, sidecars, metadata
         say(f"error: {exc}")
         if getattr(args, "debug", False):
-            console.print(traceback.format_exc(), highlight=False)
+            console.print(without_credentials(traceback.format_exc()), highlight=False, markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         say("interrupted")

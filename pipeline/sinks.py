@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,27 +56,32 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def create_partial(path: Path) -> Path:
-    """A new, empty ``path``.partial, created by this process: whatever was at that name (a
-    partial file of an earlier run, or a symlink planted to make the write land elsewhere) is
-    removed, not followed, and the file is created exclusively without following links. The
-    final rename replaces the name itself, so it never follows a link either."""
+def create_partial(path: Path) -> int:
+    """A new, empty ``path``.partial, created by this process; returns its open descriptor.
+    Whatever was at that name (a partial file of an earlier run, or a symlink planted to make
+    the write land elsewhere) is removed, not followed, and the file is created exclusively
+    without following links. The final rename replaces the name itself: no link followed there
+    either. (Writers use the descriptor; PyAV's muxer, which opens by name, opens the file
+    created here straight after.)"""
     partial = partial_path(path)
     try:
         partial.unlink()
     except FileNotFoundError:
         pass
-    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
-    return partial
+    return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
 
 
-def write_complete(path: str | Path, text: str) -> Path:
-    """Write a text file under its partial name and rename it once written: never half a file under the real name."""
+def open_partial(path: Path):
+    """``create_partial`` as a text file object."""
+    return os.fdopen(create_partial(path), "w", encoding="utf-8")
+
+
+def write_complete(path: str | Path, text: str | bytes) -> Path:
+    """Write a file under its partial name and rename it once written: never half a file under the real name."""
     path = Path(path)
-    partial = create_partial(path)
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(partial, path)
+    with os.fdopen(create_partial(path), "wb") as f:
+        f.write(text.encode("utf-8") if isinstance(text, str) else text)
+    os.replace(partial_path(path), path)
     return path
 
 
@@ -110,14 +116,16 @@ class VideoSink(Sink):
 
     needs_image = True
 
-    def __init__(self, path: str | Path, fps: Fraction | float | None, crf: int = 23, preset: str = "veryfast",
+    def __init__(self, path: str | Path, fps: Fraction | float | Callable[[], Fraction | None] | None, crf: int = 23,
+                 preset: str = "veryfast",
                  live: bool = False):
         self.path = check_writable(Path(path))
         fmt = VIDEO_FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise SinkError(f"video output '{self.path}': use one of {', '.join(VIDEO_FORMATS)}")
         self.format = fmt
-        self.fps = Fraction(fps).limit_denominator(1001) if fps else Fraction(30)
+        self._rate_of = fps if callable(fps) else None  # read at the first frame (a stream down at start learns it late)
+        self.fps = Fraction(fps).limit_denominator(1001) if fps and not callable(fps) else Fraction(30)
         self.crf, self.preset, self.live = crf, preset, live
         self._first_pts: float | None = None
         self._last_slot = -1
@@ -129,7 +137,10 @@ class VideoSink(Sink):
         import av
 
         self.size = (w, h)
-        self.container = av.open(str(create_partial(self.path)), mode="w", format=self.format)
+        if self._rate_of is not None and self._rate_of():
+            self.fps = Fraction(self._rate_of()).limit_denominator(1001)
+        os.close(create_partial(self.path))
+        self.container = av.open(str(partial_path(self.path)), mode="w", format=self.format)
         stream = self.container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = w, h
         # 4:2:0 needs even sizes; odd-sized inputs keep their size with 4:4:4 instead.
@@ -182,6 +193,8 @@ class ImageFolderSink(Sink):
 
     def __init__(self, path: str | Path, overwrite: bool = False):
         self.path = Path(path).expanduser()
+        if self.path.is_symlink():
+            raise SinkError(f"output '{self.path}' is a link: give the folder itself (outputs never follow links)")
         if self.path.exists() and not self.path.is_dir():
             raise SinkError(f"output '{self.path}' is a file: for the pictures of an image folder give a folder (--save DIR)")
         if not self.path.parent.is_dir():
@@ -197,15 +210,16 @@ class ImageFolderSink(Sink):
         self.written: set[str] = set()
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
-        name = Path(frame.path).name if frame.path else f"{frame.index:06d}.jpg"
-        if name in self.written:  # the same name from two folders of a glob
-            name = f"{Path(name).stem}-{frame.index}{Path(name).suffix}"
-        self.written.add(name)
-        out = self.staging / name
-        if not cv2.imwrite(str(out), frame.image if image is None else image):
-            out = out.with_suffix(".png")  # a format OpenCV reads but cannot write
-            if not cv2.imwrite(str(out), frame.image if image is None else image):
-                raise OSError(f"cannot write '{out}'")
+        name = Path(Path(frame.path).name if frame.path else f"{frame.index:06d}.jpg")
+        ok, data = cv2.imencode(name.suffix, frame.image if image is None else image)
+        if not ok:  # a format OpenCV reads but cannot write
+            name = name.with_suffix(".png")
+            ok, data = cv2.imencode(".png", frame.image if image is None else image)
+        stem, k = name.stem, 1
+        while name.name in self.written:  # the same name from two folders of a glob
+            name, k = name.with_name(f"{stem}-{k}{name.suffix}"), k + 1
+        self.written.add(name.name)
+        (self.staging / name.name).write_bytes(data.tobytes())
 
     def close(self, complete: bool) -> None:
         if not complete or not self.staging.is_dir():
@@ -214,6 +228,26 @@ class ImageFolderSink(Sink):
         for f in self.staging.iterdir():
             os.replace(f, self.path / f.name)
         self.staging.rmdir()
+
+
+class ImageFileSink(Sink):
+    """The annotated picture of a one-picture source, at ``path`` (``--save out.jpg``)."""
+
+    needs_image = True
+
+    def __init__(self, path: str | Path):
+        self.path = check_writable(Path(path))
+        self.data: bytes | None = None
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        ok, data = cv2.imencode(self.path.suffix, frame.image if image is None else image)
+        if not ok:
+            raise SinkError(f"cannot write a {self.path.suffix} picture: give .jpg or .png")
+        self.data = data.tobytes()
+
+    def close(self, complete: bool) -> None:
+        if complete and self.data is not None:
+            write_complete(self.path, self.data)
 
 
 class JsonLinesFile(Sink):
@@ -226,7 +260,7 @@ class JsonLinesFile(Sink):
 
     def _open(self) -> None:
         if self.file is None:
-            self.file = open(create_partial(self.path), "w", encoding="utf-8")
+            self.file = open_partial(self.path)
 
     def _line(self, record: dict | str) -> None:
         self._open()
@@ -235,7 +269,7 @@ class JsonLinesFile(Sink):
     def close(self, complete: bool) -> None:
         if self.file is None:
             if complete:
-                self.path.write_text("", encoding="utf-8")
+                write_complete(self.path, "")
             return
         if self.file.closed:
             return
@@ -335,6 +369,21 @@ class WindowSink(Sink):
         cv2.destroyWindow(self.title)
 
 
+def picture_or_video_sink(source, out: Path, overwrite: bool) -> Sink:
+    """``--save``: a video; for pictures (an image folder), a folder of annotated pictures, or one
+    picture for a one-picture source given a picture's name."""
+    from pipeline.sources import IMAGE_SUFFIXES
+
+    suffix = Path(out).suffix.lower()
+    if source.timed or suffix in VIDEO_FORMATS:
+        return VideoSink(out, (lambda: source.fps) if source.live else source.fps, live=source.live)
+    if suffix in IMAGE_SUFFIXES:
+        if source.total != 1:
+            raise SinkError(f"--save '{out}' is a picture's name, and '{source.uri}' has {source.total} pictures: give a folder")
+        return ImageFileSink(out)
+    return ImageFolderSink(out, overwrite)
+
+
 def window_or_browser(serving: bool) -> Sink | None:
     """``--show``: a window where OpenCV can open one. The default install's OpenCV is the
     headless build, so there the frames go to a browser view on 127.0.0.1 (8080, or a free port)
@@ -380,11 +429,7 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
         for i, source in enumerate(sources):
             own = sinks[i] = []
             if save is not None:
-                out = per_source(save, i, n)
-                if not source.timed and Path(out).suffix.lower() not in VIDEO_FORMATS:  # pictures in, pictures out
-                    own.append(ImageFolderSink(out, overwrite))
-                else:
-                    own.append(VideoSink(out, source.fps, live=source.live))
+                own.append(picture_or_video_sink(source, per_source(save, i, n), overwrite))
             if jsonl is not None:
                 own.append(JsonlSink(per_source(jsonl, i, n), names))
         if events is not None:

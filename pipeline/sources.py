@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 # Frames larger than MAX_FRAME_PIXELS are refused before they are decoded (a crafted file can
 # declare 65535x65535 frames: 13 GB each, and several queue up). OpenCV's own image-reading
@@ -41,20 +41,31 @@ class SourceError(InputError):
 SECRET_NAMES = re.compile(r"pass|pwd|token|key|secret|auth|sig|cred|user|login", re.I)
 
 
+_SHOWN: dict[str, str] = {}  # URLs opened with credentials -> as shown (for tracebacks: see ``redact_known``)
+
+
+def redact_known(text: str) -> str:
+    """``text`` (a traceback, say) with every URL a source was opened with replaced by its shown form."""
+    for raw, shown in _SHOWN.items():
+        text = text.replace(raw, shown)
+    return text
+
+
 def redact(uri: str) -> str:
     """``uri`` as it may be shown (metrics, reports, progress, errors): a URL's ``user:password@``
-    becomes ``***@`` and query values whose names look like credentials become ``***``."""
+    becomes ``***@`` and values whose names look like credentials (``?password=``, ``;token=``,
+    ``#key=``, percent-encoded or not) become ``***``. It errs on hiding: everything before the
+    last ``@`` ahead of the query is taken for credentials, even a (wrongly unencoded) ``/`` in
+    a password."""
     if "://" not in uri:
         return uri
     scheme, rest = uri.split("://", 1)
-    head, sep, query = rest.partition("?")
-    netloc, slash, path = head.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    if sep:
-        query = "&".join(f"{k}=***" if eq and SECRET_NAMES.search(k) else f"{k}{eq}{v}"
-                         for k, eq, v in (part.partition("=") for part in query.split("&")))
-    return f"{scheme}://{netloc}{slash}{path}{sep}{query}"
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    if "@" in head:
+        rest = "***@" + rest[head.rindex("@") + 1:]
+    return scheme + "://" + re.sub(
+        r"([?&;#])([^=&;#?]*)=([^&;#]*)",
+        lambda m: f"{m.group(1)}{m.group(2)}=" + ("***" if SECRET_NAMES.search(unquote(m.group(2))) else m.group(3)), rest)
 
 
 RECONNECT_S = 30.0            # default: how long a dropped live source is retried before the run ends
@@ -170,7 +181,7 @@ class Reconnecting(Source):
         while not stop.is_set():
             left = self._on_time_at + self.reconnect - time.monotonic()
             if left <= 0 and outage["attempts"]:
-                what = "was down from the start" if outage["after_frame"] == 0 else "dropped"
+                what = "was down from the start" if outage["after_frame"] == 0 and self.down_at_start else "dropped"
                 raise SourceError(f"'{self.uri}' {what} ({outage['reason']}) and did not come back in {self.reconnect:g} s "
                                   f"({outage['attempts']} attempts): check the source, or raise --reconnect")
             outage["attempts"] += 1
@@ -274,6 +285,8 @@ class PyAVSource(Reconnecting):
         super().__init__()
         self.uri, self.live, self.source_id = redact(uri), live, source_id  # uri: what is shown (no credentials)
         self._location = uri  # what is opened
+        if self.uri != uri:
+            _SHOWN[uri] = self.uri
         self.hwaccel = hwaccel
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
@@ -286,8 +299,6 @@ class PyAVSource(Reconnecting):
             self.down_at_start = str(exc)  # down at start: retried as a dropped stream is, once the run starts
             return
         stream = self._handle.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = Fraction(rate) if rate else None
         self.total = (stream.frames or None) if not live else None
         self.finite = self._handle.duration is not None  # live streams have no duration; served files do
 
@@ -311,6 +322,9 @@ class PyAVSource(Reconnecting):
         if not container.streams.video:
             container.close()
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
+        if self.fps is None:  # (also a stream that was down at start, opened at last)
+            rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
+            self.fps = Fraction(rate) if rate else None
         ctx = container.streams.video[0].codec_context
         if (ctx.width or 0) * (ctx.height or 0) > MAX_FRAME_PIXELS:
             container.close()

@@ -44,7 +44,7 @@ def test_run_writes_video_and_jsonl_matching_the_input(tmp_path):
         (["run", "missing.mp4"], "source 'missing.mp4' not found"),
         (["run", "synthetic:64x48@30", "--model", "nope.onnx"], "model 'nope.onnx' not found"),
         (["run", "synthetic:64x48@30", "--save", "no/such/dir/o.mp4"], "does not exist"),
-        (["run", "synthetic:64x48@30", "--show"], "--show needs OpenCV with GUI"),
+        (["run", "synthetic:64x48@30", "--token", ""], "key 'token'"),
         (["run"], "no source"),
         (["run", "synthetic:64x48@30", "--config", "nope.yaml"], "config file 'nope.yaml' not found"),
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16"], "needs --weights"),

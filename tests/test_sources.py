@@ -617,3 +617,23 @@ def test_an_image_over_the_size_cap_in_a_folder_is_skipped_and_counted(tmp_path)
     assert r.returncode == 0, r.stderr
     assert [json.loads(x)["index"] for x in js.read_text().splitlines()] == [0]
     assert "1 unreadable image(s) skipped" in r.stderr and "b.png" in r.stderr
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("rtsp://user:pa/ss@cam.local/live", "rtsp://***@cam.local/live"),  # an unencoded / in the password
+    ("rtsp://cam.local/live;password=x;channel=2", "rtsp://cam.local/live;password=***;channel=2"),
+    ("http://cam.local/v#token=abc", "http://cam.local/v#token=***"),
+    ("http://cam.local/v?%70assword=abc&a=1", "http://cam.local/v?%70assword=***&a=1"),
+])
+def test_credentials_are_hidden_however_they_are_written(uri, shown):
+    from pipeline.sources import redact
+
+    assert redact(uri) == shown
+
+
+def test_debug_tracebacks_do_not_show_credentials():
+    from tests.test_cli import rtpipe
+
+    r = rtpipe("run", "rtsp://admin:S3cret@127.0.0.1:1/x?token=abc", "--reconnect", "0", "--debug")
+    assert r.returncode == 2 and "Traceback" in r.stdout + r.stderr
+    assert "S3cret" not in r.stdout + r.stderr and "token=abc" not in r.stdout + r.stderr

@@ -16,4 +16,5 @@ def test_control_characters_and_markup_are_shown_not_obeyed():
     Console(file=out, width=200, color_system=None).print(table)
     text = out.getvalue()
     assert text.count("[bold red]car[/]") == 2 and "\x1b" not in text and "\x07" not in text
-    assert plain("tab\tand newline\nstay") == "tab\tand newline\nstay"
+    assert plain("one\nrtpipe: all good\tx") == "one\\x0artpipe: all good\\x09x"  # no forged second line
+    assert plain("abc\u202edcba") == "abc\\u202edcba"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.sinks import create_partial
+from pipeline.sinks import create_partial, partial_path
 
 THROUGHPUT = (("engine only", "engine_fps"), ("sequential", "sequential_fps"), ("pipelined", "e2e_fps"))
 LATENCY = (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))
@@ -56,7 +56,8 @@ def figure(reports: list[dict], labels: list[str], title: str):
 def save_plot(reports: list[dict], labels: list[str], path: str | Path, title: str) -> Path:
     """Write the PNG under a partial name, then rename it: a failed run leaves no plot that looks finished."""
     path = Path(path)
-    partial = create_partial(path)
-    figure(reports, labels, title).savefig(partial, format="png", dpi=110)
+    with os.fdopen(create_partial(path), "wb") as f:
+        figure(reports, labels, title).savefig(f, format="png", dpi=110)
+    partial = partial_path(path)
     os.replace(partial, path)
     return path

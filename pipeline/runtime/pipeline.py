@@ -166,6 +166,11 @@ class Pipeline:
     def abort(self) -> None:
         """Stop every stage now; outputs are closed as incomplete."""
         self._aborted = True
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop every stage and source (an abort, or a stage that failed): a source waiting to
+        reconnect stops waiting, and a read still waiting is left to end by itself."""
         self._drained_at = self._drained_at or time.monotonic()
         self._stop.set()
         for s in self.sources:
@@ -186,7 +191,7 @@ class Pipeline:
                 pass
             except BaseException as exc:  # noqa: BLE001 - any failure stops the run and is reported
                 self._errors.append(StageError(name, exc))
-                self._stop.set()
+                self._halt()
 
         t = threading.Thread(target=target, name=f"rtpipe-{thread_name or name}", daemon=True)
         self._threads.append(t)
@@ -231,7 +236,8 @@ class Pipeline:
 
     def _read_abandoned(self) -> bool:
         """Whether reads still waiting are no longer waited for (see ``READ_GRACE_S``)."""
-        return self._drain.is_set() and time.monotonic() - self._drained_at > READ_GRACE_S
+        return (self._drain.is_set() or self._stop.is_set()) and bool(self._drained_at) \
+            and time.monotonic() - self._drained_at > READ_GRACE_S
 
     @staticmethod
     def _is_reader(thread: threading.Thread) -> bool:

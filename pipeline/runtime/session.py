@@ -20,6 +20,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,8 @@ def check_outputs(config: RunConfig) -> None:
     if n > 1 and (config.show or config.serve):
         raise ConfigError("--show and --serve show one source: with several sources write --save/--json (one file per source)")
     inputs = {Path(s).expanduser().resolve() for s in config.sources if Path(s).exists()}
+    inputs |= {Path(p).resolve() for s in config.sources if not Path(s).exists() and any(c in s for c in "*?[") for p in glob(s)}
+    picture_folders = {p if p.is_dir() else p.parent for p in inputs}  # where input pictures live
     outs = [per_source(p, i, n) for p in (config.save, config.json_path) if p is not None for i in range(n)]
     outs += [p for p in (config.metrics_json, config.events) if p is not None]
     if config.metrics_json is not None:
@@ -235,6 +238,8 @@ def check_outputs(config: RunConfig) -> None:
     for p in outs:
         if Path(p).expanduser().resolve() in inputs:
             raise ConfigError(f"output '{p}' is the input file: choose another output path")
+        if p is not None and Path(p).suffix == "" and Path(p).expanduser().resolve() in picture_folders:
+            raise ConfigError(f"output folder '{p}' holds the input pictures: choose another folder")
         if not config.overwrite and not Path(p).is_dir() and (Path(p).expanduser().exists() or Path(p).expanduser().is_symlink()):
             raise ConfigError(f"output '{p}' exists: give --overwrite to replace it, or another path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):

@@ -93,6 +93,19 @@ def test_failure_while_live_stages_block(tiny_model):
     assert rtpipe_threads() == []
 
 
+def test_a_failing_stage_does_not_wait_for_a_stalled_read_or_a_reconnect(tiny_model):
+    """A sink fails while one source's read hangs (30 s) and another waits to reconnect for 60 s:
+    the run ends with the sink's error at once, not when the read or the reconnect gives up."""
+    from tests.fakes import FlakySource
+
+    sources = [StallingSource(stall=30.0), FlakySource(), open_source("synthetic:64x48@30?live=0&frames=50")]
+    pipe = Pipeline(sources, tiny_model, {2: [FailingSink()]})
+    t0 = time.monotonic()
+    with pytest.raises(StageError, match="stage 'sink' failed"):
+        pipe.run(handle_sigint=False)
+    assert time.monotonic() - t0 < 10.0  # (30 and 60 s before)
+
+
 def test_abort_closes_outputs_incomplete(tiny_model):
     sink = RecordingSink(delay=0.01)
     pipe = Pipeline(open_source("synthetic:64x48@30?live=0&frames=100000"), tiny_model, [sink])
