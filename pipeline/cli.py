@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
     _flags(run, "imgsz")
     run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
+    run.add_argument("--no-rect", action="store_false", dest="rect", default=None,
+                     help="YOLO checkpoints: letterbox frames to the whole square input, as fixed-size engines do (default: "
+                          "pad only to a multiple of the stride, as Ultralytics' predictor does)")
     run.add_argument("--nms", action="store_true", default=None,
                      help="also run NMS on the outputs of NMS-free models (YOLO26 end-to-end, RT-DETR), which are final without it")
     run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
@@ -278,7 +281,7 @@ def cmd_run(args, console: Console) -> int:
     from pipeline.config import build_config
 
     keys = ("model", "weights", "trust_checkpoint", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms",
-            "classes", "batch",
+            "classes", "batch", "rect",
             "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "overwrite", "json", "show", "serve", "token", "hud",
             "metrics_json", "track", "line", "zone", "events", "trails")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}

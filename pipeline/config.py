@@ -52,6 +52,8 @@ class RunConfig(BaseModel):
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
+    rect: bool = Field(True, description="YOLO checkpoints on ONNX Runtime: pad frames only to a multiple of the stride "
+                                         "(Ultralytics' rect), not to the square input")
     max_det: int = Field(300, ge=1, le=MAX_DET, description=f"detections kept per frame (at most {MAX_DET})")
     nms: bool = Field(False, description="also run NMS on NMS-free models' outputs (YOLO26 end-to-end, RT-DETR)")
     classes: list[int] | None = Field(None, description="keep only these class ids")

@@ -97,6 +97,7 @@ def load_model(
     trust_engine: bool = False,
     agnostic: bool = False,
     nms: bool = False,
+    rect: bool = True,
 ) -> Model:
     """Load a model for ``predict`` or the pipeline.
 
@@ -106,7 +107,11 @@ def load_model(
     unpickling a .pt checkpoint's Python objects (only for files you trust). trust_engine: allow
     loading a .pt2 / .engine that rtpipe did not build on this account (native code; see
     ``pipeline.trust``). nms: also run NMS on
-    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it.
+    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it. rect: a YOLO
+    checkpoint run by ONNX Runtime takes each frame padded only to a multiple of the stride
+    (``Fit`` mode "rect"; Ultralytics' predictor default), not to the whole square: an export
+    with dynamic height and width. (Fixed-size graphs and engines, and the torch backend, keep
+    the square for now.)
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
@@ -122,6 +127,11 @@ def load_model(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
     name = pick_backend(network, device) if backend == "auto" else backend
+    if rect and name == "onnxruntime" and network.module is not None and network.onnx is None and meta.family == "yolo":
+        from pipeline.models.yolo import rect_meta
+
+        network.meta = meta = rect_meta(meta)  # exported with dynamic height and width
+        fit = meta.fit
     try:
         factory = BACKEND_FACTORIES[name]
         be = factory(network, device, trust_engine) if name in ("aoti", "tensorrt") else factory(network, device)

@@ -43,15 +43,20 @@ class Frame:
 class Fit:
     """How frames enter a network: its input size and the fitting rule (see module docstring).
 
-    mode: "letterbox" | "resize" | "torchvision" | "stretch". min_size/max_size: torchvision's resize
-    bounds (mode "torchvision" only). pad_rgb: padding colour in [0, 1] RGB (torchvision modes).
+    mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch". "rect" is a letterbox padded
+    only up to a multiple of ``stride`` (Ultralytics' ``rect``, its predictor's default for
+    checkpoints): ``input_hw`` is then the largest input, and a 16:9 frame into 640x640 becomes
+    640x384; the engine must take any size (ONNX with dynamic height and width).
+    min_size/max_size: torchvision's resize bounds (mode "torchvision" only). pad_rgb: padding
+    colour in [0, 1] RGB (torchvision modes).
     """
 
     input_hw: tuple[int, int]
-    mode: Literal["letterbox", "resize", "torchvision", "stretch"] = "letterbox"
+    mode: Literal["letterbox", "rect", "resize", "torchvision", "stretch"] = "letterbox"
     min_size: int = 0
     max_size: int = 0
     pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    stride: int = 32
 
     def __post_init__(self) -> None:
         if len(self.input_hw) != 2 or min(self.input_hw) < 1:
@@ -61,7 +66,7 @@ class Fit:
 
     def to_dict(self) -> dict:
         return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
-                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb)}
+                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb), "stride": self.stride}
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,10 @@ class OnnxRuntimeBackend:
             raise ValueError(f"{self._label(path)}: expected one NCHW image input, found {[(i.name, i.shape) for i in inputs]}")
         self.input_name = inputs[0].name
         b, _, h, w = inputs[0].shape
-        if not (isinstance(h, int) and isinstance(w, int)):
-            raise ValueError(f"{self._label(path)}: the input size must be fixed in the graph, found {inputs[0].shape}")
-        self.input_hw = (h, w)
+        if isinstance(h, int) != isinstance(w, int):
+            raise ValueError(f"{self._label(path)}: the input's height and width must both be fixed or both be dynamic, "
+                             f"found {inputs[0].shape}")
+        self.input_hw = (h, w) if isinstance(h, int) else None  # None: any size (the graph has dynamic height and width)
         self.max_batch = b if isinstance(b, int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
 

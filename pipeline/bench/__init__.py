@@ -102,11 +102,12 @@ def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgre
 
 def _model_key(cfg: BenchConfig) -> tuple:
     """What makes a different model; batch, sink and path do not."""
-    return cfg.model, cfg.backend, cfg.device, cfg.imgsz
+    return cfg.model, cfg.backend, cfg.device, cfg.imgsz, cfg.rect
 
 
 def load(cfg: BenchConfig) -> Model:
-    return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, weights=weights_for(cfg.model, cfg.weights),
+    return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, rect=cfg.rect,
+                      weights=weights_for(cfg.model, cfg.weights),
                       trust_checkpoint=cfg.trust_checkpoint, trust_engine=cfg.trust_engine)
 
 

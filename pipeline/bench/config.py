@@ -11,7 +11,7 @@ from pipeline.backends import BACKENDS
 from pipeline.config import ConfigError, Device, explain
 
 SINKS = ("none", "jsonl", "video")
-SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "sink", "path")
+SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "rect", "sink", "path")
 
 
 class BenchConfig(BaseModel):
@@ -27,6 +27,7 @@ class BenchConfig(BaseModel):
     device: Device = "cpu"
     batch: int = Field(1, ge=1, le=256)
     imgsz: int | None = Field(None, gt=0)
+    rect: bool = True  # YOLO checkpoints on ONNX Runtime: inputs padded to the stride, not the square
     frames: int = Field(300, ge=1)
     warmup: int = Field(10, ge=0)
     sink: Literal[SINKS] = "jsonl"  # type: ignore[valid-type]

@@ -148,7 +148,7 @@ def _onnx_graph(path: Path, label: str) -> Network:
         if META_KEY in props:
             meta = EngineMeta.from_dict(json.loads(props[META_KEY]), f"model '{label}': rtpipe metadata")
         else:
-            meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)
+            meta = yolo_family.meta_from_ultralytics(props, backend.input_hw, outputs)  # (input_hw None: dynamic)
     except MetaError as exc:
         raise ModelError(str(exc)) from exc
     except json.JSONDecodeError as exc:
@@ -156,7 +156,7 @@ def _onnx_graph(path: Path, label: str) -> Network:
                          "rebuild or re-export the model") from exc
     except ValueError as exc:  # unparseable Ultralytics names
         raise ModelError(f"model '{label}': {exc}") from exc
-    if meta.fit.input_hw != tuple(backend.input_hw):
+    if backend.input_hw is not None and meta.fit.input_hw != tuple(backend.input_hw):
         raise ModelError(f"model '{label}': its metadata says the input is {meta.fit.input_hw}, the graph takes "
                          f"{tuple(backend.input_hw)}: rebuild or re-export the model")
     problem = FAMILIES[meta.family].check_outputs(meta, outputs)

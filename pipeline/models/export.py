@@ -27,6 +27,12 @@ def to_onnx(module, meta: EngineMeta, opset: int = 17, batch: int | None = None)
     example = torch.rand(batch or 1, 3, h, w)
     names = list(meta.outputs)
     dynamic = None if batch else {"images": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+    if meta.fit.mode == "rect":  # any height and width (multiples of the stride): YOLO's dense outputs follow them
+        dynamic = dynamic or {"images": {}, **{n: {} for n in names}}
+        dynamic["images"].update({2: "height", 3: "width"})
+        dynamic[names[0]].update({2: "anchors"})
+        if len(names) > 1:
+            dynamic[names[1]].update({2: "mask_height", 3: "mask_width"})
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter; the graph is checked by its users' tests

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,28 @@ def layout_of(out0: list, nc: int, seg: bool, head: str | None = None, end2end: 
     return None
 
 
+def rect_meta(meta: EngineMeta) -> EngineMeta:
+    """``meta`` with the "rect" fit where its outputs allow any input size (dense heads)."""
+    if (meta.layout or "dense") != "dense" or meta.fit.mode != "letterbox" or meta.batch is not None:
+        return meta
+    return replace(meta, fit=replace(meta.fit, mode="rect", stride=max(meta.stride or 32, 32)))
+
+
+def _ultralytics_fit(props: dict[str, str], input_hw: tuple[int, int] | None, layout: str | None, stride: int) -> Fit:
+    if input_hw is not None:
+        return Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox")
+    try:
+        size = ast.literal_eval(props.get("imgsz", "[640, 640]"))
+        size = [size, size] if isinstance(size, int) else list(size)
+        if len(size) != 2 or not all(type(v) is int and 32 <= v <= 4096 for v in size):
+            raise ValueError
+    except (ValueError, SyntaxError):
+        raise ValueError(f"model metadata 'imgsz' is {props.get('imgsz', '')[:40]!r}: expected [H, W], each 32 to 4096") from None
+    if layout and layout.startswith("rtdetr"):
+        return Fit(tuple(size), "resize")
+    return Fit(tuple(size), "rect", stride=max(stride, 32))
+
+
 def _int_prop(props: dict[str, str], key: str, default: int) -> int:
     text = props.get(key, str(default))
     if not text.strip().isdigit() or not 0 < int(text) <= 4096:
@@ -201,8 +224,9 @@ def _int_prop(props: dict[str, str], key: str, default: int) -> int:
     return int(text)
 
 
-def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outputs: dict[str, list]) -> EngineMeta:
-    """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, head, end2end) and its output shapes."""
+def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int] | None, outputs: dict[str, list]) -> EngineMeta:
+    """Engine metadata from an Ultralytics ONNX export's metadata_props (names, task, head, end2end, imgsz) and its output
+    shapes. input_hw None: the graph takes any size (``dynamic=True`` export): frames are fitted ``rect``, up to imgsz."""
     names = parse_names(props["names"])
     task = props.get("task", "segment" if "output1" in outputs else "detect")
     end2end = {"True": True, "False": False}.get(props.get("end2end", ""))
@@ -210,7 +234,7 @@ def meta_from_ultralytics(props: dict[str, str], input_hw: tuple[int, int], outp
     return EngineMeta(
         family="yolo", task=task, names=tuple(names), stride=_int_prop(props, "stride", 32), layout=layout,
         # Ultralytics' RT-DETR predictor stretches frames to the input (LetterBox scale_fill)
-        fit=Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox"),
+        fit=_ultralytics_fit(props, input_hw, layout, _int_prop(props, "stride", 32)),
         outputs=tuple(outputs),
     )
 
@@ -292,7 +316,7 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     if hasattr(model, "fuse"):
         model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
     head = model.model[-1]
-    head.export, head.format, head.dynamic = True, "onnx", False
+    head.export, head.format, head.dynamic = True, "onnx", True  # (dynamic: anchors follow the input size, for rect inputs)
     names = model.names if isinstance(model.names, (list, tuple)) else [model.names[k] for k in sorted(model.names)]
     size = imgsz or int((ckpt.get("train_args") or {}).get("imgsz", 640))
     layout = "rtdetr-topk" if rtdetr else "end2end" if end2end else "dense"

@@ -81,6 +81,10 @@ class ModelPath(Protocol):
         """The annotated picture of the item (a new HxWx3 uint8 BGR array)."""
 
 
+class ShapeGroups(list):
+    """A batch's outputs when its frames had different input shapes: (indices, outputs) per shape."""
+
+
 class CpuPath:
     """The model's steps on host memory."""
 
@@ -93,16 +97,26 @@ class CpuPath:
     def preprocess(self, item: Item) -> None:
         item.tensor, item.transform = self.model.preprocess(item.frame.image)
 
-    def infer(self, items: list[Item]) -> dict:
-        return self.model.infer(np.stack([it.tensor for it in items]))
+    def infer(self, items: list[Item]) -> dict | ShapeGroups:
+        """One model call for the batch; frames fitted to different shapes (sources of other
+        aspects with a "rect" fit) make one call per shape."""
+        shapes = [it.tensor.shape for it in items]
+        if len(set(shapes)) == 1:
+            return self.model.infer(np.stack([it.tensor for it in items]))
+        groups = ShapeGroups()
+        for shape in dict.fromkeys(shapes):
+            idx = [i for i, s in enumerate(shapes) if s == shape]
+            groups.append((idx, self.model.infer(np.stack([items[i].tensor for i in idx]))))
+        return groups
 
     def engine_call(self, items: list[Item]) -> Callable[[], object]:
         batch = np.stack([it.tensor for it in items])
         return lambda: self.model.infer(batch)
 
-    def postprocess(self, outputs: dict, items: list[Item]) -> None:
-        for it, d in zip(items, self.model.postprocess(outputs, [it.transform for it in items])):
-            it.detections = d
+    def postprocess(self, outputs: dict | ShapeGroups, items: list[Item]) -> None:
+        for idx, out in outputs if isinstance(outputs, ShapeGroups) else [(range(len(items)), outputs)]:
+            for i, d in zip(idx, self.model.postprocess(out, [items[i].transform for i in idx])):
+                items[i].detections = d
 
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
         return self.drawing.draw(item.frame.image, item.detections, hud)

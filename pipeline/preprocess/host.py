@@ -3,7 +3,7 @@
 Two ways of fitting, each matching the reference implementation of its family:
 
 - ``letterbox`` (Ultralytics): keep the aspect ratio, centre, pad with grey 114, resize the
-  uint8 image.
+  uint8 image; ``rect``: the same, padded only up to a multiple of the stride.
 - ``resize`` (Ultralytics' RT-DETR predictor, LetterBox ``scale_fill``): stretch the uint8
   image to the input size, no padding.
 - ``torchvision`` (GeneralizedRCNNTransform): scale the [0, 1] float image so the short side
@@ -23,8 +23,11 @@ from pipeline.types import Fit, FitTransform
 PAD_VALUE = 114
 
 
-def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, FitTransform]:
-    """Resize keeping the aspect ratio and pad the rest, centred, to ``input_hw``.
+def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD_VALUE,
+              stride: int | None = None) -> tuple[np.ndarray, FitTransform]:
+    """Resize keeping the aspect ratio and pad the rest, centred, to ``input_hw`` (with
+    ``stride``: only up to the next multiple of it, so the input is as small as the frame's
+    shape allows: the ``rect`` fit).
 
     image: HxWx3 uint8. Returns (input_h, input_w, 3) uint8 and the meta that maps boxes back.
     Rounding follows Ultralytics' LetterBox (the unpadded size is rounded, the padding split
@@ -34,6 +37,8 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], pad_value: int = PAD
     ih, iw = input_hw
     r = min(ih / h, iw / w)
     nw, nh = int(round(w * r)), int(round(h * r))
+    if stride:
+        ih, iw = nh + (ih - nh) % stride, nw + (iw - nw) % stride
     dw, dh = (iw - nw) / 2, (ih - nh) / 2
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
@@ -101,7 +106,10 @@ def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, 
     """One frame -> (3, H, W) float32 network input and its meta. A bare (h, w) means letterbox."""
     if not isinstance(fit, Fit):
         fit = Fit(tuple(fit))
-    if fit.mode in ("letterbox", "resize"):
-        boxed, meta = (letterbox if fit.mode == "letterbox" else resize)(image, fit.input_hw)
+    if fit.mode in ("letterbox", "rect"):
+        boxed, meta = letterbox(image, fit.input_hw, stride=fit.stride if fit.mode == "rect" else None)
+        return to_tensor(boxed), meta
+    if fit.mode == "resize":
+        boxed, meta = resize(image, fit.input_hw)
         return to_tensor(boxed), meta
     return fit_torchvision(image, fit)

@@ -73,7 +73,7 @@ class Session:
         self.model = load_model(config.model, backend=config.backend, device=config.device, conf=config.conf, iou=config.iou,
                                 max_det=config.max_det, classes=config.classes, imgsz=config.imgsz, weights=weights,
                                 trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine,
-                                nms=config.nms)
+                                nms=config.nms, rect=config.rect)
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout)
                         for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,

@@ -206,3 +206,48 @@ def test_pt_builds_engines_that_match_ultralytics_predictor(ultralytics_fixture,
     engine = build(pt, BuildOptions(format=fmt, imgsz=320), tmp_path, trust_checkpoint=True)
     model = load_model(str(engine), conf=ref["conf"], iou=ref["iou"])
     assert_matches_reference(model.predict([scene_image()])[0], as_reference(res))
+
+
+SHAPES = {"16:9": (480, 270), "4:3": (400, 300), "portrait": (270, 480)}  # (w, h)
+
+
+@pytest.mark.parametrize("aspect", list(SHAPES))
+def test_pt_checkpoint_matches_ultralytics_predictor_in_its_default_rect_mode(ultralytics_fixture, aspect):
+    """Ultralytics' predictor pads a checkpoint's input only to a multiple of the stride (rect,
+    its default); rtpipe does the same on ONNX Runtime (an export with dynamic height and width)."""
+    from ultralytics import YOLO
+
+    from tests.data.make_ultralytics_fixture import as_reference
+
+    ref = json.loads(ultralytics_fixture.with_suffix(".reference.json").read_text())
+    pt = str(ultralytics_fixture.with_suffix(".pt"))
+    w, h = SHAPES[aspect]
+    image = SyntheticScene(w, h, 7).render(4)
+    res = YOLO(pt).predict(image, imgsz=320, conf=ref["conf"], iou=ref["iou"], retina_masks=True, verbose=False)[0]
+    model = load_model(pt, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True)
+    tensor, _ = model.preprocess(image)
+    assert model.info.fit.mode == "rect" and max(tensor.shape[1:]) == 320 and min(tensor.shape[1:]) < 320
+    live = as_reference(res)
+    assert len(live["scores"]) >= 5, "too few reference detections to compare"
+    assert_matches_reference(model.predict(image)[0], live)
+
+
+@pytest.mark.parametrize("aspect", list(SHAPES))
+def test_rect_inputs_give_the_checkpoints_own_outputs(tmp_path, aspect):
+    """rtpipe's own YOLO-layout checkpoint: ONNX Runtime on a rect input = the torch module on it."""
+    torch = pytest.importorskip("torch")
+    from tests.conftest import yolo_checkpoint
+
+    ckpt = yolo_checkpoint(tmp_path / "net.pt", imgsz=320)
+    w, h = SHAPES[aspect]
+    image = SyntheticScene(w, h, 3).render(2)
+    rect, square = load_model(str(ckpt)), load_model(str(ckpt), rect=False)
+    x, meta = rect.preprocess(image)
+    xs, _ = square.preprocess(image)
+    assert x.shape[1:] == {"16:9": (192, 320), "4:3": (256, 320), "portrait": (320, 192)}[aspect] and xs.shape[1:] == (320, 320)
+    module = load_model(str(ckpt), backend="torch")
+    with torch.no_grad():
+        want = [t.numpy() for t in module.backend.module(torch.from_numpy(x[None]))]
+    got = rect.infer(x[None])
+    np.testing.assert_allclose(got["output0"], want[0], atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(got["output1"], want[1], atol=1e-4)

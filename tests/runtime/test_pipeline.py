@@ -267,3 +267,28 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_sources_of_different_shapes_batch_together_with_rect_inputs(tmp_path):
+    """A 16:9 and a 4:3 source, batch 2, a checkpoint fitted per frame (rect): each batch holds
+    two input shapes (one model call per shape) and every frame gets what it gets alone."""
+    pytest.importorskip("torch")
+    from pipeline.loader import load_model
+    from tests.conftest import yolo_checkpoint
+    from tests.fakes import Keep
+
+    model = load_model(str(yolo_checkpoint(tmp_path / "net.pt", imgsz=320)), conf=0.05)
+    assert model.info.fit.mode == "rect"
+    sources = [open_source("synthetic:320x180@30?live=0&frames=6"), open_source("synthetic:320x240@30?live=0&frames=6&seed=2")]
+    sinks = {0: [Keep()], 1: [Keep()]}
+    pipe = Pipeline(sources, model, sinks, batch=2)
+    pipe.run(handle_sigint=False)
+    assert pipe.batches["frames"] / pipe.batches["count"] > 1.5  # mostly batches of both shapes
+    for sid, src in enumerate([open_source("synthetic:320x180@30?live=0&frames=6"),
+                               open_source("synthetic:320x240@30?live=0&frames=6&seed=2")]):
+        frames = list(src.frames())
+        alone = model.predict([f.image for f in frames])
+        got = [d for _, d, _ in sorted(sinks[sid][0].got, key=lambda g: g[0])]
+        assert len(got) == 6 and all(len(a) == len(g) for a, g in zip(alone, got))
+        for a, g in zip(alone, got):
+            np.testing.assert_allclose(a.xyxy, g.xyxy, atol=1e-3)
