@@ -23,10 +23,14 @@ def test_fixed_batch_engine_runs_larger_batches_in_chunks(tmp_path):
     np.testing.assert_array_equal(be.infer(x)["output0"], -x)
 
 
-def test_dynamic_spatial_size_is_refused(tmp_path):
+def test_a_dynamic_spatial_size_is_taken_and_a_half_dynamic_one_refused(tmp_path):
     one_node_onnx(tmp_path / "dyn.onnx", "Neg", [1, 3, "h", "w"], [1, 3, "h", "w"])
-    with pytest.raises(ValueError, match="input size must be fixed"):
-        OnnxRuntimeBackend(tmp_path / "dyn.onnx")
+    backend = OnnxRuntimeBackend(tmp_path / "dyn.onnx")
+    assert backend.input_hw is None  # any size: the rect fit's graphs
+    assert backend.infer(np.ones((1, 3, 4, 6), np.float32))["output0"].shape == (1, 3, 4, 6)
+    one_node_onnx(tmp_path / "half.onnx", "Neg", [1, 3, 320, "w"], [1, 3, 320, "w"])
+    with pytest.raises(ValueError, match="both be fixed or both be dynamic"):
+        OnnxRuntimeBackend(tmp_path / "half.onnx")
 
 
 def test_run_in_chunks_pads_a_fixed_batch():

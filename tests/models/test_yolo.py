@@ -179,7 +179,7 @@ def test_pt_checkpoint_matches_ultralytics_predictor(ultralytics_fixture):
     res = YOLO(pt).predict(scene_image(), imgsz=320, conf=ref["conf"], iou=ref["iou"], rect=False, retina_masks=True, verbose=False)[0]
     live = as_reference(res)
     for backend in ("torch", "onnxruntime"):
-        model = load_model(pt, backend=backend, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True)
+        model = load_model(pt, backend=backend, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True, rect=False)
         assert_matches_reference(model.predict([scene_image()])[0], live)
 
 
