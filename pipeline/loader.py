@@ -127,10 +127,8 @@ def load_model(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
     name = pick_backend(network, device) if backend == "auto" else backend
-    if rect and name == "onnxruntime" and network.module is not None and network.onnx is None and meta.family == "yolo":
-        from pipeline.models.yolo import rect_meta
-
-        network.meta = meta = rect_meta(meta)  # exported with dynamic height and width
+    if rect and name == "onnxruntime" and network.module is not None and network.onnx is None:
+        network.meta = meta = FAMILIES[meta.family].rect_meta(meta)  # exported with dynamic height and width
         fit = meta.fit
     try:
         factory = BACKEND_FACTORIES[name]

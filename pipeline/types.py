@@ -46,7 +46,10 @@ class Fit:
     mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch". "rect" is a letterbox padded
     only up to a multiple of ``stride`` (Ultralytics' ``rect``, its predictor's default for
     checkpoints): ``input_hw`` is then the largest input, and a 16:9 frame into 640x640 becomes
-    640x384; the engine must take any size (ONNX with dynamic height and width).
+    640x384. "torchvision" with a ``stride``: each frame resized as torchvision's transform
+    does and padded to a multiple of the stride, as its batching does (without: placed in the
+    fixed ``input_hw``). Both need an engine that takes any size (ONNX with dynamic height and
+    width).
     min_size/max_size: torchvision's resize bounds (mode "torchvision" only). pad_rgb: padding
     colour in [0, 1] RGB (torchvision modes).
     """
@@ -56,7 +59,7 @@ class Fit:
     min_size: int = 0
     max_size: int = 0
     pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    stride: int = 32
+    stride: int = 0
 
     def __post_init__(self) -> None:
         if len(self.input_hw) != 2 or min(self.input_hw) < 1:

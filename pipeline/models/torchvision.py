@@ -15,6 +15,7 @@ exported graph works without them.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,16 @@ def describe(model, arch: str) -> EngineMeta:
     return EngineMeta.from_dict(meta, f"torchvision:{arch}")
 
 
+def rect_meta(meta: EngineMeta) -> EngineMeta:
+    """``meta`` with inputs fitted per frame as torchvision's own transform does (resized, then
+    padded to a multiple of 32), where the graph can take any size: the one-stage FPN models
+    (RetinaNet, FCOS). Not SSD (a fixed stretch), not the two-stage models (their exported
+    graph clips proposals to the size it was traced at)."""
+    if meta.kind == "rcnn" or meta.fit.mode != "torchvision" or meta.anchors is None or meta.anchors.type != "grid":
+        return meta
+    return replace(meta, fit=replace(meta.fit, stride=32))
+
+
 def _ceil(v: int, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
@@ -252,31 +263,49 @@ class OneStageDecoder:
         self.s = settings
         self.coding = meta.decode
         ih, iw = meta.fit.input_hw
-        a = meta.anchors
+        a = self.meta_anchors = meta.anchors
         if a.type == "grid":
             parts = [grid_anchors(lv.grid, lv.stride, np.asarray(lv.cells)) for lv in a.levels]
         else:
             parts = [default_boxes(lv.grid, lv.steps, np.asarray(lv.wh), (ih, iw)) for lv in a.levels]
         self.anchors = np.concatenate(parts)
         self.level_ends = np.cumsum([len(p) for p in parts])
+        self._input_hw = (ih, iw)
+        self._by_shape = {(ih, iw): (self.anchors, self.level_ends)}
+
+    def anchors_for(self, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The anchors (and level ends) of an input of another size than the metadata's (a
+        fitted torchvision input): each FPN level's grid is ceil(size / its stride), as the
+        backbone's stride-2 convolutions give, and its anchor step size // grid, as
+        torchvision's AnchorGenerator takes it."""
+        if input_hw not in self._by_shape:
+            ih, iw = input_hw
+            parts = []
+            for lv in self.meta_anchors.levels:
+                nominal = [2 ** round(math.log2(s)) for s in lv.stride]
+                grid = (-(-ih // nominal[0]), -(-iw // nominal[1]))
+                parts.append(grid_anchors(grid, (ih // grid[0], iw // grid[1]), np.asarray(lv.cells)))
+            self._by_shape[input_hw] = (np.concatenate(parts), np.cumsum([len(p) for p in parts]))
+        return self._by_shape[input_hw]
 
     def on_device(self) -> None:
         return None  # decoded on the host
 
     def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         n = outputs["cls_logits"].shape[1]
-        if n != len(self.anchors):
-            raise ValueError(f"the graph gives {n} anchors' outputs, its metadata describes {len(self.anchors)}: rebuild the engine")
-        return [self._one({k: v[i] for k, v in outputs.items()}, m) for i, m in enumerate(transforms)]
+        anchors, ends = self.anchors_for(tuple(transforms[0].input_hw)) if transforms else (self.anchors, self.level_ends)
+        if n != len(anchors):
+            raise ValueError(f"the graph gives {n} anchors' outputs, its metadata describes {len(anchors)}: rebuild the engine")
+        return [self._one({k: v[i] for k, v in outputs.items()}, m, anchors, ends) for i, m in enumerate(transforms)]
 
-    def _one(self, out: dict[str, np.ndarray], transform: FitTransform) -> Detections:
+    def _one(self, out: dict[str, np.ndarray], transform: FitTransform, anchors: np.ndarray, ends: np.ndarray) -> Detections:
         s = self.s
         t = transform
         bounds = np.array([t.frame_hw[1] * t.scale_x + t.pad_x, t.frame_hw[0] * t.scale_y + t.pad_y] * 2, np.float32)
         if self.coding.score == "softmax":
-            boxes, scores, labels = self._per_class(out, bounds)
+            boxes, scores, labels = self._per_class(out, bounds, anchors)
         else:
-            boxes, scores, labels = self._per_level(out, bounds)
+            boxes, scores, labels = self._per_level(out, bounds, anchors, ends)
         if s.classes is not None:
             keep = np.isin(labels, s.classes)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -291,7 +320,7 @@ class OneStageDecoder:
             boxes = decode_deltas(regression, anchors, coding.weights, coding.clip)
         return np.clip(boxes, 0, bounds)
 
-    def _per_level(self, out: dict[str, np.ndarray], bounds: np.ndarray):
+    def _per_level(self, out: dict[str, np.ndarray], bounds: np.ndarray, anchors: np.ndarray, ends: np.ndarray):
         cls, reg = out["cls_logits"], out["bbox_regression"]
         ctr = out.get("bbox_ctrness")
         conf, topk = self.s.conf, self.coding.topk
@@ -299,7 +328,7 @@ class OneStageDecoder:
         floor = _logit(conf * conf if ctr is not None else conf)
         boxes, scores, labels = [], [], []
         start = 0
-        for end in self.level_ends:
+        for end in ends:
             logits = cls[start:end]
             a_idx, c_idx = np.nonzero(logits > floor)
             score = _sigmoid(logits[a_idx, c_idx])
@@ -309,13 +338,13 @@ class OneStageDecoder:
             a_idx, c_idx, score = a_idx[keep], c_idx[keep], score[keep]
             order = np.argsort(-score, kind="stable")[:topk]
             a_idx, c_idx, score = a_idx[order], c_idx[order], score[order]
-            boxes.append(self._decode(reg[start:end][a_idx], self.anchors[start:end][a_idx], bounds))
+            boxes.append(self._decode(reg[start:end][a_idx], anchors[start:end][a_idx], bounds))
             scores.append(score)
             labels.append(c_idx)
             start = end
         return np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
 
-    def _per_class(self, out: dict[str, np.ndarray], bounds: np.ndarray):
+    def _per_class(self, out: dict[str, np.ndarray], bounds: np.ndarray, anchors: np.ndarray):
         logits = out["cls_logits"].astype(np.float32, copy=False)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = e / e.sum(axis=1, keepdims=True)
@@ -327,7 +356,7 @@ class OneStageDecoder:
         first = np.searchsorted(c_idx, c_idx, side="left")
         keep = (np.arange(len(c_idx)) - first) < self.coding.topk
         a_idx, c_idx, score = a_idx[keep], c_idx[keep], score[keep]
-        boxes = self._decode(out["bbox_regression"][a_idx], self.anchors[a_idx], bounds)
+        boxes = self._decode(out["bbox_regression"][a_idx], anchors[a_idx], bounds)
         return boxes, score.astype(np.float32), c_idx
 
 

@@ -199,7 +199,7 @@ def rect_meta(meta: EngineMeta) -> EngineMeta:
     """``meta`` with the "rect" fit where its outputs allow any input size (dense heads)."""
     if (meta.layout or "dense") != "dense" or meta.fit.mode != "letterbox" or meta.batch is not None:
         return meta
-    return replace(meta, fit=replace(meta.fit, mode="rect", stride=max(meta.stride or 32, 32)))
+    return replace(meta, fit=replace(meta.fit, mode="rect", stride=max(meta.stride or 32, 32)))  # (YOLO nets take /32)
 
 
 def _ultralytics_fit(props: dict[str, str], input_hw: tuple[int, int] | None, layout: str | None, stride: int) -> Fit:
@@ -214,7 +214,7 @@ def _ultralytics_fit(props: dict[str, str], input_hw: tuple[int, int] | None, la
         raise ValueError(f"model metadata 'imgsz' is {props.get('imgsz', '')[:40]!r}: expected [H, W], each 32 to 4096") from None
     if layout and layout.startswith("rtdetr"):
         return Fit(tuple(size), "resize")
-    return Fit(tuple(size), "rect", stride=max(stride, 32))
+    return Fit(tuple(size), "rect", stride=max(stride, 32))  # (dynamic graph)
 
 
 def _int_prop(props: dict[str, str], key: str, default: int) -> int:

@@ -87,6 +87,9 @@ def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, FitTransfo
     ih, iw = fit.input_hw
     if fit.mode == "stretch":
         nh, nw = ih, iw
+    elif fit.stride:  # the input follows the frame, as in torchvision's own batch of one
+        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
+        ih, iw = -(-nh // fit.stride) * fit.stride, -(-nw // fit.stride) * fit.stride
     else:
         nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
         if nh > ih or nw > iw:  # a frame of another aspect than the engine's: fit it inside
@@ -107,7 +110,7 @@ def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, 
     if not isinstance(fit, Fit):
         fit = Fit(tuple(fit))
     if fit.mode in ("letterbox", "rect"):
-        boxed, meta = letterbox(image, fit.input_hw, stride=fit.stride if fit.mode == "rect" else None)
+        boxed, meta = letterbox(image, fit.input_hw, stride=(fit.stride or 32) if fit.mode == "rect" else None)
         return to_tensor(boxed), meta
     if fit.mode == "resize":
         boxed, meta = resize(image, fit.input_hw)
