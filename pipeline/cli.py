@@ -124,7 +124,7 @@ def _flags(p: argparse.ArgumentParser, *names: str) -> None:
                                              "aoti/tensorrt with a checkpoint build an engine on first use and cache it in "
                                              "$RTPIPE_ENGINE_DIR or ~/.cache/rtpipe/engines")),
         "device": (["--device"], dict(help="cpu or cuda[:N] (default cpu)")),
-        "imgsz": (["--imgsz"], dict(type=int, help="input size: checked against a fixed-size ONNX; sets it for checkpoints "
+        "imgsz": (["--imgsz"], dict(help="input size, N or H,W (e.g. 384,640): checked against a fixed-size ONNX; sets it for checkpoints "
                                                    "(YOLO: NxN; torchvision: the short side)")),
         "quiet": (["--quiet"], dict(action="store_true", help="no progress bars and no tables")),
         "debug": (["--debug"], dict(action="store_true", help="show tracebacks")),

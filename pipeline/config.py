@@ -36,6 +36,32 @@ def _device_name(v):
 Device = Annotated[str, BeforeValidator(_device_name), Field(pattern=r"^(cpu|cuda(:\d+)?)$")]  # cpu or cuda[:N]
 
 
+def _input_size(v):
+    """N, "N", "H,W", "HxW" or [H, W] -> N or (H, W), each from 32 to 8192."""
+    if isinstance(v, str):
+        parts = [p.strip() for p in v.replace("x", ",").split(",")]
+        if not all(p.isdigit() for p in parts) or len(parts) not in (1, 2):
+            raise ValueError(f"'{v}' is not an input size: write N, or H,W (e.g. 384,640)")
+        v = [int(p) for p in parts]
+        v = v[0] if len(v) == 1 else v
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2 or not all(type(x) is int for x in v):
+            raise ValueError(f"{v!r} is not an input size: write N, or H,W (e.g. 384,640)")
+        v = tuple(v) if v[0] != v[1] else v[0]
+    if type(v) is not int and not isinstance(v, tuple):
+        raise ValueError(f"{v!r} is not an input size: write N, or H,W (e.g. 384,640)")
+    if not all(32 <= x <= 8192 for x in (v if isinstance(v, tuple) else (v,))):
+        raise ValueError(f"input size {v} is outside 32..8192")
+    return v
+
+
+InputSize = Annotated[int | tuple[int, int], BeforeValidator(_input_size)]  # N (square) or (H, W)
+
+
+def input_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 class RunConfig(BaseModel):
     """Everything ``rtpipe run`` needs. YAML keys are these names (``json`` for the JSONL path)."""
 
@@ -51,7 +77,8 @@ class RunConfig(BaseModel):
     device: Device = Field("cpu", description="cpu or cuda[:N]")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="minimum detection score")
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
-    imgsz: int | None = Field(None, gt=0, description="input size (checked against a fixed-size ONNX; sets it for checkpoints)")
+    imgsz: InputSize | None = Field(None, description="input size, N or H,W (checked against a fixed-size ONNX; sets it for "
+                                                     "checkpoints)")
     rect: bool = Field(True, description="YOLO checkpoints on ONNX Runtime: pad frames only to a multiple of the stride "
                                          "(Ultralytics' rect), not to the square input")
     max_det: int = Field(300, ge=1, le=MAX_DET, description=f"detections kept per frame (at most {MAX_DET})")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.backends import BACKENDS, Backend
+from pipeline.config import input_hw
 from pipeline.models import ENGINE_SUFFIXES, FAMILIES, Model, ModelError, ModelInfo, Network, checkpoint_of, resolve
 from pipeline.models.decoder import DecodeSettings
 from pipeline.types import Baked
@@ -91,7 +92,7 @@ def load_model(
     iou: float = 0.45,
     max_det: int = 300,
     classes: list[int] | None = None,
-    imgsz: int | None = None,
+    imgsz: int | tuple[int, int] | None = None,
     weights: str | Path | None = None,
     trust_checkpoint: bool = False,
     trust_engine: bool = False,
@@ -122,7 +123,7 @@ def load_model(
     network = resolve(spec, weights, imgsz, settings, trust_checkpoint)
     meta = network.meta
     fit = meta.fit
-    if imgsz is not None and network.module is None and fit.input_hw != (imgsz, imgsz) and fit.mode == "letterbox":
+    if imgsz is not None and network.module is None and fit.input_hw != input_hw(imgsz) and fit.mode == "letterbox":
         raise ModelError(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )

@@ -131,3 +131,16 @@ def test_a_preset_cannot_grant_trust(tmp_path, key):
     with pytest.raises(ConfigError, match=r"cannot be set in a preset: give --(trust-checkpoint|trust-engine|overwrite) on the command line"):
         build_config(preset, {})
     assert build_config(None, {"trust_checkpoint": True}).trust_checkpoint  # the command line can
+
+
+@pytest.mark.parametrize("given, want", [("640", 640), ("384,640", (384, 640)), ("384x640", (384, 640)), ([384, 640], (384, 640)),
+                                         ("640,640", 640), (320, 320)])
+def test_an_input_size_is_n_or_h_w(given, want):
+    assert build_config(None, {"imgsz": given}).imgsz == want
+
+
+@pytest.mark.parametrize("given", ["abc", "384,640,3", "16", "384,99999", "1.5", [384]])
+def test_a_bad_input_size_is_one_line(given):
+    with pytest.raises(ConfigError, match="imgsz") as e:
+        build_config(None, {"imgsz": given})
+    assert "\n" not in str(e.value)

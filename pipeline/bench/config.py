@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.backends import BACKENDS
-from pipeline.config import ConfigError, Device, explain
+from pipeline.config import ConfigError, Device, InputSize, explain
 
 SINKS = ("none", "jsonl", "video")
 SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "rect", "sink", "path")
@@ -26,7 +26,7 @@ class BenchConfig(BaseModel):
     backend: Literal[BACKENDS] = "auto"  # type: ignore[valid-type]
     device: Device = "cpu"
     batch: int = Field(1, ge=1, le=256)
-    imgsz: int | None = Field(None, gt=0)
+    imgsz: InputSize | None = None
     rect: bool = True  # YOLO checkpoints on ONNX Runtime: inputs padded to the stride, not the square
     frames: int = Field(300, ge=1)
     warmup: int = Field(10, ge=0)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.config import Device
+from pipeline.config import Device, InputSize
 from pipeline.types import EngineMeta, InputError
 
 
@@ -64,7 +64,7 @@ class BuildOptions(BaseModel):
 
     format: Literal["onnx", "aoti", "tensorrt"] = "onnx"
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
-    imgsz: int | None = Field(None, gt=0, le=8192, description="input size (default: the checkpoint's)")
+    imgsz: InputSize | None = Field(None, description="input size, N or (H, W) (default: the checkpoint's)")
     batch: Batch = Batch(1, 1, 1)
     device: Device = "cpu"
     workspace: float | None = Field(None, gt=0, description="TensorRT workspace limit, GiB")
@@ -94,7 +94,7 @@ class BuildOptions(BaseModel):
 
         args = ["--format", self.format, "--precision", self.precision, "--batch", str(self.batch), "--device", self.device]
         if self.imgsz:
-            args += ["--imgsz", str(self.imgsz)]
+            args += ["--imgsz", str(self.imgsz) if isinstance(self.imgsz, int) else f"{self.imgsz[0]},{self.imgsz[1]}"]
         if self.format == "tensorrt":
             args += ["--opt-level", str(self.opt_level)] + (["--workspace", f"{self.workspace:g}"] if self.workspace else [])
         if self.opset != 17:

@@ -153,13 +153,14 @@ def checked_config(config: object, label: str) -> dict:
     return checked
 
 
-def from_checkpoint(ckpt: dict, label: str, imgsz: int | None = None):
+def from_checkpoint(ckpt: dict, label: str, imgsz: int | tuple[int, int] | None = None):
     """A loaded checkpoint dict -> the network (eval mode) at ``imgsz`` (default: the trained
     size; the weights do not depend on it); a one-line error on a bad file."""
     if ckpt.get("version") != VERSION or ckpt.get("arch") != "rtnet":
         raise ValueError(f"checkpoint '{label}': rtpipe checkpoint version {ckpt.get('version')} / arch {ckpt.get('arch')!r} "
                          "is not known to this rtpipe")
-    net = build(**{**checked_config(ckpt.get("config"), label), **({"imgsz": imgsz} if imgsz else {})})
+    size = list(imgsz) if isinstance(imgsz, tuple) else imgsz
+    net = build(**{**checked_config(ckpt.get("config"), label), **({"imgsz": size} if size else {})})
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors

@@ -76,6 +76,8 @@ def build(arch: str, weights: str | Path | None = None, imgsz: int | None = None
     kind = check_arch(arch)
     if imgsz is not None and kind == "ssd":
         raise ValueError(f"{arch} has a fixed input size; drop imgsz")
+    if isinstance(imgsz, tuple):
+        raise ValueError(f"{arch} takes one size, the short side frames are resized to (torchvision's min_size): give --imgsz N")
     kwargs: dict = {}
     if kind == "rcnn" and settings is not None:
         kwargs.update(box_score_thresh=settings.conf, box_nms_thresh=settings.iou, box_detections_per_img=settings.max_det)

@@ -268,7 +268,7 @@ def decoder(meta: EngineMeta, settings: DecodeSettings) -> DenseDecoder | NmsFre
     return NmsFreeDecoder(len(meta.names), settings, layout, meta.task == "segment")
 
 
-def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
+def checkpoint_graph(path: Path, imgsz: int | tuple[int, int] | None, trust: bool):
     """A YOLO-layout .pt checkpoint -> Network (torch module + metadata): rtpipe's own networks
     (``pipeline.models.rtnet``, weights only) or an Ultralytics checkpoint (needs ``ultralytics``).
 
@@ -319,10 +319,11 @@ def checkpoint_graph(path: Path, imgsz: int | None, trust: bool):
     head.export, head.format, head.dynamic = True, "onnx", True  # (dynamic: anchors follow the input size, for rect inputs)
     names = model.names if isinstance(model.names, (list, tuple)) else [model.names[k] for k in sorted(model.names)]
     size = imgsz or int((ckpt.get("train_args") or {}).get("imgsz", 640))
+    hw = (size, size) if isinstance(size, int) else tuple(size)
     layout = "rtdetr-topk" if rtdetr else "end2end" if end2end else "dense"
     meta = EngineMeta(
         family="yolo", task=task, names=tuple(names), stride=int(max(model.stride)), layout=layout,
-        fit=Fit((size, size), "resize" if rtdetr else "letterbox"),
+        fit=Fit(hw, "resize" if rtdetr else "letterbox"),
         outputs=("output0", "output1") if task == "segment" else ("output0",),
     )
     return Network(meta, str(path), module=_YoloGraph(model), source=path)

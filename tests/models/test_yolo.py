@@ -251,3 +251,21 @@ def test_rect_inputs_give_the_checkpoints_own_outputs(tmp_path, aspect):
     got = rect.infer(x[None])
     np.testing.assert_allclose(got["output0"], want[0], atol=1e-3, rtol=1e-4)
     np.testing.assert_allclose(got["output1"], want[1], atol=1e-4)
+
+
+def test_a_checkpoint_takes_a_non_square_input_size(tmp_path):
+    """--imgsz H,W: a 16:9 camera gets a 384x640 input, square or fitted, and a built engine of that shape."""
+    pytest.importorskip("torch")
+    from pipeline.build import BuildOptions, build
+    from pipeline.config import build_config
+    from tests.conftest import yolo_checkpoint
+
+    ckpt = yolo_checkpoint(tmp_path / "net.pt", imgsz=320)
+    image = SyntheticScene(640, 360, 3).render(2)
+    fixed = load_model(str(ckpt), imgsz=(384, 640), rect=False)
+    assert fixed.info.input_hw == (384, 640) and fixed.preprocess(image)[0].shape == (3, 384, 640)
+    fitted = load_model(str(ckpt), imgsz=(384, 640))
+    assert fitted.preprocess(SyntheticScene(480, 360, 3).render(2))[0].shape == (3, 384, 512)  # 4:3 inside the 384x640 bound
+    options = BuildOptions(format="onnx", imgsz=build_config(None, {"imgsz": "384,640"}).imgsz)
+    engine = build(str(ckpt), options, tmp_path / "e")
+    assert "384x640" in engine.name and load_model(str(engine)).info.input_hw == (384, 640)
