@@ -108,11 +108,11 @@ def load_model(
     unpickling a .pt checkpoint's Python objects (only for files you trust). trust_engine: allow
     loading a .pt2 / .engine that rtpipe did not build on this account (native code; see
     ``pipeline.trust``). nms: also run NMS on
-    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it. rect: a YOLO
-    checkpoint run by ONNX Runtime takes each frame padded only to a multiple of the stride
-    (``Fit`` mode "rect"; Ultralytics' predictor default), not to the whole square: an export
-    with dynamic height and width. (Fixed-size graphs and engines, and the torch backend, keep
-    the square for now.)
+    NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it. rect: a checkpoint
+    run by ONNX Runtime (exported with dynamic height and width) or torch takes each frame
+    fitted to its own shape: YOLO padded only to a multiple of the stride (``Fit`` mode "rect",
+    Ultralytics' predictor default), torchvision's one-stage models as torchvision's transform
+    does. (Fixed-size graphs and built engines keep their one shape.)
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
@@ -128,8 +128,8 @@ def load_model(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
     name = pick_backend(network, device) if backend == "auto" else backend
-    if rect and name == "onnxruntime" and network.module is not None and network.onnx is None:
-        network.meta = meta = FAMILIES[meta.family].rect_meta(meta)  # exported with dynamic height and width
+    if rect and name in ("onnxruntime", "torch") and network.module is not None and network.onnx is None:
+        network.meta = meta = FAMILIES[meta.family].rect_meta(meta)  # (ONNX Runtime: exported with dynamic height and width)
         fit = meta.fit
     try:
         factory = BACKEND_FACTORIES[name]

@@ -21,7 +21,7 @@ from pipeline.cuda.transfer import Uploader, on
 from pipeline.models import Model
 from pipeline.overlay import device as device_overlay
 from pipeline.overlay.host import Overlay
-from pipeline.paths import DeviceFrame, Item
+from pipeline.paths import DeviceFrame, Item, ShapeGroups
 from pipeline.preprocess.device import prepare
 
 
@@ -79,9 +79,17 @@ class GpuPath:
                 self.stream.wait_event(it.device.ready)
         return torch.stack([it.tensor for it in items])
 
-    def infer(self, items: list[Item]) -> dict:
+    def infer(self, items: list[Item]) -> dict | ShapeGroups:
+        """One engine call for the batch; one per input shape when frames were fitted to several."""
+        shapes = [tuple(it.tensor.shape) for it in items]
         with on(self.stream):
-            return self._run(self._batch(items))
+            if len(set(shapes)) == 1:
+                return self._run(self._batch(items))
+            groups = ShapeGroups()
+            for shape in dict.fromkeys(shapes):
+                idx = [i for i, s in enumerate(shapes) if s == shape]
+                groups.append((idx, self._run(self._batch([items[i] for i in idx]))))
+            return groups
 
     def engine_call(self, items: list[Item]):
         """The engine alone on these prepared items (already on the device; outputs stay there),
@@ -98,7 +106,11 @@ class GpuPath:
 
         return call
 
-    def postprocess(self, outputs: dict, items: list[Item]) -> None:
+    def postprocess(self, outputs: dict | ShapeGroups, items: list[Item]) -> None:
+        if isinstance(outputs, ShapeGroups):
+            for idx, out in outputs:
+                self.postprocess(out, [items[i] for i in idx])
+            return
         transforms = [it.transform for it in items]
         with on(self.stream):
             if self._decoder is None:

@@ -22,8 +22,10 @@ def _resize(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(chw[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
 
 
-def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, FitTransform]:
-    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], letterboxed, and its meta.
+def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = PAD_VALUE,
+              stride: int | None = None) -> tuple[torch.Tensor, FitTransform]:
+    """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1], letterboxed (with ``stride``: padded
+    only to a multiple of it, the "rect" fit), and its meta.
 
     The same sizes and padding as ``pipeline.preprocess.host.letterbox`` (Ultralytics' rounding).
     """
@@ -31,6 +33,8 @@ def letterbox(image: torch.Tensor, input_hw: tuple[int, int], pad_value: int = P
     ih, iw = input_hw
     r = min(ih / h, iw / w)
     nw, nh = int(round(w * r)), int(round(h * r))
+    if stride:
+        ih, iw = nh + (ih - nh) % stride, nw + (iw - nw) % stride
     dw, dh = (iw - nw) / 2, (ih - nh) / 2
     top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
     rgb = image.flip(-1).permute(2, 0, 1).float()
@@ -57,6 +61,9 @@ def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTra
     ih, iw = fit.input_hw
     if fit.mode == "stretch":
         nh, nw = ih, iw
+    elif fit.stride:  # the input follows the frame (see the host twin)
+        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
+        ih, iw = -(-nh // fit.stride) * fit.stride, -(-nw // fit.stride) * fit.stride
     else:
         nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
         if nh > ih or nw > iw:
@@ -71,8 +78,8 @@ def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTra
 
 def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
     """One frame on the device -> (3, H, W) float32 network input and its meta."""
-    if fit.mode == "letterbox":
-        return letterbox(image, fit.input_hw)
+    if fit.mode in ("letterbox", "rect"):
+        return letterbox(image, fit.input_hw, stride=(fit.stride or 32) if fit.mode == "rect" else None)
     if fit.mode == "resize":
         return resize(image, fit.input_hw)
     return fit_torchvision(image, fit)

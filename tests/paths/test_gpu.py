@@ -57,3 +57,33 @@ def test_the_gpu_path_is_chosen_only_for_tensor_backends_on_cuda(demo_torch, tin
     assert not runs_on_gpu(tiny_model)  # ONNX Runtime
     with pytest.raises(ValueError, match="does not run on tensors"):
         GpuPath(tiny_model)
+
+
+def test_the_gpu_path_fits_frames_of_every_aspect_as_the_cpu_path_does(tmp_path):
+    """A YOLO checkpoint on the torch backend takes rect inputs: on the GPU path (CPU tensors
+    here) frames of 16:9, 4:3 and portrait in one batch get the CPU path's inputs and detections."""
+    pytest.importorskip("torch")
+    from pipeline.loader import load_model
+    from pipeline.sources import SyntheticScene
+    from tests.conftest import yolo_checkpoint
+
+    model = load_model(str(yolo_checkpoint(tmp_path / "net.pt", imgsz=320)), backend="torch", conf=0.05)
+    assert model.info.fit.mode == "rect"
+    images = [SyntheticScene(w, h, 4).render(3) for w, h in ((480, 270), (400, 300), (270, 480))]
+    gpu_path = GpuPath(model)
+    shapes = []
+    for image in images:
+        item = Item(Frame(image, 0, 0.0, 0.0))
+        gpu_path.preprocess(item)
+        host, _ = model.preprocess(image)
+        assert tuple(item.tensor.shape) == host.shape and np.abs(item.tensor.numpy() - host).max() <= 1.5 / 255
+        shapes.append(host.shape)
+    assert len(set(shapes)) == 3
+    _, cpu = run(model, images, CpuPath(model), batch=3)
+    _, gpu = run(model, images, GpuPath(model), batch=3)
+    assert sum(len(d) for _, d, _ in cpu) >= 5
+    for (_, dg, _), (_, dc, _) in zip(gpu, cpu):  # the same set (random weights tie scores: order may differ)
+        assert len(dg) == len(dc)
+        for i in range(len(dc)):
+            near = (np.abs(dg.xyxy - dc.xyxy[i]).max(1) <= 0.5) & (dg.class_id == dc.class_id[i])
+            assert (near & (np.abs(dg.confidence - dc.confidence[i]) <= 1e-2)).any(), f"detection {i} unmatched"
