@@ -41,15 +41,15 @@ def _input_size(v):
     if isinstance(v, str):
         parts = [p.strip() for p in v.replace("x", ",").split(",")]
         if not all(p.isdigit() for p in parts) or len(parts) not in (1, 2):
-            raise ValueError(f"'{v}' is not an input size: write N, or H,W (e.g. 384,640)")
+            raise ValueError(f"{v[:40]!r} is not an input size: write N, or H,W (e.g. 384,640)")
         v = [int(p) for p in parts]
         v = v[0] if len(v) == 1 else v
     if isinstance(v, (list, tuple)):
         if len(v) != 2 or not all(type(x) is int for x in v):
-            raise ValueError(f"{v!r} is not an input size: write N, or H,W (e.g. 384,640)")
+            raise ValueError(f"{v!r:.60} is not an input size: write N, or H,W (e.g. 384,640)")
         v = tuple(v) if v[0] != v[1] else v[0]
     if type(v) is not int and not isinstance(v, tuple):
-        raise ValueError(f"{v!r} is not an input size: write N, or H,W (e.g. 384,640)")
+        raise ValueError(f"{v!r:.60} is not an input size: write N, or H,W (e.g. 384,640)")
     if not all(32 <= x <= 8192 for x in (v if isinstance(v, tuple) else (v,))):
         raise ValueError(f"input size {v} is outside 32..8192")
     return v
