@@ -12,6 +12,17 @@ from pipeline.trust import is_recorded
 from pipeline.types import EngineMeta
 
 
+def accepts(m: EngineMeta, batch: dict) -> str:
+    """The input shapes an engine takes, and how a frame of any size is brought to them."""
+    h, w = m.fit.input_hw
+    frames = f"batches of {batch['min']}..{batch['max']}" if batch["min"] != batch["max"] else f"batches of {batch['max']}"
+    if m.fit.mode == "rect" or (m.fit.mode == "torchvision" and m.fit.stride):
+        return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w} (multiples of {m.fit.stride or 32})"
+    how = {"letterbox": "letterboxed (aspect kept, grey bars)", "resize": "stretched", "stretch": "stretched",
+           "torchvision": "resized as torchvision does, padded"}.get(m.fit.mode, m.fit.mode)
+    return f"3x{h}x{w} only ({frames}): frames of any size are {how} into it; build with --imgsz H,W for a camera's shape"
+
+
 def render(engine: Path, record: dict, problems: list[str]) -> Table:
     m = EngineMeta.from_dict(record["model"], f"sidecar of {engine}")
     inp = record.get("input", {})
@@ -27,6 +38,7 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
         ("family", f"{m.family}" + (f" / {m.arch}" if m.arch else "") + f"  task {m.task}"
                    + (f"  layout {m.layout}" if m.layout else "")),
         ("classes", shown),
+        ("accepts", accepts(m, batch)),
         ("input", f"{inp.get('name', 'images')} {inp.get('shape')} {inp.get('dtype', 'float32')} "
                   f"{inp.get('color', 'RGB')} x {inp.get('scale', '1/255')}"),
         ("fit", ", ".join(f"{k} {v}" for k, v in m.fit.to_dict().items())),

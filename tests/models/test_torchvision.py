@@ -168,3 +168,25 @@ def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect
         tensor, _ = fitted.preprocess(image)
         assert tensor.shape[1:] == want_hw
         assert_matches(ref, fitted.predict(image)[0], masks_too=False)
+
+
+@pytest.mark.parametrize("arch", [a for a, k in tvf.ARCHS.items() if k == "ssd"])
+def test_ssd_stretches_every_aspect_as_torchvision_does(arch, tmp_path):
+    """SSD resizes every frame to its fixed size (a stretch), whatever its aspect: rtpipe's
+    detections are torchvision's at 4:3, 16:9 and portrait."""
+    model = tvf.build(arch, None, None)
+    model.arch = arch
+    spread_scores(model, gain=1.6 if arch.startswith("ssdlite") else 1.0)
+    path = tmp_path / "w.pth"
+    torch.save(model.state_dict(), path)
+    for w, h in ((640, 480), (640, 360), (360, 640)):
+        image = SyntheticScene(w, h, 3).render(5)
+        set_thresholds(model, 1e-3)
+        conf = pick_conf(reference(model, image)["scores"])
+        set_thresholds(model, conf)
+        ref = reference(model, image)
+        assert len(ref["boxes"]) >= 10, f"{arch} {w}x{h}: too few reference detections to compare"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rt = load_model(f"torchvision:{arch}", weights=path, conf=conf, iou=IOU, max_det=MAX_DET)
+        assert_matches(ref, rt.predict(image)[0], masks_too=False)
