@@ -139,6 +139,26 @@ def test_random_weights_warn():
         load_model("torchvision:ssdlite320_mobilenet_v3_large", backend="torch")
 
 
+def seeded(arch: str, imgsz, tmp_path):
+    """A seeded torchvision model (scores spread, see spread_scores) and its saved state_dict."""
+    model = tvf.build(arch, None, imgsz)
+    model.arch = arch
+    spread_scores(model, gain=1.6 if arch.startswith("ssdlite") else 1.0)
+    path = tmp_path / "w.pth"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+def reference_at_a_clear_threshold(model, image: np.ndarray, label: str) -> tuple[dict, float]:
+    """torchvision's detections at a threshold no score sits on (``pick_conf``), and that threshold."""
+    set_thresholds(model, 1e-3)
+    conf = pick_conf(reference(model, image)["scores"])
+    set_thresholds(model, conf)
+    ref = reference(model, image)
+    assert len(ref["boxes"]) >= 10, f"{label}: too few reference detections to compare"
+    return ref, conf
+
+
 ONE_STAGE_FPN = [a for a, k in tvf.ARCHS.items() if k in ("retinanet", "fcos")]
 
 
@@ -148,22 +168,14 @@ def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect
     does and padded to a multiple of 32, as its batch of one is, so the detections are its own
     at 4:3, 16:9 and portrait. (GroupNorm heads see padding: in a fixed input made for another
     aspect, the v2 and FCOS heads matched none of torchvision's top detections.)"""
-    model = tvf.build(arch, None, 384)
-    model.arch = arch
-    spread_scores(model)
-    path = tmp_path / "w.pth"
-    torch.save(model.state_dict(), path)
+    model, path = seeded(arch, 384, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fitted = load_model(f"torchvision:{arch}", weights=path, imgsz=384, conf=1e-3, iou=IOU, max_det=MAX_DET)
     assert fitted.info.fit.stride == 32
     for (w, h), want_hw in (((640, 480), (384, 512)), ((640, 360), (384, 640)), ((360, 640), (640, 384))):
         image = SyntheticScene(w, h, 3).render(5)
-        set_thresholds(model, 1e-3)
-        conf = pick_conf(reference(model, image)["scores"])
-        set_thresholds(model, conf)
-        ref = reference(model, image)
-        assert len(ref["boxes"]) >= 10, f"{arch} {w}x{h}: too few reference detections to compare"
+        ref, conf = reference_at_a_clear_threshold(model, image, f"{arch} {w}x{h}")
         fitted.decoder.s = replace(fitted.decoder.s, conf=conf)
         tensor, _ = fitted.preprocess(image)
         assert tensor.shape[1:] == want_hw
@@ -174,18 +186,10 @@ def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect
 def test_ssd_stretches_every_aspect_as_torchvision_does(arch, tmp_path):
     """SSD resizes every frame to its fixed size (a stretch), whatever its aspect: rtpipe's
     detections are torchvision's at 4:3, 16:9 and portrait."""
-    model = tvf.build(arch, None, None)
-    model.arch = arch
-    spread_scores(model, gain=1.6 if arch.startswith("ssdlite") else 1.0)
-    path = tmp_path / "w.pth"
-    torch.save(model.state_dict(), path)
+    model, path = seeded(arch, None, tmp_path)
     for w, h in ((640, 480), (640, 360), (360, 640)):
         image = SyntheticScene(w, h, 3).render(5)
-        set_thresholds(model, 1e-3)
-        conf = pick_conf(reference(model, image)["scores"])
-        set_thresholds(model, conf)
-        ref = reference(model, image)
-        assert len(ref["boxes"]) >= 10, f"{arch} {w}x{h}: too few reference detections to compare"
+        ref, conf = reference_at_a_clear_threshold(model, image, f"{arch} {w}x{h}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rt = load_model(f"torchvision:{arch}", weights=path, conf=conf, iou=IOU, max_det=MAX_DET)
