@@ -17,7 +17,9 @@ def accepts(m: EngineMeta, batch: dict) -> str:
     h, w = m.fit.input_hw
     frames = f"batches of {batch['min']}..{batch['max']}" if batch["min"] != batch["max"] else f"batches of {batch['max']}"
     if m.fit.mode == "rect" or (m.fit.mode == "torchvision" and m.fit.stride):
-        return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w} (multiples of {m.fit.stride or 32})"
+        step = m.fit.stride or 32
+        multiples = f" (multiples of {step})" if step > 1 else ""
+        return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w}{multiples}"
     how = {"letterbox": "letterboxed (aspect kept, grey bars)", "resize": "stretched", "stretch": "stretched",
            "torchvision": "resized as torchvision does, padded"}.get(m.fit.mode, m.fit.mode)
     return f"3x{h}x{w} only ({frames}): frames of any size are {how} into it; build with --imgsz H,W for a camera's shape"

@@ -33,11 +33,12 @@ def to_onnx(module, meta: EngineMeta, opset: int = 17, batch: int | None = None)
         dynamic[names[0]].update({2: "anchors"})
         if len(names) > 1:
             dynamic[names[1]].update({2: "mask_height", 3: "mask_width"})
-    elif meta.fit.mode == "torchvision" and meta.fit.stride:  # torchvision one-stage heads: (B, anchors, ...) per input size
+    elif meta.fit.mode == "torchvision" and meta.fit.stride:  # any height and width
         dynamic = dynamic or {"images": {}, **{n: {} for n in names}}
         dynamic["images"].update({2: "height", 3: "width"})
-        for n in names:
-            dynamic[n].update({1: "anchors"})
+        if meta.kind != "rcnn":  # one-stage heads: (B, anchors, ...) per input size; two-stage: padded to max_det
+            for n in names:
+                dynamic[n].update({1: "anchors"})
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter; the graph is checked by its users' tests

@@ -186,11 +186,15 @@ def describe(model, arch: str) -> EngineMeta:
 
 
 def rect_meta(meta: EngineMeta) -> EngineMeta:
-    """``meta`` with inputs fitted per frame as torchvision's own transform does (resized, then
-    padded to a multiple of 32), where the graph can take any size: the one-stage FPN models
-    (RetinaNet, FCOS). Not SSD (a fixed stretch), not the two-stage models (their exported
-    graph clips proposals to the size it was traced at)."""
-    if meta.kind == "rcnn" or meta.fit.mode != "torchvision" or meta.anchors is None or meta.anchors.type != "grid":
+    """``meta`` with inputs fitted per frame as torchvision's own transform does: resized, then
+    padded to a multiple of 32 -- by the host for the one-stage FPN models (RetinaNet, FCOS);
+    inside the graph for the two-stage models (stride 1: the input is the resized frame, whose
+    size the RPN and RoI heads clip boxes to, as torchvision's do). Not SSD (a fixed stretch)."""
+    if meta.fit.mode != "torchvision":
+        return meta
+    if meta.kind == "rcnn":
+        return replace(meta, fit=replace(meta.fit, stride=1))
+    if meta.anchors is None or meta.anchors.type != "grid":
         return meta
     return replace(meta, fit=replace(meta.fit, stride=32))
 
@@ -213,15 +217,18 @@ def graph(model, meta: EngineMeta):
 
         def forward(self, images):
             x = (images - self.mean) / self.std
-            feats = self.model.backbone(x)
-            if meta.kind != "rcnn":
-                out = self.model.head(list(feats.values()))
-                return tuple(out[k] for k in meta.outputs)
-            return self._two_stage(x, feats)
+            if meta.kind == "rcnn":
+                return self._two_stage(x)
+            out = self.model.head(list(self.model.backbone(x).values()))
+            return tuple(out[k] for k in meta.outputs)
 
-        def _two_stage(self, x, feats):
-            # one image per call; the RPN and RoI heads clip to the whole input
-            images = ImageList(x, [(int(x.shape[-2]), int(x.shape[-1]))])
+        def _two_stage(self, x):
+            # torchvision's batch of one: the resized image (whose size the RPN and RoI heads clip
+            # boxes to) zero-padded to a multiple of 32. Sizes stay tensors: traced, not baked.
+            h, w = x.shape[-2], x.shape[-1]
+            padded = torch.nn.functional.pad(x, (0, (32 - w % 32) % 32, 0, (32 - h % 32) % 32))
+            feats = self.model.backbone(padded)
+            images = ImageList(padded, [(h, w)])
             proposals, _ = self.model.rpn(images, feats)
             dets, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
             d = dets[0]

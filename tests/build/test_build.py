@@ -34,9 +34,9 @@ def test_engine_detections_match_the_checkpoint(checkpoints, engines, family, fm
     spec, weights = checkpoints[family]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        probe = load_model(spec, backend="torch", weights=weights, conf=1e-3, iou=0.5)
+        probe = load_model(spec, backend="torch", weights=weights, conf=1e-3, iou=0.5, rect=False)  # the engine's fixed input
     conf = pick_conf(np.concatenate([d.confidence for d in probe.predict(images())]))
-    reference = load_model(spec, backend="torch", weights=weights, conf=conf, iou=0.5).predict(images())
+    reference = load_model(spec, backend="torch", weights=weights, conf=conf, iou=0.5, rect=False).predict(images())
     engine = load_model(str(engines[family][fmt]), conf=conf, iou=0.5)
     assert engine.info.backend == {"onnx": "onnxruntime", "aoti": "aoti"}[fmt]
     for i, (ref, got) in enumerate(zip(reference, engine.predict(images()))):  # 3 frames: batch 1 ONNX runs them one by one

@@ -14,6 +14,7 @@ from pipeline.loader import load_model  # noqa: E402
 from pipeline.models import ModelError  # noqa: E402
 from pipeline.models import torchvision as tvf  # noqa: E402
 from pipeline.ops import box_iou  # noqa: E402
+from pipeline.preprocess.host import torchvision_size  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 from tests.conftest import pick_conf, spread_scores  # noqa: E402
 
@@ -160,26 +161,70 @@ def reference_at_a_clear_threshold(model, image: np.ndarray, label: str) -> tupl
 
 
 ONE_STAGE_FPN = [a for a, k in tvf.ARCHS.items() if k in ("retinanet", "fcos")]
+ASPECTS = ((640, 480), (640, 360), (360, 640))  # 4:3, 16:9, portrait
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("arch", ONE_STAGE_FPN)
-def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect(arch, tmp_path):
-    """RetinaNet (v1, v2) and FCOS on ONNX Runtime: each frame resized as torchvision's transform
-    does and padded to a multiple of 32, as its batch of one is, so the detections are its own
-    at 4:3, 16:9 and portrait. (GroupNorm heads see padding: in a fixed input made for another
-    aspect, the v2 and FCOS heads matched none of torchvision's top detections.)"""
+def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect(arch, backend, tmp_path):
+    """RetinaNet (v1, v2) and FCOS: each frame resized as torchvision's transform does and
+    padded to a multiple of 32, as its batch of one is, so the detections are its own at 4:3,
+    16:9 and portrait. (GroupNorm heads see padding: in a fixed input made for another aspect,
+    the v2 and FCOS heads matched none of torchvision's top detections.)"""
     model, path = seeded(arch, 384, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = load_model(f"torchvision:{arch}", weights=path, imgsz=384, conf=1e-3, iou=IOU, max_det=MAX_DET)
+        fitted = load_model(f"torchvision:{arch}", backend=backend, weights=path, imgsz=384, conf=1e-3, iou=IOU, max_det=MAX_DET)
     assert fitted.info.fit.stride == 32
-    for (w, h), want_hw in (((640, 480), (384, 512)), ((640, 360), (384, 640)), ((360, 640), (640, 384))):
+    for (w, h), want_hw in zip(ASPECTS, ((384, 512), (384, 640), (640, 384))):
         image = SyntheticScene(w, h, 3).render(5)
         ref, conf = reference_at_a_clear_threshold(model, image, f"{arch} {w}x{h}")
         fitted.decoder.s = replace(fitted.decoder.s, conf=conf)
         tensor, _ = fitted.preprocess(image)
         assert tensor.shape[1:] == want_hw
         assert_matches(ref, fitted.predict(image)[0], masks_too=False)
+
+
+@pytest.fixture(scope="module", params=[a for a, k in tvf.ARCHS.items() if k == "rcnn"])
+def two_stage(request, tmp_path_factory):
+    """A seeded two-stage model, one frame per aspect, one threshold clear of every frame's
+    scores (the graph bakes it in) and torchvision's detections at it."""
+    arch = request.param
+    model, path = seeded(arch, IMGSZ[arch], tmp_path_factory.mktemp(arch))
+    images = [SyntheticScene(w, h, 3).render(5) for w, h in ASPECTS]
+    set_thresholds(model, 1e-3)
+    conf = clear_of_all([reference(model, im)["scores"] for im in images])
+    set_thresholds(model, conf)
+    refs = [reference(model, im) for im in images]
+    for (w, h), ref in zip(ASPECTS, refs):
+        assert len(ref["boxes"]) >= 10, f"{arch} {w}x{h}: too few reference detections to compare"
+    return {"arch": arch, "weights": path, "conf": conf, "images": images, "refs": refs, "t": model.transform}
+
+
+def clear_of_all(scores: list[np.ndarray]) -> float:
+    """The threshold in the widest gap between any two scores of all frames that keeps 10 to 60
+    detections in each frame (``pick_conf`` for several frames at once)."""
+    s = np.sort(np.concatenate(scores))[::-1]
+    mids, gaps = (s[:-1] + s[1:]) / 2, s[:-1] - s[1:]
+    kept = np.array([[(f > m).sum() for f in scores] for m in mids]).reshape(len(mids), len(scores))
+    usable = (kept.min(1) >= 10) & (kept.max(1) <= 60)
+    assert usable.any(), "no threshold keeps 10 to 60 detections in every frame"
+    return float(mids[np.argmax(np.where(usable, gaps, -1))])
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_two_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect(two_stage, backend):
+    """Faster / Mask R-CNN: the input is the frame resized as torchvision's transform does; the
+    graph pads it to a multiple of 32 and clips proposals and boxes to the resized size, as
+    torchvision does, so the detections (and masks) are its own at 4:3, 16:9 and portrait."""
+    c = two_stage
+    rt = load_model(f"torchvision:{c['arch']}", backend=backend, weights=c["weights"], imgsz=IMGSZ[c["arch"]], conf=c["conf"],
+                    iou=IOU, max_det=MAX_DET)
+    assert rt.info.fit.stride == 1
+    for image, ref in zip(c["images"], c["refs"]):
+        tensor, _ = rt.preprocess(image)
+        assert tensor.shape[1:] == torchvision_size(image.shape[:2], c["t"].min_size[-1], c["t"].max_size)
+        assert_matches(ref, rt.predict(image)[0], masks_too="masks" in ref)
 
 
 @pytest.mark.parametrize("arch", [a for a, k in tvf.ARCHS.items() if k == "ssd"])
