@@ -46,6 +46,8 @@ def _engine_backend(fmt: str) -> Callable[[Network, str, bool], Backend]:
         if network.engine is None:
             if network.module is None:
                 raise ValueError(f"the {fmt} backend needs a checkpoint or a .{'pt2' if fmt == 'aoti' else 'engine'} built by rtpipe build")
+            if network.meta.fit.per_frame:
+                return _per_shape(network, fmt, device, lambda shaped: make(shaped, device))
             network.engine = cached_engine(network, fmt, device)
         kind = ENGINE_SUFFIXES[network.engine.suffix.lower()]
         if kind != fmt:
@@ -64,6 +66,29 @@ def _engine_backend(fmt: str) -> Callable[[Network, str, bool], Backend]:
         return TensorRTBackend(network.engine, network.meta, device)
 
     return make
+
+
+def _per_shape(network: Network, fmt: str, device: str, make: Callable[[Network], Backend]) -> Backend:
+    """Engines for a checkpoint whose inputs follow each frame's shape: one per shape, built (or
+    taken from the engine cache) when that shape first comes. What can be refused is refused now."""
+    from pipeline.backends.per_shape import PerShapeBackend
+    from pipeline.build.cache import cache_options
+
+    meta = network.meta
+    family = FAMILIES[meta.family]
+    cache_options(meta, fmt, device).check_against(meta, has_module=True)
+    if fmt == "tensorrt":
+        from pipeline.backends.tensorrt import major_version
+
+        major_version()  # installed? (a ValueError saying how to install it)
+
+    def shaped(input_hw: tuple[int, int]) -> Backend:
+        return make(Network(family.shape_meta(meta, input_hw), network.label, module=network.module, source=network.source))
+
+    import torch
+
+    max_batch = meta.batch or cache_options(meta, fmt, device).batch.max
+    return PerShapeBackend(shaped, fmt, meta.fit.input_hw, max_batch, str(torch.device(device)), fmt == "tensorrt")
 
 
 BACKEND_FACTORIES: dict[str, Callable[[Network, str], Backend]] = {
@@ -109,10 +134,11 @@ def load_model(
     loading a .pt2 / .engine that rtpipe did not build on this account (native code; see
     ``pipeline.trust``). nms: also run NMS on
     NMS-free outputs (YOLO26 end-to-end, RT-DETR); dense outputs always get it. rect: a checkpoint
-    run by ONNX Runtime (exported with dynamic height and width) or torch takes each frame
-    fitted to its own shape: YOLO padded only to a multiple of the stride (``Fit`` mode "rect",
-    Ultralytics' predictor default), torchvision's one-stage models as torchvision's transform
-    does. (Fixed-size graphs and built engines keep their one shape.)
+    takes each frame fitted to its own shape: YOLO padded only to a multiple of the stride
+    (``Fit`` mode "rect", Ultralytics' predictor default), torchvision's FPN models resized as
+    its transform does. ONNX Runtime runs it exported with dynamic height and width, torch as
+    it is, aoti and tensorrt as one engine per input shape, built (or taken from the engine
+    cache) when that shape first comes. (Fixed-size graphs and built engines keep their shape.)
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend '{backend}' is not available: choose one of {', '.join(BACKENDS)}")
@@ -128,8 +154,9 @@ def load_model(
             f"model '{spec}' has a fixed input of {fit.input_hw[1]}x{fit.input_hw[0]}; drop --imgsz {imgsz} or export the model at {imgsz}"
         )
     name = pick_backend(network, device) if backend == "auto" else backend
-    if rect and name in ("onnxruntime", "torch") and network.module is not None and network.onnx is None:
-        network.meta = meta = FAMILIES[meta.family].rect_meta(meta)  # (ONNX Runtime: exported with dynamic height and width)
+    if rect and network.module is not None and network.onnx is None:
+        # ONNX Runtime: exported with dynamic height and width; aoti / tensorrt: one engine per shape
+        network.meta = meta = FAMILIES[meta.family].rect_meta(meta)
         fit = meta.fit
     try:
         factory = BACKEND_FACTORIES[name]

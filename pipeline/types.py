@@ -67,6 +67,12 @@ class Fit:
         if self.mode == "torchvision" and not 0 < self.min_size <= self.max_size:
             raise ValueError(f"a torchvision fit needs 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
 
+    @property
+    def per_frame(self) -> bool:
+        """Each frame gets an input of its own shape (``rect``, ``torchvision`` with a stride):
+        the engine must take any size, or one engine is built per shape."""
+        return self.mode == "rect" or (self.mode == "torchvision" and self.stride > 0)
+
     def to_dict(self) -> dict:
         return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
                 "max_size": self.max_size, "pad_rgb": list(self.pad_rgb), "stride": self.stride}

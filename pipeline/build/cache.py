@@ -29,10 +29,14 @@ def _notice(message: str) -> None:
     sys.stderr.write(f"rtpipe: {message}\n")
 
 
+def cache_options(meta, fmt: str, device: str) -> BuildOptions:
+    """The build options of a cached engine: fp32, the graph's fixed batch or 1 to 16."""
+    return BuildOptions(format=fmt, device=device, batch=str(meta.batch) if meta.batch else "1:1:16")
+
+
 def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
     """The cached engine for ``graph`` (a checkpoint) in format ``fmt``, built if missing or stale."""
-    fixed = graph.meta.batch
-    options = BuildOptions(format=fmt, device=device, batch=str(fixed) if fixed else "1:1:16")
+    options = cache_options(graph.meta, fmt, device)
     out = engine_dir()
     name = engine_name(graph.label, graph.meta, options)
     engine = out / (name + SUFFIX[fmt])
@@ -42,7 +46,8 @@ def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
     if reason is None:
         return engine
     if reason == "not built yet":
-        say(f"building the {fmt} engine for {graph.label} into {engine} (first use; reused afterwards)")
+        h, w = graph.meta.fit.input_hw
+        say(f"building the {fmt} engine for {graph.label} at input {h}x{w} into {engine} (first use of this shape; reused afterwards)")
     else:
         say(f"engine {engine} is stale ({reason}): rebuilding")
     return build_graph(graph, options, out, name, lambda m: say(f"build: {m}"))

@@ -16,7 +16,7 @@ def accepts(m: EngineMeta, batch: dict) -> str:
     """The input shapes an engine takes, and how a frame of any size is brought to them."""
     h, w = m.fit.input_hw
     frames = f"batches of {batch['min']}..{batch['max']}" if batch["min"] != batch["max"] else f"batches of {batch['max']}"
-    if m.fit.mode == "rect" or (m.fit.mode == "torchvision" and m.fit.stride):
+    if m.fit.per_frame:
         step = m.fit.stride or 32
         multiples = f" (multiples of {step})" if step > 1 else ""
         return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w}{multiples}"

@@ -98,7 +98,12 @@ class Model:
         if not items:
             return []
         tensors, transforms = zip(*(self.preprocess(as_bgr(im)) for im in items))
-        return self.postprocess(self.infer(np.stack(tensors)), list(transforms))
+        out: list[Detections] = [None] * len(items)  # type: ignore[list-item]
+        for shape in dict.fromkeys(t.shape for t in tensors):  # fitted inputs: one engine call per input shape
+            idx = [i for i, t in enumerate(tensors) if t.shape == shape]
+            for i, d in zip(idx, self.postprocess(self.infer(np.stack([tensors[i] for i in idx])), [transforms[i] for i in idx])):
+                out[i] = d
+        return out
 
 
 def as_bgr(image) -> np.ndarray:

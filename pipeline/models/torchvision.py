@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.models.decoder import DecodeSettings
 from pipeline.ops import batched_nms, decode_deltas, decode_ltrb, default_boxes, grid_anchors, nms, paste_masks
-from pipeline.types import Detections, EngineMeta, Fit, FitTransform
+from pipeline.types import AnchorLevel, Detections, EngineMeta, Fit, FitTransform
 
 ARCHS = {
     "ssdlite320_mobilenet_v3_large": "ssd",
@@ -199,6 +199,25 @@ def rect_meta(meta: EngineMeta) -> EngineMeta:
     return replace(meta, fit=replace(meta.fit, stride=32))
 
 
+def shape_meta(meta: EngineMeta, input_hw: tuple[int, int]) -> EngineMeta:
+    """The fixed-size ``meta`` of one input shape of a per-frame fit (``rect_meta``): the engine
+    built for frames of that shape, its anchors laid out for that size."""
+    anchors = meta.anchors
+    if anchors is not None and anchors.type == "grid":
+        anchors = replace(anchors, levels=tuple(level_at(lv, input_hw) for lv in anchors.levels))
+    return replace(meta, fit=replace(meta.fit, input_hw=tuple(input_hw), stride=0), anchors=anchors)
+
+
+def level_at(level: AnchorLevel, input_hw: tuple[int, int]) -> AnchorLevel:
+    """A grid level's anchors for an input of another size: the grid is ceil(size / the level's
+    nominal stride), as the backbone's stride-2 convolutions give, and the anchor step
+    size // grid, as torchvision's AnchorGenerator takes it."""
+    ih, iw = input_hw
+    nominal = [2 ** round(math.log2(s)) for s in level.stride]
+    grid = (-(-ih // nominal[0]), -(-iw // nominal[1]))
+    return replace(level, grid=grid, stride=(ih // grid[0], iw // grid[1]))
+
+
 def _ceil(v: int, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
@@ -284,16 +303,10 @@ class OneStageDecoder:
 
     def anchors_for(self, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The anchors (and level ends) of an input of another size than the metadata's (a
-        fitted torchvision input): each FPN level's grid is ceil(size / its stride), as the
-        backbone's stride-2 convolutions give, and its anchor step size // grid, as
-        torchvision's AnchorGenerator takes it."""
+        fitted torchvision input; see ``level_at``)."""
         if input_hw not in self._by_shape:
-            ih, iw = input_hw
-            parts = []
-            for lv in self.meta_anchors.levels:
-                nominal = [2 ** round(math.log2(s)) for s in lv.stride]
-                grid = (-(-ih // nominal[0]), -(-iw // nominal[1]))
-                parts.append(grid_anchors(grid, (ih // grid[0], iw // grid[1]), np.asarray(lv.cells)))
+            levels = [level_at(lv, input_hw) for lv in self.meta_anchors.levels]
+            parts = [grid_anchors(lv.grid, lv.stride, np.asarray(lv.cells)) for lv in levels]
             self._by_shape[input_hw] = (np.concatenate(parts), np.cumsum([len(p) for p in parts]))
         return self._by_shape[input_hw]
 

@@ -202,6 +202,12 @@ def rect_meta(meta: EngineMeta) -> EngineMeta:
     return replace(meta, fit=replace(meta.fit, mode="rect", stride=max(meta.stride or 32, 32)))  # (YOLO nets take /32)
 
 
+def shape_meta(meta: EngineMeta, input_hw: tuple[int, int]) -> EngineMeta:
+    """The fixed-size ``meta`` of one input shape of a "rect" fit: the engine built for frames
+    of that shape (a letterbox into exactly that shape is the rect input of such a frame)."""
+    return replace(meta, fit=Fit(tuple(input_hw)))
+
+
 def _ultralytics_fit(props: dict[str, str], input_hw: tuple[int, int] | None, layout: str | None, stride: int) -> Fit:
     if input_hw is not None:
         return Fit(tuple(input_hw), "resize" if layout and layout.startswith("rtdetr") else "letterbox")
