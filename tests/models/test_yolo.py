@@ -211,10 +211,12 @@ def test_pt_builds_engines_that_match_ultralytics_predictor(ultralytics_fixture,
 SHAPES = {"16:9": (480, 270), "4:3": (400, 300), "portrait": (270, 480)}  # (w, h)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "aoti"])
 @pytest.mark.parametrize("aspect", list(SHAPES))
-def test_pt_checkpoint_matches_ultralytics_predictor_in_its_default_rect_mode(ultralytics_fixture, aspect):
+def test_pt_checkpoint_matches_ultralytics_predictor_in_its_default_rect_mode(ultralytics_fixture, aspect, backend):
     """Ultralytics' predictor pads a checkpoint's input only to a multiple of the stride (rect,
-    its default); rtpipe does the same on ONNX Runtime (an export with dynamic height and width)."""
+    its default); rtpipe does the same on ONNX Runtime (an export with dynamic height and width),
+    torch, and AOTInductor (an engine built for the frame's shape on first use)."""
     from ultralytics import YOLO
 
     from tests.data.make_ultralytics_fixture import as_reference
@@ -224,7 +226,7 @@ def test_pt_checkpoint_matches_ultralytics_predictor_in_its_default_rect_mode(ul
     w, h = SHAPES[aspect]
     image = SyntheticScene(w, h, 7).render(4)
     res = YOLO(pt).predict(image, imgsz=320, conf=ref["conf"], iou=ref["iou"], retina_masks=True, verbose=False)[0]
-    model = load_model(pt, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True)
+    model = load_model(pt, backend=backend, imgsz=320, conf=ref["conf"], iou=ref["iou"], trust_checkpoint=True)
     tensor, _ = model.preprocess(image)
     assert model.info.fit.mode == "rect" and max(tensor.shape[1:]) == 320 and min(tensor.shape[1:]) < 320
     live = as_reference(res)
