@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flags(run, "imgsz")
     run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
     run.add_argument("--no-rect", action="store_false", dest="rect", default=None,
-                     help="YOLO checkpoints: letterbox frames to the whole square input, as fixed-size engines do (default: "
-                          "pad only to a multiple of the stride, as Ultralytics' predictor does)")
+                     help="checkpoints: fit frames into the whole input, as fixed-size engines do (default: to each frame's shape; "
+                          "YOLO padded only to a multiple of the stride, as Ultralytics' predictor does; aoti/tensorrt: an engine per shape)")
     run.add_argument("--nms", action="store_true", default=None,
                      help="also run NMS on the outputs of NMS-free models (YOLO26 end-to-end, RT-DETR), which are final without it")
     run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")

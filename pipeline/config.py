@@ -79,8 +79,8 @@ class RunConfig(BaseModel):
     iou: float = Field(0.45, ge=0.0, le=1.0, description="NMS IoU threshold")
     imgsz: InputSize | None = Field(None, description="input size, N or H,W (checked against a fixed-size ONNX; sets it for "
                                                      "checkpoints)")
-    rect: bool = Field(True, description="YOLO checkpoints on ONNX Runtime: pad frames only to a multiple of the stride "
-                                         "(Ultralytics' rect), not to the square input")
+    rect: bool = Field(True, description="checkpoints: inputs fitted to each frame's shape (YOLO: padded only to a multiple of "
+                                         "the stride, Ultralytics' rect), not the whole fixed input")
     max_det: int = Field(300, ge=1, le=MAX_DET, description=f"detections kept per frame (at most {MAX_DET})")
     nms: bool = Field(False, description="also run NMS on NMS-free models' outputs (YOLO26 end-to-end, RT-DETR)")
     classes: list[int] | None = Field(None, description="keep only these class ids")

@@ -27,7 +27,7 @@ class BenchConfig(BaseModel):
     device: Device = "cpu"
     batch: int = Field(1, ge=1, le=256)
     imgsz: InputSize | None = None
-    rect: bool = True  # YOLO checkpoints on ONNX Runtime: inputs padded to the stride, not the square
+    rect: bool = True  # checkpoints: inputs fitted to each frame's shape, not the whole fixed input
     frames: int = Field(300, ge=1)
     warmup: int = Field(10, ge=0)
     sink: Literal[SINKS] = "jsonl"  # type: ignore[valid-type]
