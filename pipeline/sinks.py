@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.ops import rle_encode_crop
-from pipeline.types import Detections, Frame, InputError
+from pipeline.types import ClassMap, Detections, Frame, InputError
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
@@ -280,7 +280,8 @@ class JsonLinesFile(Sink):
 
 class JsonlSink(JsonLinesFile):
     """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE
-    mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds)."""
+    mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds);
+    for semantic models, ``class_map``: the frame size and, per class present, its area and RLE."""
 
     def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
         super().__init__(path)
@@ -305,7 +306,23 @@ class JsonlSink(JsonLinesFile):
         head = {"index": frame.index, "pts": round(frame.pts, 6), "source_id": frame.source_id}
         if frame.path is not None:
             head["path"] = frame.path
-        return {**head, "detections": out}
+        record = {**head, "detections": out}
+        if dets.class_map is not None:
+            record["class_map"] = self.class_map(dets.class_map)
+        return record
+
+    def class_map(self, cmap: ClassMap) -> dict:
+        """A semantic segmentation, lossless and compact: per class present, its pixel count and
+        the COCO RLE of its pixels (``pipeline.ops.rle_decode`` reads them back)."""
+        classes = []
+        for cid, area in cmap.areas().items():
+            mask = cmap.ids == cid
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))  # its region: RLE at the cost of that crop
+            x1, y1, x2, y2 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+            crop = mask[y1:y2, x1:x2]
+            classes.append({"class_id": cid, "class_name": self.names[cid] if cid < len(self.names) else str(cid), "area": area,
+                            "rle": rle_encode_crop(crop, x1, y1, cmap.frame_hw)})
+        return {"size": list(cmap.frame_hw), "classes": classes}
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
         self._line(self.record(frame, detections))

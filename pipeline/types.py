@@ -43,19 +43,22 @@ class Frame:
 class Fit:
     """How frames enter a network: its input size and the fitting rule (see module docstring).
 
-    mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch". "rect" is a letterbox padded
+    mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch" | "shortside". "rect" is a letterbox padded
     only up to a multiple of ``stride`` (Ultralytics' ``rect``, its predictor's default for
     checkpoints): ``input_hw`` is then the largest input, and a 16:9 frame into 640x640 becomes
     640x384. "torchvision" with a ``stride``: each frame resized as torchvision's transform
     does and padded to a multiple of the stride, as its batching does (without: placed in the
     fixed ``input_hw``). Both need an engine that takes any size (ONNX with dynamic height and
     width).
-    min_size/max_size: torchvision's resize bounds (mode "torchvision" only). pad_rgb: padding
+    "shortside" (torchvision's segmentation preset): the uint8 frame resized so its short side is
+    ``min_size`` (the long side ``int(min_size * long / short)``, at most ``max_size``), placed
+    top-left; with a stride, padded only to a multiple of it (stride 1: the resized frame itself).
+    min_size/max_size: the resize bounds (modes "torchvision", "shortside"). pad_rgb: padding
     colour in [0, 1] RGB (torchvision modes).
     """
 
     input_hw: tuple[int, int]
-    mode: Literal["letterbox", "rect", "resize", "torchvision", "stretch"] = "letterbox"
+    mode: Literal["letterbox", "rect", "resize", "torchvision", "stretch", "shortside"] = "letterbox"
     min_size: int = 0
     max_size: int = 0
     pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -64,14 +67,14 @@ class Fit:
     def __post_init__(self) -> None:
         if len(self.input_hw) != 2 or min(self.input_hw) < 1:
             raise ValueError(f"input_hw must be two sizes >= 1, got {self.input_hw}")
-        if self.mode == "torchvision" and not 0 < self.min_size <= self.max_size:
+        if self.mode in ("torchvision", "shortside") and not 0 < self.min_size <= self.max_size:
             raise ValueError(f"a torchvision fit needs 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
 
     @property
     def per_frame(self) -> bool:
         """Each frame gets an input of its own shape (``rect``, ``torchvision`` with a stride):
         the engine must take any size, or one engine is built per shape."""
-        return self.mode == "rect" or (self.mode == "torchvision" and self.stride > 0)
+        return self.mode == "rect" or (self.mode in ("torchvision", "shortside") and self.stride > 0)
 
     def to_dict(self) -> dict:
         return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
@@ -171,6 +174,27 @@ class BoxMasks:
         return np.array([int(c.sum()) for c in self.crops], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class ClassMap:
+    """A semantic segmentation of one frame: ``ids`` (H, W) uint8, the class id of every frame pixel."""
+
+    ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        ids = self.ids
+        if not (isinstance(ids, np.ndarray) and ids.ndim == 2 and ids.dtype == np.uint8):
+            raise ValueError(f"ClassMap.ids must be an (H, W) uint8 array, got {getattr(ids, 'dtype', type(ids))} {getattr(ids, 'shape', '')}")
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        return int(self.ids.shape[0]), int(self.ids.shape[1])
+
+    def areas(self) -> dict[int, int]:
+        """Pixels per class present, by class id."""
+        counts = np.bincount(self.ids.ravel(), minlength=1)
+        return {int(c): int(counts[c]) for c in np.flatnonzero(counts)}
+
+
 @dataclass
 class Detections:
     """Struct-of-arrays detections for one frame, in frame pixels.
@@ -179,6 +203,8 @@ class Detections:
     class_id: (N,) int32. mask: BoxMasks, or None. A dense (N, H, W) bool array is accepted
     and stored as BoxMasks. tracker_id: (N,) int64 when a tracker has seen the frame (its
     track's id, from 1; -1 for a detection no confirmed track holds yet), else None.
+    class_map: the frame's semantic segmentation (a frame-level layer: selecting detections
+    keeps it whole), from semantic models; else None.
     """
 
     xyxy: np.ndarray
@@ -186,6 +212,7 @@ class Detections:
     class_id: np.ndarray
     mask: BoxMasks | None = None
     tracker_id: np.ndarray | None = None
+    class_map: ClassMap | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -213,9 +240,9 @@ class Detections:
                 raise ValueError(f"Detections.tracker_id holds {len(self.tracker_id)} ids for {n} boxes")
 
     @classmethod
-    def empty(cls, with_mask_hw: tuple[int, int] | None = None) -> Detections:
+    def empty(cls, with_mask_hw: tuple[int, int] | None = None, class_map: ClassMap | None = None) -> Detections:
         mask = None if with_mask_hw is None else BoxMasks((), np.zeros((0, 4), np.int32), with_mask_hw)
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), mask)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), mask, class_map=class_map)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -230,6 +257,7 @@ class Detections:
             self.class_id[idx],
             None if self.mask is None else self.mask[idx],
             None if self.tracker_id is None else self.tracker_id[idx],
+            self.class_map,
         )
 
 
@@ -292,7 +320,7 @@ class EngineMeta:
     Stored as JSON in an ONNX file's metadata (key ``rtpipe``) and in every sidecar's ``model``;
     read into this class once (``from_dict``), by the loading code only.
 
-    family: "yolo" | "torchvision". task: "detect" | "segment". names: class names by id.
+    family: "yolo" | "torchvision" | "semantic". task: "detect" | "segment" | "semantic". names: class names by id.
     fit: how frames enter the network. outputs: the graph's output names, in order.
     arch: the architecture (rtnet, a torchvision name), when known. layout (yolo): how
     ``output0`` is laid out (``pipeline.models.yolo``; None: dense). stride (yolo): the largest
@@ -302,7 +330,7 @@ class EngineMeta:
     (torchvision one-stage): anchor levels and box coding.
     """
 
-    family: Literal["yolo", "torchvision"]
+    family: Literal["yolo", "torchvision", "semantic"]
     task: str
     names: tuple[str, ...]
     fit: Fit

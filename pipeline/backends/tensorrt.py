@@ -141,8 +141,9 @@ class TensorRTBackend:
         self.seen: set[int] = set()
 
     def _dtype(self, name: str):
-        return {self.trt.float32: self.torch.float32, self.trt.float16: self.torch.float16, self.trt.int32: self.torch.int32,
-                self.trt.int64: self.torch.int64, self.trt.bool: self.torch.bool}[self.engine.get_tensor_dtype(name)]
+        t, trt = self.torch, self.trt
+        return {trt.float32: t.float32, trt.float16: t.float16, trt.int32: t.int32, trt.int64: t.int64, trt.bool: t.bool,
+                trt.uint8: t.uint8}[self.engine.get_tensor_dtype(name)]
 
     def _bind(self, n: int):
         """Buffers for batch ``n`` (made once per size: pinned host input, device input, outputs), bound to the context."""

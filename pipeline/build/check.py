@@ -6,6 +6,8 @@
   limit. A wrong export wrapper (a traced Python value, a baked branch) fails here. Top-k
   rows (NMS-free layouts) are compared row to nearest row: near-equal scores may swap places
   between runtimes, and rows at the top-k cut-off may give way to others.
+- Class maps (semantic models): the share of pixels whose class differs (near-equal class
+  scores may flip between runtimes) must stay under the precision's limit.
 - Detections (INT8): both decoded on held-back calibration frames; the share of reference
   boxes the engine finds again (same class, IoU >= 0.5) and the mean score drift of those.
 """
@@ -19,6 +21,7 @@ from pipeline.types import EngineMeta
 
 # largest |engine - reference| / (1 + |reference|) per output
 RELATIVE_LIMIT = {"fp32": 1e-3, "fp16": 2e-2}
+CLASS_MAP_LIMIT = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}  # share of pixels of another class
 INT8_MIN_MATCH = 0.90  # share of reference detections found again
 INT8_MAX_DRIFT = 0.05  # mean |score difference| of the matched ones
 
@@ -63,6 +66,11 @@ def compare_outputs(expected: list[dict], results: list[dict], precision: str, l
             if out.shape != ref.shape:
                 raise CheckFailed(f"{label}: the {fmt} engine's output '{name}' has shape {list(out.shape)}, "
                                   f"the checkpoint gives {list(ref.shape)}")
+            if name == "class_map":
+                share = float((out != ref).mean()) if ref.size else 0.0
+                prev = report["outputs"].get(name, {"pixels_differing": 0.0})
+                report["outputs"][name] = {"pixels_differing": max(share, prev["pixels_differing"])}
+                continue
             if name == "output0" and layout in TOPK_LAYOUTS and ref.ndim == 3:
                 ref, out = align_rows(ref, out)
             err = np.abs(out.astype(np.float64) - ref)
@@ -72,6 +80,12 @@ def compare_outputs(expected: list[dict], results: list[dict], precision: str, l
             report["outputs"][name] = {"max_abs_diff": max(diff, prev["max_abs_diff"]), "max_rel_diff": max(rel, prev["max_rel_diff"])}
     report["limit_rel"] = limit
     for name, r in report["outputs"].items():
+        if "pixels_differing" in r:
+            if not r["pixels_differing"] <= CLASS_MAP_LIMIT[precision]:
+                raise CheckFailed(f"{label}: the exported {fmt} graph does not match its checkpoint: {r['pixels_differing']:.2%} of "
+                                  f"'{name}' pixels have another class ({precision} allows {CLASS_MAP_LIMIT[precision]:.2%}) on rendered "
+                                  "sample inputs; no engine was written")
+            continue
         if limit is not None and not r["max_rel_diff"] <= limit:
             raise CheckFailed(
                 f"{label}: the exported {fmt} graph does not match its checkpoint: output '{name}' differs by {r['max_abs_diff']:.4g} "

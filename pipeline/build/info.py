@@ -21,7 +21,8 @@ def accepts(m: EngineMeta, batch: dict) -> str:
         multiples = f" (multiples of {step})" if step > 1 else ""
         return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w}{multiples}"
     how = {"letterbox": "letterboxed (aspect kept, grey bars)", "resize": "stretched", "stretch": "stretched",
-           "torchvision": "resized as torchvision does, padded"}.get(m.fit.mode, m.fit.mode)
+           "torchvision": "resized as torchvision does, padded", "shortside": "resized (short side) as torchvision's preset does, padded",
+           }.get(m.fit.mode, m.fit.mode)
     return f"3x{h}x{w} only ({frames}): frames of any size are {how} into it; build with --imgsz H,W for a camera's shape"
 
 
@@ -66,10 +67,14 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
 def _check_line(check: dict) -> str:
     if not check:
         return "not recorded"
-    worst = max((o["max_rel_diff"] for o in check.get("outputs", {}).values()), default=0.0)
-    line = f"vs {check.get('reference')} on {check.get('samples')} rendered inputs: max |diff|/(1+|ref|) {worst:.2g}"
-    if check.get("limit_rel") is not None:
-        line += f" (limit {check['limit_rel']:g})"
+    outputs = check.get("outputs", {}).values()
+    line = f"vs {check.get('reference')} on {check.get('samples')} rendered inputs: "
+    if any("pixels_differing" in o for o in outputs):  # a class map
+        line += f"{max(o['pixels_differing'] for o in outputs):.3%} of pixels of another class"
+    else:
+        line += f"max |diff|/(1+|ref|) {max((o['max_rel_diff'] for o in outputs), default=0.0):.2g}"
+        if check.get("limit_rel") is not None:
+            line += f" (limit {check['limit_rel']:g})"
     int8 = check.get("int8")
     if int8:
         rate = int8.get("box_match_rate")

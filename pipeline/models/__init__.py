@@ -10,7 +10,8 @@ spec                     what it is                                 graph
                          scenes (``pipeline.demo``)                  checkpoint for torch/aoti
 ``tiny-seg``             builtin stand-in (random weights)          bundled ONNX
 ``x.onnx``               Ultralytics or rtpipe ONNX export          the file
-``torchvision:<arch>``   torchvision detection model + ``weights``  built in torch
+``torchvision:<arch>``   torchvision detection or semantic          built in torch
+                         segmentation model + ``weights``
 ``x.pt`` / ``x.pth``     rtpipe (rtnet) or Ultralytics checkpoint    built in torch
 ``x.pt2`` / ``x.engine`` engine made by ``rtpipe build`` + sidecar   the engine
 ``configs/x.yaml``       a preset: its ``model``/``weights``/``imgsz``  as the preset's model
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import Backend
+from pipeline.models import semantic as semantic_family
 from pipeline.models import torchvision as tv_family
 from pipeline.models import yolo as yolo_family
 from pipeline.models.decoder import Decoder, DecodeSettings
@@ -40,7 +42,7 @@ BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.
 # builtins trained here ship their checkpoint too; the ONNX is its export (rtpipe build, see assets/demo-seg.json)
 BUILTIN_CHECKPOINTS = {"demo": ASSETS / "demo-seg.pt"}
 ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}
-FAMILIES = {"yolo": yolo_family, "torchvision": tv_family}
+FAMILIES = {"yolo": yolo_family, "torchvision": tv_family, "semantic": semantic_family}
 
 
 class ModelError(InputError):
@@ -171,12 +173,17 @@ def _onnx_graph(path: Path, label: str) -> Network:
 
 
 def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Network:
-    tv_family.check_arch(arch)
+    if arch not in semantic_family.ARCHS:
+        tv_family.check_arch(arch)
     if weights is None:
-        warnings.warn(f"{label}: no weights given, using random weights (seed 0): detections are meaningless", stacklevel=4)
+        warnings.warn(f"{label}: no weights given, using random weights (seed 0): its results are meaningless", stacklevel=4)
+    source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
+    if arch in semantic_family.ARCHS:
+        meta = semantic_family.describe(arch, imgsz)
+        model = semantic_family.build(arch, weights)
+        return Network(meta, label, module=semantic_family.graph(model, meta), source=source)
     model = tv_family.build(arch, weights, imgsz, settings)
     meta = tv_family.describe(model, arch)
-    source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
     return Network(meta, label, module=tv_family.graph(model, meta), source=source)
 
 

@@ -33,6 +33,10 @@ def to_onnx(module, meta: EngineMeta, opset: int = 17, batch: int | None = None)
         dynamic[names[0]].update({2: "anchors"})
         if len(names) > 1:
             dynamic[names[1]].update({2: "mask_height", 3: "mask_width"})
+    elif meta.fit.mode == "shortside" and meta.fit.stride:  # semantic: the class map follows the input
+        dynamic = dynamic or {"images": {}, **{n: {} for n in names}}
+        dynamic["images"].update({2: "height", 3: "width"})
+        dynamic["class_map"].update({1: "height", 2: "width"})
     elif meta.fit.mode == "torchvision" and meta.fit.stride:  # any height and width
         dynamic = dynamic or {"images": {}, **{n: {} for n in names}}
         dynamic["images"].update({2: "height", 3: "width"})

@@ -53,7 +53,9 @@ def coco_names() -> list[str]:
 
 def check_arch(arch: str) -> str:
     if arch not in ARCHS:
-        raise ValueError(f"unknown torchvision architecture '{arch}': choose one of {', '.join(ARCHS)}")
+        from pipeline.models.semantic import ARCHS as SEMANTIC
+
+        raise ValueError(f"unknown torchvision architecture '{arch}': choose one of {', '.join([*ARCHS, *SEMANTIC])}")
     return ARCHS[arch]
 
 

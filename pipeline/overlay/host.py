@@ -1,6 +1,7 @@
 """Drawing on frames (numpy + OpenCV): annotators, configured once, each with one method,
 ``annotate(scene, detections)``, drawing its layer in place on an HxWx3 uint8 BGR scene:
-``MaskAnnotator``, ``BoxAnnotator``, ``LabelAnnotator``, and ``HudAnnotator`` (run statistics).
+``ClassMapAnnotator`` (semantic maps, with a legend), ``MaskAnnotator``, ``BoxAnnotator``,
+``LabelAnnotator``, and ``HudAnnotator`` (run statistics).
 The caller combines them; ``Overlay`` is the default stack (``draw`` for scripts). ``pipeline.overlay.device``
 has the device twins of the mask and box annotators (same pixels, on the frame tensor)."""
 
@@ -131,17 +132,54 @@ class HudAnnotator:
         cv2.putText(scene, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
 
 
+class ClassMapAnnotator:
+    """Tints every pixel of a semantic class map with its class colour (``alpha`` of it), class 0
+    (the background) left as it is, and draws a legend of the classes present, bottom-left."""
+
+    def __init__(self, names: tuple[str, ...] | list[str] = (), alpha: float = 0.45):
+        self.names, self.alpha = tuple(names), alpha
+        lut = PALETTE[np.arange(256) % len(PALETTE)].astype(np.float32)
+        self._tint = lut * alpha  # colour share per class id
+        self._keep = np.full(256, 1 - alpha, np.float32)  # frame share per class id
+        self._keep[0], self._tint[0] = 1.0, 0.0  # background: untouched
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> None:
+        cmap = detections.class_map
+        if cmap is None:
+            return
+        if cmap.frame_hw != scene.shape[:2]:
+            raise ValueError(f"the class map is {cmap.frame_hw}, the frame is {scene.shape[:2]}")
+        ids = cmap.ids
+        blended = scene * self._keep[ids][..., None] + self._tint[ids]
+        np.copyto(scene, blended + 0.5, casting="unsafe")  # rounded
+        self._legend(scene, [c for c in cmap.areas() if c != 0])
+
+    def _legend(self, scene: np.ndarray, present: list[int]) -> None:
+        thick = line_width(scene.shape[:2])
+        font, pad = 0.45 * thick, 4 * thick
+        (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        row = th + base + pad
+        y = scene.shape[0] - pad - row * len(present)
+        for cid in present:
+            name = self.names[cid] if cid < len(self.names) else str(cid)
+            cv2.rectangle(scene, (pad, y), (pad + th, y + th), class_colour(cid), -1)
+            cv2.putText(scene, name, (2 * pad + th, y + th), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick + 2, cv2.LINE_AA)
+            cv2.putText(scene, name, (2 * pad + th, y + th), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
+            y += row
+
+
 class Overlay:
-    """The default stack, configured once: masks, boxes, labels, and the HUD when asked."""
+    """The default stack, configured once: class map, masks, boxes, labels, and the HUD when asked."""
 
     def __init__(self, names: tuple[str, ...] | list[str] = (), mask_alpha: float = 0.45):
+        self.classes = ClassMapAnnotator(names, mask_alpha)
         self.masks, self.boxes, self.labels = MaskAnnotator(mask_alpha), BoxAnnotator(), LabelAnnotator(names)
         self.hud = HudAnnotator()
 
     def draw(self, image: np.ndarray, detections: Detections, hud: dict | None = None) -> np.ndarray:
         """A new annotated copy of ``image`` (HxWx3 uint8 BGR); the input is not modified."""
         out = image.copy()
-        for annotator in (self.masks, self.boxes, self.labels):
+        for annotator in (self.classes, self.masks, self.boxes, self.labels):
             annotator.annotate(out, detections)
         if hud is not None:
             self.hud.annotate(out, hud)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.preprocess.host import PAD_VALUE, torchvision_size
+from pipeline.preprocess.host import PAD_VALUE, fitted_size
 from pipeline.types import Fit, FitTransform
 
 
@@ -58,21 +58,16 @@ def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTra
     """HxWx3 uint8 BGR -> (3, ih, iw) float32 RGB in [0, 1] placed top-left (or stretched), as
     ``pipeline.preprocess.host.fit_torchvision``."""
     h, w = int(image.shape[0]), int(image.shape[1])
-    ih, iw = fit.input_hw
-    if fit.mode == "stretch":
-        nh, nw = ih, iw
-    elif fit.stride:  # the input follows the frame (see the host twin)
-        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
-        ih, iw = -(-nh // fit.stride) * fit.stride, -(-nw // fit.stride) * fit.stride
+    (nh, nw), (ih, iw) = fitted_size((h, w), fit)
+    rgb = image.flip(-1).permute(2, 0, 1).float()
+    if fit.mode == "shortside":  # the uint8 picture resized with antialiasing, rounded to whole levels, as the host twin
+        aa = rgb if (nh, nw) == (h, w) else F.interpolate(rgb[None], size=(nh, nw), mode="bilinear", antialias=True)[0]
+        resized = aa.round_().clamp_(0, 255).mul_(1 / 255)
     else:
-        nh, nw = torchvision_size((h, w), fit.min_size, fit.max_size)
-        if nh > ih or nw > iw:
-            r = min(ih / h, iw / w)
-            nh, nw = min(int(h * r), ih), min(int(w * r), iw)
-    rgb = image.flip(-1).permute(2, 0, 1).float().mul_(1 / 255)
+        resized = _resize(rgb.mul_(1 / 255), (nh, nw))
     out = torch.empty((3, ih, iw), dtype=torch.float32, device=image.device)
     out[:] = torch.tensor(fit.pad_rgb, dtype=torch.float32, device=image.device)[:, None, None]
-    out[:, :nh, :nw] = _resize(rgb, (nh, nw))
+    out[:, :nh, :nw] = resized
     return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
 
 
