@@ -201,6 +201,31 @@ def test_run_other_model_families(tmp_path, spec, family):
         assert all("mask" in d for d in dets)
 
 
+def test_run_a_semantic_model_on_a_portrait_clip(tmp_path):
+    """A semantic model (LR-ASPP) on a portrait clip: a tinted video of the clip's frames, one
+    JSONL line per frame whose class map covers the frame; with --track and a counting line (no
+    boxes to follow: nothing counted, no failure)."""
+    import torch
+
+    from pipeline.models import semantic
+
+    net = semantic.build("lraspp_mobilenet_v3_large")
+    spread_scores(net, seed=2)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    clip = make_clip(tmp_path / "clip.mp4", frames=6, size=(180, 320), fps=25)
+    out, js = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    r = rtpipe("run", clip, "--model", "torchvision:lraspp_mobilenet_v3_large", "--weights", tmp_path / "w.pth", "--imgsz", 96,
+               "--save", out, "--json", js, "--track", "bytetrack", "--line", "0,0.5,1,0.5", "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert probe(out)["frames"] == 6
+    lines = [json.loads(x) for x in js.read_text().splitlines()]
+    assert len(lines) == 6 and all(line["detections"] == [] for line in lines)
+    for line in lines:
+        cmap = line["class_map"]
+        assert cmap["size"] == [320, 180] and sum(c["area"] for c in cmap["classes"]) == 320 * 180
+    assert len({c["class_id"] for line in lines for c in line["class_map"]["classes"]}) >= 2
+
+
 def test_pickled_checkpoint_is_refused_without_trust(tmp_path):
     import torch
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pipeline.ops.masks import rle_decode
 from pipeline.sinks import JsonlSink, SinkError, VideoSink, WindowSink, opencv_has_gui, partial_path
-from pipeline.types import BoxMasks, Detections, Frame
+from pipeline.types import BoxMasks, ClassMap, Detections, Frame
 from tests.conftest import probe
 
 
@@ -192,3 +192,22 @@ def test_one_events_file_for_every_source_is_complete_only_if_every_source_was(t
     quiet.write(frame(0), Detections.empty(), None)
     quiet.close(True)
     assert (tmp_path / "q.jsonl").read_text() == ""  # a complete run with nothing counted
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 40), w=st.integers(1, 40), k=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_jsonl_class_maps_decode_back_to_the_map(tmp_path, h, w, k, seed):
+    """A semantic model's class map: per class present, its area and RLE, which decode back to
+    exactly its pixels; the classes cover the frame once."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, k, (h, w)).astype(np.uint8)
+    path = tmp_path / f"m{seed}.jsonl"
+    sink = JsonlSink(path, [f"c{i}" for i in range(k)])
+    sink.write(Frame(np.zeros((h, w, 3), np.uint8), 0, 0.0, 0.0), Detections.empty(class_map=ClassMap(ids)), None)
+    sink.close(True)
+    cmap = json.loads(path.read_text())["class_map"]
+    assert cmap["size"] == [h, w] and sum(c["area"] for c in cmap["classes"]) == h * w
+    for c in cmap["classes"]:
+        pixels = rle_decode(c["rle"])
+        np.testing.assert_array_equal(pixels, ids == c["class_id"])
+        assert c["area"] == int(pixels.sum()) > 0 and c["class_name"] == f"c{c['class_id']}"

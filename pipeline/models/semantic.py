@@ -101,7 +101,7 @@ def graph(model, meta: EngineMeta):
 
         def forward(self, images):
             logits = self.model((images - self.mean) / self.std)["out"]
-            return logits.argmax(1).to(torch.uint8)
+            return (logits.argmax(1).to(torch.uint8),)  # a tuple, as every graph returns
 
     return Exported().eval()
 

@@ -84,3 +84,31 @@ def test_fp16_onnx_is_a_half_graph_with_float_edges(checkpoints, tmp_path):
     check = json.loads(sidecar_path(engine).read_text())["check"]
     assert check["limit_rel"] == 2e-2 and all(o["max_rel_diff"] <= 2e-2 for o in check["outputs"].values())
     assert len(load_model(str(engine)).predict(images()[:2])) == 2
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "aoti"])
+def test_semantic_engines_pass_the_check_and_give_the_checkpoints_class_maps(tmp_path, fmt):
+    """A semantic model (LR-ASPP) built to ONNX and AOTInductor: the builder's check judges the
+    class map by the share of pixels of another class; the engine's maps are the checkpoint's
+    on the same fixed input; rtpipe info says so."""
+    from pipeline.models import semantic
+    from tests.conftest import spread_scores
+
+    arch = "lraspp_mobilenet_v3_large"
+    net = semantic.build(arch)
+    spread_scores(net, seed=2)
+    weights = tmp_path / "w.pth"
+    torch.save(net.state_dict(), weights)
+    engine = build(f"torchvision:{arch}", BuildOptions(format=fmt, imgsz=96), tmp_path / "out", weights=weights)
+    record = json.loads(sidecar_path(engine).read_text())
+    assert record["model"]["task"] == "semantic" and record["check"]["outputs"]["class_map"]["pixels_differing"] <= 1e-3
+    reference = load_model(f"torchvision:{arch}", backend="torch", weights=weights, imgsz=96, rect=False)
+    model = load_model(str(engine))
+    classes = set()
+    for w, h in ((480, 270), (400, 300), (270, 480)):
+        image = SyntheticScene(w, h, 2).render(3)
+        want, got = reference.predict(image)[0].class_map.ids, model.predict(image)[0].class_map.ids
+        assert float((want == got).mean()) >= 0.999
+        classes |= set(np.unique(want).tolist())
+    assert len(classes) >= 3, "the maps should not be one class"
+    assert main(["info", str(engine)]) == 0

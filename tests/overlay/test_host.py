@@ -82,3 +82,22 @@ def test_blend_matches_reference_on_random_overlaps(seed):
     out = img.copy()
     MaskAnnotator(0.5).annotate(out, d)
     assert np.abs(out.astype(int) - blend_reference(img, d, 0.5).astype(int)).max() <= 1
+
+
+def test_class_maps_are_tinted_with_a_legend_and_the_background_left_alone():
+    from pipeline.overlay.host import ClassMapAnnotator
+    from pipeline.types import ClassMap
+
+    frame = np.full((120, 200, 3), 100, np.uint8)
+    ids = np.zeros((120, 200), np.uint8)
+    ids[:, 100:] = 3  # right half: class 3; the left half is background
+    annot = ClassMapAnnotator(["bg", "a", "b", "road"], alpha=0.5)
+    out = frame.copy()
+    annot.annotate(out, Detections.empty(class_map=ClassMap(ids)))
+    want = np.rint(100 * 0.5 + np.array(class_colour(3)) * 0.5)
+    assert (out[:60, 150] == want).all()  # tinted half way to the class colour (above the legend)
+    assert (out[:60, :100] == 100).all()  # background untouched
+    legend = out[80:, :40]  # bottom-left: the swatch of class 3, and no entry for the background
+    assert (legend == np.array(class_colour(3), np.uint8)).all(-1).any()
+    with pytest.raises(ValueError, match="class map is"):
+        annot.annotate(np.zeros((10, 10, 3), np.uint8), Detections.empty(class_map=ClassMap(ids)))

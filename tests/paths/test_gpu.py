@@ -87,3 +87,26 @@ def test_the_gpu_path_fits_frames_of_every_aspect_as_the_cpu_path_does(tmp_path)
         for i in range(len(dc)):
             near = (np.abs(dg.xyxy - dc.xyxy[i]).max(1) <= 0.5) & (dg.class_id == dc.class_id[i])
             assert (near & (np.abs(dg.confidence - dc.confidence[i]) <= 1e-2)).any(), f"detection {i} unmatched"
+
+
+def test_the_gpu_path_gives_the_cpu_paths_class_maps_and_pictures(tmp_path):
+    """A semantic model on the torch backend: on the GPU path (CPU tensors here) the class maps of
+    frames of three shapes in one batch agree with the CPU path's, and the tint is drawn."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from pipeline.loader import load_model
+    from pipeline.models import semantic
+    from pipeline.sources import SyntheticScene
+    from tests.conftest import spread_scores
+
+    net = semantic.build("lraspp_mobilenet_v3_large")
+    spread_scores(net, seed=2)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    model = load_model("torchvision:lraspp_mobilenet_v3_large", backend="torch", weights=tmp_path / "w.pth", imgsz=96)
+    images = [SyntheticScene(w, h, 4).render(3) for w, h in ((480, 270), (400, 300), (270, 480))]
+    _, cpu = run(model, images, CpuPath(model), batch=3)
+    _, gpu = run(model, images, GpuPath(model), batch=3)
+    for (_, dg, ig), (_, dc, _), frame in zip(gpu, cpu, images):
+        assert dg.class_map.frame_hw == frame.shape[:2]
+        assert float((dg.class_map.ids == dc.class_map.ids).mean()) >= 0.99  # device resize rounds within a grey level
+        assert ig.shape == frame.shape and np.abs(ig.astype(int) - frame.astype(int)).mean() > 5  # tinted

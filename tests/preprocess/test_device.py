@@ -41,3 +41,16 @@ def test_other_fits_match_the_numpy_path(mode, frame_hw):
     assert meta == want_meta
     # resize rounds the uint8 picture as OpenCV does, maybe the other way: one grey level
     assert np.abs(got.numpy() - want).max() < (1 / 255 + 1e-6 if mode == "resize" else 1e-4)
+
+
+@pytest.mark.parametrize("stride, frame_hw", [(1, (720, 1280)), (1, (640, 360)), (1, (90, 160)), (0, (480, 640)), (0, (1280, 720))])
+def test_the_shortside_fit_matches_the_numpy_path(stride, frame_hw):
+    """Semantic models' fit (antialiased uint8 resize of the short side): per frame (stride 1) or
+    into a fixed input (stride 0), within one grey level of the host's."""
+    fit = Fit((160, 285), "shortside", 160, 640, (0.485, 0.456, 0.406), stride)
+    image = np.random.default_rng(2).integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    want, want_meta = cpu.prepare(image, fit)
+    got, meta = gpu.prepare(torch.from_numpy(image), fit)
+    assert meta == want_meta and got.shape == want.shape
+    diff = np.abs(got.numpy() - want)
+    assert diff.max() <= 1 / 255 + 1e-6 and (diff > 1e-6).mean() < 0.01

@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.preprocess.host import PAD_VALUE, fit_torchvision, letterbox, prepare, to_tensor, torchvision_size
+from pipeline.preprocess.host import (
+    PAD_VALUE,
+    fit_torchvision,
+    letterbox,
+    prepare,
+    resize_antialiased,
+    shortside_size,
+    to_tensor,
+    torchvision_size,
+)
 from pipeline.types import Fit
 
 
@@ -84,3 +93,33 @@ def test_fit_torchvision_gives_the_transform_input(mode, frame_hw):
 def test_fit_torchvision_fits_frames_of_another_aspect_inside():
     x, meta = fit_torchvision(np.zeros((1000, 300, 3), np.uint8), Fit((256, 448), "torchvision", 256, 427))
     assert x.shape == (3, 256, 448) and round(1000 * meta.scale_y) <= 256
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(8, 1200), w=st.integers(8, 1200), size=st.sampled_from([64, 160, 520]))
+def test_shortside_size_matches_torchvisions_resize(h, w, size):
+    """The segmentation preset's output size: torchvision's ``resize(img, [size])``."""
+    import torch
+    from torchvision.transforms import functional as TF
+
+    want = tuple(TF.resize(torch.zeros(1, h, w), [size], antialias=False).shape[1:])
+    assert shortside_size((h, w), size, 100_000) == want
+
+
+@pytest.mark.parametrize("frame_hw, out_hw", [((1080, 1920), (520, 924)), ((360, 640), (160, 284)), ((480, 640), (160, 213)),
+                                              ((640, 360), (284, 160)), ((80, 100), (160, 200)), ((97, 211), (60, 130))])
+def test_antialiased_resize_matches_torchvision(frame_hw, out_hw):
+    """Within one grey level of torchvision's uint8 ``resize(antialias=True)``, equal almost everywhere
+    (shrinking, enlarging, odd sizes); plain bilinear (OpenCV) is far from it when shrinking."""
+    import torch
+    from torchvision.transforms import functional as TF
+
+    rng = np.random.default_rng(sum(frame_hw))
+    img = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    img[: frame_hw[0] // 3] = 200  # flat areas and sharp edges, not only noise
+    want = TF.resize(torch.from_numpy(img).permute(2, 0, 1), list(out_hw), antialias=True).permute(1, 2, 0).numpy()
+    diff = np.abs(resize_antialiased(img, out_hw).astype(int) - want.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3
+    if frame_hw[0] > 2 * out_hw[0]:
+        plain = cv2.resize(img, out_hw[::-1], interpolation=cv2.INTER_LINEAR)
+        assert np.abs(plain.astype(int) - want.astype(int)).max() > 20
