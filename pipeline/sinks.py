@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.ops import rle_encode_crop
+from pipeline.ops import class_rles, rle_encode_crop
 from pipeline.types import ClassMap, Detections, Frame, InputError
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -314,14 +314,8 @@ class JsonlSink(JsonLinesFile):
     def class_map(self, cmap: ClassMap) -> dict:
         """A semantic segmentation, lossless and compact: per class present, its pixel count and
         the COCO RLE of its pixels (``pipeline.ops.rle_decode`` reads them back)."""
-        classes = []
-        for cid, area in cmap.areas().items():
-            mask = cmap.ids == cid
-            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))  # its region: RLE at the cost of that crop
-            x1, y1, x2, y2 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-            crop = mask[y1:y2, x1:x2]
-            classes.append({"class_id": cid, "class_name": self.names[cid] if cid < len(self.names) else str(cid), "area": area,
-                            "rle": rle_encode_crop(crop, x1, y1, cmap.frame_hw)})
+        classes = [{"class_id": cid, "class_name": self.names[cid] if cid < len(self.names) else str(cid), "area": area, "rle": rle}
+                   for cid, (area, rle) in class_rles(cmap.ids).items()]
         return {"size": list(cmap.frame_hw), "classes": classes}
 
     def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:

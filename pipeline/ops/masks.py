@@ -92,6 +92,28 @@ def rle_encode_crop(crop: np.ndarray, x1: int, y1: int, frame_hw: tuple[int, int
     return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
 
 
+def class_rles(ids: np.ndarray) -> dict[int, tuple[int, dict]]:
+    """(H, W) uint8 class map -> {class id: (pixel count, COCO RLE of its pixels)} for every class
+    present, from one pass over the map: the column-major runs of equal ids, each class's runs
+    and the gaps between them are its RLE counts (pycocotools compresses them)."""
+    h, w = ids.shape
+    flat = np.ascontiguousarray(ids.T).ravel()  # COCO RLE runs down the columns
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    ends = np.concatenate([starts[1:], [flat.size]])
+    values = flat[starts]
+    out = {}
+    for cid in np.unique(values):
+        s, e = starts[values == cid], ends[values == cid]
+        counts = np.empty(2 * len(s) + 1, np.int64)
+        counts[0::2] = np.concatenate([s[:1], s[1:] - e[:-1], [flat.size - e[-1]]])  # gaps (the first may be 0)
+        counts[1::2] = e - s
+        if counts[-1] == 0:
+            counts = counts[:-1]
+        rle = coco_mask.frPyObjects({"counts": counts.tolist(), "size": [h, w]}, h, w)
+        out[int(cid)] = (int((e - s).sum()), {"size": [h, w], "counts": rle["counts"].decode("ascii")})
+    return out
+
+
 def rle_decode(rle: dict) -> np.ndarray:
     """COCO RLE (compressed counts string) -> (H, W) bool."""
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)

@@ -138,10 +138,7 @@ class ClassMapAnnotator:
 
     def __init__(self, names: tuple[str, ...] | list[str] = (), alpha: float = 0.45):
         self.names, self.alpha = tuple(names), alpha
-        lut = PALETTE[np.arange(256) % len(PALETTE)].astype(np.float32)
-        self._tint = lut * alpha  # colour share per class id
-        self._keep = np.full(256, 1 - alpha, np.float32)  # frame share per class id
-        self._keep[0], self._tint[0] = 1.0, 0.0  # background: untouched
+        self._colours = np.ascontiguousarray(PALETTE[np.arange(256) % len(PALETTE)].reshape(256, 1, 3))  # BGR per class id (a LUT)
 
     def annotate(self, scene: np.ndarray, detections: Detections) -> None:
         cmap = detections.class_map
@@ -150,8 +147,10 @@ class ClassMapAnnotator:
         if cmap.frame_hw != scene.shape[:2]:
             raise ValueError(f"the class map is {cmap.frame_hw}, the frame is {scene.shape[:2]}")
         ids = cmap.ids
-        blended = scene * self._keep[ids][..., None] + self._tint[ids]
-        np.copyto(scene, blended + 0.5, casting="unsafe")  # rounded
+        colour = cv2.LUT(cv2.merge([ids, ids, ids]), self._colours)
+        blended = cv2.addWeighted(scene, 1 - self.alpha, colour, self.alpha, 0)  # rounded
+        cv2.copyTo(scene, (ids == 0).view(np.uint8), blended)  # the background stays as it was
+        scene[:] = blended
         self._legend(scene, [c for c in cmap.areas() if c != 0])
 
     def _legend(self, scene: np.ndarray, present: list[int]) -> None:

@@ -97,22 +97,26 @@ def _antialias_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
 def resize_antialiased(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """HxWx3 uint8 -> (h, w, 3) uint8, as torchvision's ``resize(antialias=True)`` on a uint8
-    tensor (its segmentation preset): within one grey level of it (measured: equal in all but a
-    few pixels of a 1080p frame). Separable: columns, then rows, in float, rounded once."""
+    tensor (its segmentation preset): within one grey level of it (measured: equal in all but
+    about 5 in 100,000 values at 1080p). Separable, in float, rounded once: rows first
+    (contiguous gathers; the column pass then runs on fewer rows), columns gathered by
+    ``cv2.remap``. 1080p to 520x924: about 23 ms here (benchmarks/semantic_cost.py)."""
     h, w = image.shape[:2]
     oh, ow = size_hw
-    x = image.astype(np.float32)
-    if ow != w:
-        idx, weight = _antialias_taps(w, ow)
-        acc = np.zeros((h, ow, x.shape[2]), np.float32)
-        for k in range(idx.shape[1]):
-            acc += x[:, idx[:, k], :] * weight[None, :, k, None]
-        x = acc
     if oh != h:
         idx, weight = _antialias_taps(h, oh)
-        acc = np.zeros((oh, x.shape[1], x.shape[2]), np.float32)
+        x = np.zeros((oh, w, image.shape[2]), np.float32)
         for k in range(idx.shape[1]):
-            acc += x[idx[:, k]] * weight[:, k, None, None]
+            x += image[idx[:, k]] * weight[:, k, None, None]
+    else:
+        x = image.astype(np.float32)
+    if ow != w:
+        idx, weight = _antialias_taps(w, ow)
+        rows = np.repeat(np.arange(x.shape[0], dtype=np.float32)[:, None], ow, axis=1)
+        acc = np.zeros((x.shape[0], ow, x.shape[2]), np.float32)
+        for k in range(idx.shape[1]):
+            cols = np.repeat(idx[None, :, k].astype(np.float32), x.shape[0], axis=0)
+            acc += cv2.remap(x, cols, rows, cv2.INTER_NEAREST) * weight[None, :, k, None]
         x = acc
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
