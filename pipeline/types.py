@@ -43,7 +43,7 @@ class Frame:
 class Fit:
     """How frames enter a network: its input size and the fitting rule (see module docstring).
 
-    mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch" | "shortside". "rect" is a letterbox padded
+    mode: "letterbox" | "rect" | "resize" | "torchvision" | "stretch" | "shortside" | "centercrop". "rect" is a letterbox padded
     only up to a multiple of ``stride`` (Ultralytics' ``rect``, its predictor's default for
     checkpoints): ``input_hw`` is then the largest input, and a 16:9 frame into 640x640 becomes
     640x384. "torchvision" with a ``stride``: each frame resized as torchvision's transform
@@ -53,21 +53,24 @@ class Fit:
     "shortside" (torchvision's segmentation preset): the uint8 frame resized so its short side is
     ``min_size`` (the long side ``int(min_size * long / short)``, at most ``max_size``), placed
     top-left; with a stride, padded only to a multiple of it (stride 1: the resized frame itself).
-    min_size/max_size: the resize bounds (modes "torchvision", "shortside"). pad_rgb: padding
-    colour in [0, 1] RGB (torchvision modes).
+    "centercrop" (torchvision's classification preset): the short side resized to ``min_size``,
+    antialiased with ``interp`` (bilinear or bicubic), then the centre ``input_hw`` cut out.
+    min_size/max_size: the resize bounds (modes "torchvision", "shortside", "centercrop"). pad_rgb:
+    padding colour in [0, 1] RGB (torchvision modes).
     """
 
     input_hw: tuple[int, int]
-    mode: Literal["letterbox", "rect", "resize", "torchvision", "stretch", "shortside"] = "letterbox"
+    mode: Literal["letterbox", "rect", "resize", "torchvision", "stretch", "shortside", "centercrop"] = "letterbox"
     min_size: int = 0
     max_size: int = 0
     pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
     stride: int = 0
+    interp: Literal["bilinear", "bicubic"] = "bilinear"
 
     def __post_init__(self) -> None:
         if len(self.input_hw) != 2 or min(self.input_hw) < 1:
             raise ValueError(f"input_hw must be two sizes >= 1, got {self.input_hw}")
-        if self.mode in ("torchvision", "shortside") and not 0 < self.min_size <= self.max_size:
+        if self.mode in ("torchvision", "shortside", "centercrop") and not 0 < self.min_size <= self.max_size:
             raise ValueError(f"a torchvision fit needs 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
 
     @property
@@ -78,7 +81,7 @@ class Fit:
 
     def to_dict(self) -> dict:
         return {"input_hw": list(self.input_hw), "mode": self.mode, "min_size": self.min_size,
-                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb), "stride": self.stride}
+                "max_size": self.max_size, "pad_rgb": list(self.pad_rgb), "stride": self.stride, "interp": self.interp}
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,33 @@ class ClassMap:
         return {int(c): int(counts[c]) for c in np.flatnonzero(counts)}
 
 
+@dataclass(frozen=True)
+class Labels:
+    """Classifier labels: ``class_id`` (K,) int32 and ``confidence`` (K,) float32 (softmax
+    probability), with the classifier's class ``names``. A frame's top-k (whole-frame
+    classification), or one per detection (a classifier run on each detection's crop)."""
+
+    class_id: np.ndarray
+    confidence: np.ndarray
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_id", np.asarray(self.class_id, dtype=np.int32).reshape(-1))
+        object.__setattr__(self, "confidence", np.asarray(self.confidence, dtype=np.float32).reshape(-1))
+        if len(self.class_id) != len(self.confidence):
+            raise ValueError(f"Labels has {len(self.class_id)} class ids for {len(self.confidence)} scores")
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+    def name(self, i: int) -> str:
+        cid = int(self.class_id[i])
+        return self.names[cid] if 0 <= cid < len(self.names) else str(cid)
+
+    def __getitem__(self, idx) -> Labels:
+        return Labels(self.class_id[idx], self.confidence[idx], self.names)
+
+
 @dataclass
 class Detections:
     """Struct-of-arrays detections for one frame, in frame pixels.
@@ -204,7 +234,9 @@ class Detections:
     and stored as BoxMasks. tracker_id: (N,) int64 when a tracker has seen the frame (its
     track's id, from 1; -1 for a detection no confirmed track holds yet), else None.
     class_map: the frame's semantic segmentation (a frame-level layer: selecting detections
-    keeps it whole), from semantic models; else None.
+    keeps it whole), from semantic models; else None. labels: the frame's top-k classes, from
+    classification models (frame-level too). crop_labels: one label per detection, from a
+    classifier run on each detection's crop (``--classify-crops``), selected with them.
     """
 
     xyxy: np.ndarray
@@ -213,6 +245,8 @@ class Detections:
     mask: BoxMasks | None = None
     tracker_id: np.ndarray | None = None
     class_map: ClassMap | None = None
+    labels: Labels | None = None
+    crop_labels: Labels | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -238,11 +272,15 @@ class Detections:
             self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
             if len(self.tracker_id) != n:
                 raise ValueError(f"Detections.tracker_id holds {len(self.tracker_id)} ids for {n} boxes")
+        if self.crop_labels is not None and len(self.crop_labels) != n:
+            raise ValueError(f"Detections.crop_labels holds {len(self.crop_labels)} labels for {n} boxes")
 
     @classmethod
-    def empty(cls, with_mask_hw: tuple[int, int] | None = None, class_map: ClassMap | None = None) -> Detections:
+    def empty(cls, with_mask_hw: tuple[int, int] | None = None, class_map: ClassMap | None = None,
+              labels: Labels | None = None) -> Detections:
         mask = None if with_mask_hw is None else BoxMasks((), np.zeros((0, 4), np.int32), with_mask_hw)
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), mask, class_map=class_map)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), mask, class_map=class_map,
+                   labels=labels)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -258,6 +296,8 @@ class Detections:
             None if self.mask is None else self.mask[idx],
             None if self.tracker_id is None else self.tracker_id[idx],
             self.class_map,
+            self.labels,
+            None if self.crop_labels is None else self.crop_labels[idx],
         )
 
 
@@ -320,7 +360,8 @@ class EngineMeta:
     Stored as JSON in an ONNX file's metadata (key ``rtpipe``) and in every sidecar's ``model``;
     read into this class once (``from_dict``), by the loading code only.
 
-    family: "yolo" | "torchvision" | "semantic". task: "detect" | "segment" | "semantic". names: class names by id.
+    family: "yolo" | "torchvision" | "semantic" | "classify". task: "detect" | "segment" | "semantic" | "classify".
+    names: class names by id.
     fit: how frames enter the network. outputs: the graph's output names, in order.
     arch: the architecture (rtnet, a torchvision name), when known. layout (yolo): how
     ``output0`` is laid out (``pipeline.models.yolo``; None: dense). stride (yolo): the largest
@@ -330,7 +371,7 @@ class EngineMeta:
     (torchvision one-stage): anchor levels and box coding.
     """
 
-    family: Literal["yolo", "torchvision", "semantic"]
+    family: Literal["yolo", "torchvision", "semantic", "classify"]
     task: str
     names: tuple[str, ...]
     fit: Fit

@@ -10,8 +10,9 @@ spec                     what it is                                 graph
                          scenes (``pipeline.demo``)                  checkpoint for torch/aoti
 ``tiny-seg``             builtin stand-in (random weights)          bundled ONNX
 ``x.onnx``               Ultralytics or rtpipe ONNX export          the file
-``torchvision:<arch>``   torchvision detection or semantic          built in torch
-                         segmentation model + ``weights``
+``torchvision:<arch>``   torchvision detection, semantic            built in torch
+                         segmentation or classification model
+                         + ``weights``
 ``x.pt`` / ``x.pth``     rtpipe (rtnet) or Ultralytics checkpoint    built in torch
 ``x.pt2`` / ``x.engine`` engine made by ``rtpipe build`` + sidecar   the engine
 ``configs/x.yaml``       a preset: its ``model``/``weights``/``imgsz``  as the preset's model
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.backends import Backend
+from pipeline.models import classify as classify_family
 from pipeline.models import semantic as semantic_family
 from pipeline.models import torchvision as tv_family
 from pipeline.models import yolo as yolo_family
@@ -42,7 +44,7 @@ BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.
 # builtins trained here ship their checkpoint too; the ONNX is its export (rtpipe build, see assets/demo-seg.json)
 BUILTIN_CHECKPOINTS = {"demo": ASSETS / "demo-seg.pt"}
 ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}
-FAMILIES = {"yolo": yolo_family, "torchvision": tv_family, "semantic": semantic_family}
+FAMILIES = {"yolo": yolo_family, "torchvision": tv_family, "semantic": semantic_family, "classify": classify_family}
 
 
 class ModelError(InputError):
@@ -173,11 +175,15 @@ def _onnx_graph(path: Path, label: str) -> Network:
 
 
 def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSettings, label: str) -> Network:
-    if arch not in semantic_family.ARCHS:
+    if arch not in semantic_family.ARCHS and arch not in classify_family.ARCHS:
         tv_family.check_arch(arch)
     if weights is None:
         warnings.warn(f"{label}: no weights given, using random weights (seed 0): its results are meaningless", stacklevel=4)
     source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
+    if arch in classify_family.ARCHS:
+        model = classify_family.build(arch, weights)
+        meta = classify_family.describe(arch, int(model.state_dict()[_last_2d(model)].shape[0]), imgsz=imgsz)
+        return Network(meta, label, module=classify_family.graph(model, meta), source=source)
     if arch in semantic_family.ARCHS:
         meta = semantic_family.describe(arch, imgsz)
         model = semantic_family.build(arch, weights)
@@ -185,6 +191,10 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     model = tv_family.build(arch, weights, imgsz, settings)
     meta = tv_family.describe(model, arch)
     return Network(meta, label, module=tv_family.graph(model, meta), source=source)
+
+
+def _last_2d(model) -> str:
+    return [k for k, v in model.state_dict().items() if k.endswith("weight") and v.ndim == 2][-1]
 
 
 def _require_torch(label: str, modules: tuple[str, ...] = ("torch", "torchvision", "onnx")) -> None:

@@ -53,9 +53,10 @@ def coco_names() -> list[str]:
 
 def check_arch(arch: str) -> str:
     if arch not in ARCHS:
+        from pipeline.models.classify import ARCHS as CLASSIFY
         from pipeline.models.semantic import ARCHS as SEMANTIC
 
-        raise ValueError(f"unknown torchvision architecture '{arch}': choose one of {', '.join([*ARCHS, *SEMANTIC])}")
+        raise ValueError(f"unknown torchvision architecture '{arch}': choose one of {', '.join([*ARCHS, *SEMANTIC, *CLASSIFY])}")
     return ARCHS[arch]
 
 

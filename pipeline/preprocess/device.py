@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.preprocess.host import PAD_VALUE, fitted_size
+from pipeline.preprocess.host import PAD_VALUE, centre_crop_box, fitted_size, shortside_size
 from pipeline.types import Fit, FitTransform
 
 
@@ -71,10 +71,30 @@ def fit_torchvision(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTra
     return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
 
 
+def fit_centercrop(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
+    """HxWx3 uint8 BGR -> (3, ch, cw) float32 RGB in [0, 1]: the classification preset, as
+    ``pipeline.preprocess.host.fit_centercrop`` (antialiased resize rounded to whole levels)."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    ch, cw = fit.input_hw
+    nh, nw = shortside_size((h, w), fit.min_size, fit.max_size)
+    rgb = image.flip(-1).permute(2, 0, 1).float()
+    if (nh, nw) != (h, w):
+        rgb = F.interpolate(rgb[None], size=(nh, nw), mode=fit.interp, antialias=True)[0].round_().clamp_(0, 255)
+    ph, pw = max(ch - nh, 0), max(cw - nw, 0)
+    if ph or pw:
+        rgb = F.pad(rgb, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+    top, left = centre_crop_box(tuple(rgb.shape[1:]), (ch, cw))
+    out = rgb[:, top : top + ch, left : left + cw].mul(1 / 255).contiguous()
+    return out, FitTransform(frame_hw=(h, w), input_hw=(ch, cw), scale_x=nw / w, scale_y=nh / h,
+                             pad_x=-(left - pw // 2), pad_y=-(top - ph // 2))
+
+
 def prepare(image: torch.Tensor, fit: Fit) -> tuple[torch.Tensor, FitTransform]:
     """One frame on the device -> (3, H, W) float32 network input and its meta."""
     if fit.mode in ("letterbox", "rect"):
         return letterbox(image, fit.input_hw, stride=(fit.stride or 32) if fit.mode == "rect" else None)
     if fit.mode == "resize":
         return resize(image, fit.input_hw)
+    if fit.mode == "centercrop":
+        return fit_centercrop(image, fit)
     return fit_torchvision(image, fit)

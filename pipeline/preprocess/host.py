@@ -11,6 +11,7 @@ Two ways of fitting, each matching the reference implementation of its family:
   for SSD), place it top-left and pad with the normalisation mean, which the engine maps to 0.
 - ``shortside`` (torchvision's segmentation preset): the uint8 image resized (antialiased) so
   its short side is ``min_size``, then as ``torchvision``.
+- ``centercrop`` (torchvision's classification preset): the same resize, then the centre cut out.
 """
 
 from __future__ import annotations
@@ -79,39 +80,52 @@ def torchvision_size(frame_hw: tuple[int, int], min_size: int, max_size: int) ->
     return math.floor(float(h) * scale), math.floor(float(w) * scale)
 
 
-def _antialias_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights (n_out, taps) of an antialiased bilinear resize along one axis:
-    a triangle filter as wide as the scale factor when shrinking (PIL's and torch's
-    ``antialias=True``), plain bilinear when enlarging."""
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.clip(1 - np.abs(x), 0, None)
+
+
+def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _antialias_taps(n_in: int, n_out: int, cubic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights (n_out, taps) of an antialiased resize along one axis, as
+    torch's and PIL's ``antialias=True``: the bilinear (triangle) or bicubic (a = -0.5) filter,
+    stretched by the scale factor when shrinking."""
     scale = n_in / n_out
-    support, inv = (scale, 1 / scale) if scale >= 1 else (1.0, 1.0)
+    half = 2.0 if cubic else 1.0  # the filter's half width
+    support, inv = (half * scale, 1 / scale) if scale >= 1 else (half, 1.0)
     centre = (np.arange(n_out) + 0.5) * scale
     lo = np.maximum((centre - support + 0.5).astype(np.int64), 0)
     hi = np.minimum((centre + support + 0.5).astype(np.int64), n_in)
     idx = lo[:, None] + np.arange(int((hi - lo).max()))[None]
-    weight = np.clip(1 - np.abs((idx - centre[:, None] + 0.5) * inv), 0, None)
+    weight = (_cubic if cubic else _triangle)((idx - centre[:, None] + 0.5) * inv)
     weight[idx >= hi[:, None]] = 0
     weight /= weight.sum(1, keepdims=True)
     return np.minimum(idx, n_in - 1), weight.astype(np.float32)
 
 
-def resize_antialiased(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+def resize_antialiased(image: np.ndarray, size_hw: tuple[int, int], cubic: bool = False) -> np.ndarray:
     """HxWx3 uint8 -> (h, w, 3) uint8, as torchvision's ``resize(antialias=True)`` on a uint8
     tensor (its segmentation preset): within one grey level of it (measured: equal in all but
     about 5 in 100,000 values at 1080p). Separable, in float, rounded once: rows first
     (contiguous gathers; the column pass then runs on fewer rows), columns gathered by
-    ``cv2.remap``. 1080p to 520x924: about 23 ms here (benchmarks/semantic_cost.py)."""
+    ``cv2.remap``. 1080p to 520x924: about 18 ms here (benchmarks/semantic_cost.py). cubic:
+    bicubic instead of bilinear (some classifiers' presets)."""
     h, w = image.shape[:2]
     oh, ow = size_hw
     if oh != h:
-        idx, weight = _antialias_taps(h, oh)
+        idx, weight = _antialias_taps(h, oh, cubic)
         x = np.zeros((oh, w, image.shape[2]), np.float32)
         for k in range(idx.shape[1]):
             x += image[idx[:, k]] * weight[:, k, None, None]
     else:
         x = image.astype(np.float32)
     if ow != w:
-        idx, weight = _antialias_taps(w, ow)
+        idx, weight = _antialias_taps(w, ow, cubic)
         rows = np.repeat(np.arange(x.shape[0], dtype=np.float32)[:, None], ow, axis=1)
         acc = np.zeros((x.shape[0], ow, x.shape[2]), np.float32)
         for k in range(idx.shape[1]):
@@ -174,6 +188,31 @@ def fit_torchvision(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, FitTransfo
     return out, FitTransform(frame_hw=(h, w), input_hw=(ih, iw), scale_x=nw / w, scale_y=nh / h, pad_x=0, pad_y=0)
 
 
+def centre_crop_box(size_hw: tuple[int, int], crop_hw: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) of torchvision's ``center_crop`` (its rounding: Python's round of half the slack)."""
+    return int(round((size_hw[0] - crop_hw[0]) / 2.0)), int(round((size_hw[1] - crop_hw[1]) / 2.0))
+
+
+def fit_centercrop(image: np.ndarray, fit: Fit) -> tuple[np.ndarray, FitTransform]:
+    """torchvision's classification preset: the uint8 frame resized (antialiased, ``fit.interp``)
+    so its short side is ``fit.min_size``, the centre ``fit.input_hw`` cut out (zero-padded first
+    where the resized frame is smaller, as ``center_crop`` does) -> (3, H, W) float32 RGB in [0, 1]."""
+    h, w = image.shape[:2]
+    ch, cw = fit.input_hw
+    nh, nw = shortside_size((h, w), fit.min_size, fit.max_size)
+    small = image if (nh, nw) == (h, w) else resize_antialiased(image, (nh, nw), fit.interp == "bicubic")
+    if nh < ch or nw < cw:  # center_crop pads with zeros first
+        ph, pw = max(ch - nh, 0), max(cw - nw, 0)
+        small = cv2.copyMakeBorder(small, ph // 2, (ph + 1) // 2, pw // 2, (pw + 1) // 2, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        offset = (-(ph // 2), -(pw // 2))
+    else:
+        offset = (0, 0)
+    top, left = centre_crop_box(small.shape[:2], (ch, cw))
+    crop = small[top : top + ch, left : left + cw]
+    return to_tensor(crop), FitTransform(frame_hw=(h, w), input_hw=(ch, cw), scale_x=nw / w, scale_y=nh / h,
+                                         pad_x=-(left + offset[1]), pad_y=-(top + offset[0]))
+
+
 def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, FitTransform]:
     """One frame -> (3, H, W) float32 network input and its meta. A bare (h, w) means letterbox."""
     if not isinstance(fit, Fit):
@@ -184,4 +223,6 @@ def prepare(image: np.ndarray, fit: Fit | tuple[int, int]) -> tuple[np.ndarray, 
     if fit.mode == "resize":
         boxed, meta = resize(image, fit.input_hw)
         return to_tensor(boxed), meta
+    if fit.mode == "centercrop":
+        return fit_centercrop(image, fit)
     return fit_torchvision(image, fit)

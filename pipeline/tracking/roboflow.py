@@ -67,7 +67,8 @@ class LibraryTracker:
         ids = np.full(n, -1, np.int64)
         if len(out):
             ids[out.data["row"]] = np.where(out.tracker_id >= 0, out.tracker_id + 1, -1)  # the library counts from 0
-        return Detections(detections.xyxy, detections.confidence, detections.class_id, detections.mask, ids, detections.class_map)
+        return Detections(detections.xyxy, detections.confidence, detections.class_id, detections.mask, ids, detections.class_map,
+                          detections.labels, detections.crop_labels)
 
 
 class ByteTrack(LibraryTracker):
