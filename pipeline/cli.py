@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--token", help="require ?token=TOKEN for the browser view")
     run.add_argument("--hud", action="store_true", default=None, help="draw FPS and latency on the frames")
     run.add_argument("--metrics-json", metavar="PATH", dest="metrics_json", help="write the run's metrics as JSON")
+    run.add_argument("--classify-crops", dest="classify_crops", metavar="SPEC",
+                     help="run this classifier on each detection's crop (torchvision:<arch> with --classify-weights, or an engine "
+                          "built from one); its label and score are drawn and written beside the detector's")
+    run.add_argument("--classify-weights", dest="classify_weights", metavar="W",
+                     help="the crop classifier's weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
     run.add_argument("--track", metavar="NAME", help="follow objects across frames: botsort, bytetrack, or none (default: botsort "
                                                      "when --line, --zone, --events or --trails is given, else none)")
     run.add_argument("--line", action="append", metavar="[NAME=]X1,Y1,X2,Y2",
@@ -283,7 +288,7 @@ def cmd_run(args, console: Console) -> int:
     keys = ("model", "weights", "trust_checkpoint", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms",
             "classes", "batch", "rect",
             "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "overwrite", "json", "show", "serve", "token", "hud",
-            "metrics_json", "track", "line", "zone", "events", "trails")
+            "metrics_json", "track", "line", "zone", "events", "trails", "classify_crops", "classify_weights")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
     overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")
     return run_session(build_config(args.config, overrides), console, args.quiet, args.debug)

@@ -107,6 +107,9 @@ class RunConfig(BaseModel):
     zones: list[str] = Field(default_factory=list, description="counting zones, [NAME=]x1,y1,x2,y2,x3,y3[,...]")
     events: Path | None = Field(None, description="JSONL of line and zone events")
     trails: int = Field(0, ge=0, le=300, description="draw each track's last N centres")
+    classify_crops: str | None = Field(None, description="a classifier run on each detection's crop (torchvision:<arch>, or a "
+                                                         "classifier checkpoint or engine)")
+    classify_weights: str | None = Field(None, description="the crop classifier's weights: a state_dict file, DEFAULT or random")
 
     @field_validator("serve")
     @classmethod
@@ -233,8 +236,8 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
         raise ConfigError(explain(exc, origin)) from None
 
 
-def weights_for(spec: str, given: str | None) -> str | None:
+def weights_for(spec: str, given: str | None, flag: str = "--weights") -> str | None:
     """``weights`` as ``load_model`` takes it (None: random init); a torchvision spec must say which."""
     if spec.startswith("torchvision:") and given is None:
-        raise ConfigError(f"{spec} needs --weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
+        raise ConfigError(f"{spec} needs {flag}: a state_dict file, DEFAULT (torchvision's; downloads) or random")
     return None if given == "random" else given

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline.ops import class_rles, rle_encode_crop
-from pipeline.types import ClassMap, Detections, Frame, InputError
+from pipeline.types import ClassMap, Detections, Frame, InputError, Labels
 
 VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
@@ -278,10 +278,15 @@ class JsonLinesFile(Sink):
             os.replace(partial_path(self.path), self.path)
 
 
+def _label(labels: Labels, k: int) -> dict:
+    return {"class_id": int(labels.class_id[k]), "class_name": labels.name(k), "score": round(float(labels.confidence[k]), 5)}
+
+
 class JsonlSink(JsonLinesFile):
     """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE
     mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds);
-    for semantic models, ``class_map``: the frame size and, per class present, its area and RLE."""
+    for semantic models, ``class_map``: the frame size and, per class present, its area and RLE;
+    for classifiers, ``labels`` (the frame's top-5) or, per detection, ``crop_label``."""
 
     def __init__(self, path: str | Path, names: tuple[str, ...] | list[str]):
         super().__init__(path)
@@ -299,6 +304,8 @@ class JsonlSink(JsonLinesFile):
             }
             if dets.tracker_id is not None:
                 d["tracker_id"] = int(dets.tracker_id[i]) if dets.tracker_id[i] > 0 else None
+            if dets.crop_labels is not None:
+                d["crop_label"] = _label(dets.crop_labels, i)
             if dets.mask is not None:
                 x1, y1 = dets.mask.regions[i, :2]
                 d["mask"] = rle_encode_crop(dets.mask.crops[i], int(x1), int(y1), dets.mask.frame_hw)
@@ -309,6 +316,8 @@ class JsonlSink(JsonLinesFile):
         record = {**head, "detections": out}
         if dets.class_map is not None:
             record["class_map"] = self.class_map(dets.class_map)
+        if dets.labels is not None:
+            record["labels"] = [_label(dets.labels, k) for k in range(len(dets.labels))]
         return record
 
     def class_map(self, cmap: ClassMap) -> dict:

@@ -226,6 +226,30 @@ def test_run_a_semantic_model_on_a_portrait_clip(tmp_path):
     assert len({c["class_id"] for line in lines for c in line["class_map"]["classes"]}) >= 2
 
 
+def test_run_with_a_crop_classifier_and_with_a_frame_classifier(tmp_path):
+    """--classify-crops: every detection has the classifier's label of its crop, and the metrics a
+    classify stage; a classifier as the model: each line has the frame's top-5; mistakes are one line."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, size=(320, 240), fps=25)
+    js, metrics = tmp_path / "crops.jsonl", tmp_path / "m.json"
+    r = rtpipe("run", clip, "--classify-crops", "torchvision:mobilenet_v3_small", "--classify-weights", "random",
+               "--json", js, "--metrics-json", metrics, "--save", tmp_path / "crops.mp4", "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    dets = [d for line in js.read_text().splitlines() for d in json.loads(line)["detections"]]
+    assert dets and all(set(d["crop_label"]) == {"class_id", "class_name", "score"} for d in dets)
+    stages = json.loads(metrics.read_text())["stages"]
+    assert stages["classify"]["count"] == 4
+    js2 = tmp_path / "frames.jsonl"
+    r = rtpipe("run", clip, "--model", "torchvision:resnet18", "--weights", "random", "--json", js2, "--save", tmp_path / "f.mp4",
+               "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in js2.read_text().splitlines()]
+    assert len(lines) == 4 and all(len(line["labels"]) == 5 and line["detections"] == [] for line in lines)
+    for args, message in ((["--classify-crops", "torchvision:resnet18"], "needs --classify-weights"),
+                          (["--classify-crops", "tiny-seg"], "needs a classification model")):
+        r = rtpipe("run", clip, *args, "--quiet")
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_pickled_checkpoint_is_refused_without_trust(tmp_path):
     import torch
 

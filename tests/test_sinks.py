@@ -211,3 +211,19 @@ def test_jsonl_class_maps_decode_back_to_the_map(tmp_path, h, w, k, seed):
         pixels = rle_decode(c["rle"])
         np.testing.assert_array_equal(pixels, ids == c["class_id"])
         assert c["area"] == int(pixels.sum()) > 0 and c["class_name"] == f"c{c['class_id']}"
+
+
+def test_jsonl_has_classifier_labels(tmp_path):
+    from pipeline.types import Labels
+
+    path = tmp_path / "l.jsonl"
+    sink = JsonlSink(path, ["car"])
+    frame = Frame(np.zeros((10, 10, 3), np.uint8), 0, 0.0, 0.0)
+    sink.write(frame, Detections.empty(labels=Labels([2, 0], [0.75, 0.125], ("x", "y", "z"))), None)
+    dets = Detections(np.array([[1, 1, 5, 5], [2, 2, 8, 8]], np.float32), [0.9, 0.8], [0, 0])
+    dets.crop_labels = Labels([1, 0], [0.5, 0.25], ("red", "blue"))
+    sink.write(frame, dets, None)
+    sink.close(True)
+    first, second = (json.loads(x) for x in path.read_text().splitlines())
+    assert first["labels"] == [{"class_id": 2, "class_name": "z", "score": 0.75}, {"class_id": 0, "class_name": "x", "score": 0.125}]
+    assert [d["crop_label"]["class_name"] for d in second["detections"]] == ["blue", "red"] and "labels" not in second

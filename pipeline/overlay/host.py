@@ -1,7 +1,8 @@
 """Drawing on frames (numpy + OpenCV): annotators, configured once, each with one method,
 ``annotate(scene, detections)``, drawing its layer in place on an HxWx3 uint8 BGR scene:
 ``ClassMapAnnotator`` (semantic maps, with a legend), ``MaskAnnotator``, ``BoxAnnotator``,
-``LabelAnnotator``, and ``HudAnnotator`` (run statistics).
+``LabelAnnotator`` (with a crop classifier's label), ``TopLabelsAnnotator`` (a classifier's
+labels of the frame) and ``HudAnnotator`` (run statistics).
 The caller combines them; ``Overlay`` is the default stack (``draw`` for scripts). ``pipeline.overlay.device``
 has the device twins of the mask and box annotators (same pixels, on the frame tensor)."""
 
@@ -105,11 +106,15 @@ class LabelAnnotator:
         thick = line_width((h, w))
         font = 0.4 * thick
         ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), np.int64)
+        crops, k = detections.crop_labels, 0
         for (x1, y1, _, _), score, cid, tid in zip(np.round(detections.xyxy).astype(int), detections.confidence,
                                                    detections.class_id, ids):
             col = class_colour(cid)
             name = self.names[cid] if 0 <= cid < len(self.names) else str(cid)
             text = f"#{tid} {name} {score:.2f}" if tid > 0 else f"{name} {score:.2f}"
+            if crops is not None:  # a classifier's label of this detection's crop
+                text += f" | {crops.name(k)} {crops.confidence[k]:.2f}"
+            k += 1
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
             ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
             tx = max(0, min(x1, w - tw - 2))  # keep the label inside the frame
@@ -117,6 +122,25 @@ class LabelAnnotator:
             dark = sum(col) > 382
             cv2.putText(scene, text, (tx + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, font,
                         (0, 0, 0) if dark else (255, 255, 255), thick, cv2.LINE_AA)
+
+
+class TopLabelsAnnotator:
+    """A classifier's top labels of the whole frame (``Detections.labels``), top-right, best first."""
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> None:
+        labels = detections.labels
+        if labels is None:
+            return
+        thick = line_width(scene.shape[:2])
+        font = 0.5 * thick
+        y = 0
+        for k in range(len(labels)):
+            text = f"{labels.name(k)} {labels.confidence[k]:.2f}"
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+            x = max(0, scene.shape[1] - tw - 12)
+            cv2.rectangle(scene, (x, y), (scene.shape[1], y + th + base + 8), (0, 0, 0), -1)
+            cv2.putText(scene, text, (x + 6, y + th + 4), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
+            y += th + base + 8
 
 
 class HudAnnotator:
@@ -171,14 +195,14 @@ class Overlay:
     """The default stack, configured once: class map, masks, boxes, labels, and the HUD when asked."""
 
     def __init__(self, names: tuple[str, ...] | list[str] = (), mask_alpha: float = 0.45):
-        self.classes = ClassMapAnnotator(names, mask_alpha)
+        self.classes, self.top = ClassMapAnnotator(names, mask_alpha), TopLabelsAnnotator()
         self.masks, self.boxes, self.labels = MaskAnnotator(mask_alpha), BoxAnnotator(), LabelAnnotator(names)
         self.hud = HudAnnotator()
 
     def draw(self, image: np.ndarray, detections: Detections, hud: dict | None = None) -> np.ndarray:
         """A new annotated copy of ``image`` (HxWx3 uint8 BGR); the input is not modified."""
         out = image.copy()
-        for annotator in (self.classes, self.masks, self.boxes, self.labels):
+        for annotator in (self.classes, self.masks, self.boxes, self.labels, self.top):
             annotator.annotate(out, detections)
         if hud is not None:
             self.hud.annotate(out, hud)

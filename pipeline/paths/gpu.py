@@ -123,7 +123,8 @@ class GpuPath:
 
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
         dets, masks = item.detections, item.device.masks
-        if (masks is None and dets.mask is not None and len(dets)) or dets.class_map is not None:  # decoded on the host: drawn there
+        if (masks is None and dets.mask is not None and len(dets)) or dets.class_map is not None or dets.labels is not None:
+            # decoded on the host: drawn there
             return self._on_host.draw(item.frame.image, dets, hud)
         tint, boxes = self._on_device
         with on(self.stream):

@@ -39,7 +39,8 @@ from pipeline.sources import Source
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
 # what `docker stop`, systemd and a closed terminal send: each drains like the first Ctrl-C
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-# (with tracking, a "track" stage follows postprocess in the metrics; it runs in the postprocess thread)
+# (with tracking, a "track" stage follows postprocess in the metrics, with --classify-crops a "classify" one;
+# both run in the postprocess thread)
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
 # after a drain, how long a read that is still waiting (a stalled stream) is given before its
 # source is left to end by itself: the frames already read are finalised without it
@@ -89,6 +90,8 @@ class Pipeline:
     frames. on_frame: called from the sink thread after each frame with the frames out so far
     (progress bars). path: where the model's steps run (default: ``path_for(model)``).
     tracking: a TrackStage (tracker ids, line and zone events) run after postprocess, or None.
+    classify: a CropClassifier (a classifier on each detection's crop) run after postprocess,
+    before tracking, or None.
     overlay: extra host annotators (``annotate(image, item)``) drawn after the model's overlay.
 
     A source that fails (a stream that does not come back, a broken file) ends only itself:
@@ -109,6 +112,7 @@ class Pipeline:
         on_frame: Callable[[int], None] | None = None,
         path: ModelPath | None = None,
         tracking=None,
+        classify=None,
         overlay: Sequence = (),
     ):
         if batch < 1:
@@ -130,7 +134,7 @@ class Pipeline:
         self.batch, self.max_latency = batch, None if max_latency_ms is None else max_latency_ms / 1000
         self.max_frames, self.hud, self.on_frame = max_frames, hud, on_frame
         self.path = path if path is not None else path_for(model)
-        self.tracking, self.extra_overlay = tracking, list(overlay)
+        self.tracking, self.extra_overlay, self.classify = tracking, list(overlay), classify
         self.metrics = RunMetrics()
         self._stop = threading.Event()
         self._drain = threading.Event()
@@ -283,6 +287,10 @@ class Pipeline:
             t0 = time.perf_counter()
             self.path.postprocess(batch.outputs, batch.items)
             stats.add((time.perf_counter() - t0) * 1000)
+            if self.classify is not None:
+                t0 = time.perf_counter()
+                self.classify.apply(batch.items)
+                self.metrics.stage("classify").add((time.perf_counter() - t0) * 1000)
             if self.tracking is not None:
                 for it in batch.items:  # one sample per frame: a tracker works frame by frame
                     t0 = time.perf_counter()
@@ -340,6 +348,8 @@ class Pipeline:
                    zip(STAGES[2:], (self._infer, self._postprocess, self._overlay, self._sink))]
         for name in STAGES:  # every stage appears in the metrics, in pipeline order
             self.metrics.stage(name)
+            if name == "postprocess" and self.classify is not None:
+                self.metrics.stage("classify")
             if name == "postprocess" and self.tracking is not None:
                 self.metrics.stage("track")
         previous = {}

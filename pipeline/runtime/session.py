@@ -74,6 +74,17 @@ class Session:
                                 max_det=config.max_det, classes=config.classes, imgsz=config.imgsz, weights=weights,
                                 trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine,
                                 nms=config.nms, rect=config.rect)
+        self.classify = None
+        if config.classify_crops is not None:
+            from pipeline.runtime.classify import CropClassifier
+
+            crops = load_model(config.classify_crops, backend=config.backend, device=config.device,
+                               weights=weights_for(config.classify_crops, config.classify_weights, "--classify-weights"),
+                               trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine)
+            try:
+                self.classify = CropClassifier(crops)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout)
                         for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
@@ -138,7 +149,8 @@ class Session:
         c = self.config
         tracking, overlay = self._tracking()
         self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
-                                 max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay)
+                                 max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay,
+                                 classify=self.classify)
         written = None
         try:
             self.metrics = written = self.pipeline.run(handle_sigint=handle_sigint)

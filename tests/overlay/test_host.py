@@ -101,3 +101,22 @@ def test_class_maps_are_tinted_with_a_legend_and_the_background_left_alone():
     assert (legend == np.array(class_colour(3), np.uint8)).all(-1).any()
     with pytest.raises(ValueError, match="class map is"):
         annot.annotate(np.zeros((10, 10, 3), np.uint8), Detections.empty(class_map=ClassMap(ids)))
+
+
+def test_classifier_labels_are_drawn():
+    """A frame's top labels top-right; a crop classifier's label joins its box's label."""
+    from pipeline.overlay.host import LabelAnnotator, TopLabelsAnnotator
+    from pipeline.types import Labels
+
+    frame = np.full((200, 400, 3), 100, np.uint8)
+    out = frame.copy()
+    TopLabelsAnnotator().annotate(out, Detections.empty(labels=Labels([3, 1], [0.7, 0.2], ("a", "b", "c", "d"))))
+    changed = np.argwhere((out != frame).any(-1))
+    assert len(changed) and changed[:, 1].min() > 200 and changed[:, 0].max() < 100  # top-right only
+    dets = Detections(np.array([[50, 100, 150, 180]], np.float32), [0.9], [0])
+    plain, with_crop = frame.copy(), frame.copy()
+    LabelAnnotator(["car"]).annotate(plain, dets)
+    dets.crop_labels = Labels([2], [0.8], ("red", "green", "blue"))
+    LabelAnnotator(["car"]).annotate(with_crop, dets)
+    wider = lambda img: np.argwhere((img != frame).any(-1))[:, 1].max()  # noqa: E731
+    assert wider(with_crop) > wider(plain) + 20  # "car 0.90 | blue 0.80" is longer than "car 0.90"
