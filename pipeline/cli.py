@@ -265,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("engine", metavar="ENGINE", help="an engine made by rtpipe build (.onnx, .pt2, .engine) or its .json")
     info.add_argument("--json", action="store_true", help="print the sidecar as JSON")
     info.add_argument("--device", help="check it against this device (default: the one it was built for)")
+
+    ft = sub.add_parser("finetune", help="train a crop classifier's head on labelled crops (a folder per class)",
+                        description="Transfer learning: a new last layer for a torchvision classifier, trained on the crops in "
+                                    "FOLDER/<class>/ over its frozen base; the result is what --classify-crops takes.")
+    ft.add_argument("folder", metavar="FOLDER", help="one sub-folder of images per class (python -m pipeline.demo.crops makes one)")
+    ft.add_argument("-o", "--out", required=True, help="the state_dict file to write (.pth)")
+    ft.add_argument("--arch", default="resnet18", help="torchvision classifier (default resnet18)")
+    ft.add_argument("--weights", help="the frozen base: a state_dict file or DEFAULT (torchvision's; downloads); "
+                                      "default: random (seeded) -- only for trying it out")
+    ft.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _flags(ft, "quiet", "debug")
     return parser
 
 
@@ -452,6 +463,26 @@ def cmd_bench(args, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_finetune(args, console: Console) -> int:
+    from pipeline.models.classify import ARCHS
+    from pipeline.models.finetune import finetune, save
+    from pipeline.sinks import check_writable
+    from pipeline.types import InputError
+
+    if args.arch not in ARCHS:
+        raise InputError(f"--arch {args.arch!r}: choose one of {', '.join(ARCHS)}")
+    out = check_writable(Path(args.out), args.overwrite)
+    try:
+        result = finetune(args.folder, args.arch, args.weights)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+    save(result, out)
+    if not args.quiet:
+        console.print(f"{out}: {args.arch} head for {', '.join(result.names)} (training accuracy {result.train_accuracy:.1%}); "
+                      f"use it with --classify-crops torchvision:{args.arch} --classify-weights {out}", markup=False, highlight=False)
+    return 0
+
+
 def cmd_info(args, console: Console) -> int:
     from pipeline.build.info import render
     from pipeline.sidecar import engine_of, problems, read
@@ -471,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.build.options import CheckFailed
     from pipeline.types import InputError
 
-    commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info}
+    commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info,
+                "finetune": cmd_finetune}
     try:
         return commands[args.command](args, console)
     except CheckFailed as exc:

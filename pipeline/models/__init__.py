@@ -182,7 +182,8 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
     if arch in classify_family.ARCHS:
         model = classify_family.build(arch, weights)
-        meta = classify_family.describe(arch, int(model.state_dict()[_last_2d(model)].shape[0]), imgsz=imgsz)
+        meta = classify_family.describe(arch, int(model.state_dict()[_last_2d(model)].shape[0]), classify_family.saved_names(weights),
+                                        imgsz=imgsz)
         return Network(meta, label, module=classify_family.graph(model, meta), source=source)
     if arch in semantic_family.ARCHS:
         meta = semantic_family.describe(arch, imgsz)

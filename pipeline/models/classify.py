@@ -66,6 +66,17 @@ def build(arch: str, weights: str | Path | None = None, seed: int = 0, num_class
     return model
 
 
+def saved_names(weights) -> list[str] | None:
+    """The class names a fine-tuned head's file carries (``pipeline.models.finetune.save``), or None."""
+    if weights is None or (isinstance(weights, str) and weights.upper() == "DEFAULT"):
+        return None
+    from pipeline.models.checkpoint_load import load_weights_only
+
+    state = load_weights_only(Path(weights).expanduser())
+    names = state.get("names") if isinstance(state, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
 def _classes_in(state, arch: str) -> int:
     """The class count of a classifier state_dict: the rows of its last 2-D weight (the head)."""
     if not isinstance(state, dict):
