@@ -14,7 +14,9 @@ clip, pixel for pixel, at the same size.
 Ground truth is COCO: one image per frame, one annotation per visible instance with its
 visible box and mask (RLE). Instances with little left in view (a sliver at the frame edge,
 mostly hidden behind another object) are marked ``iscrowd`` so that COCO evaluation neither
-demands nor punishes detecting them.
+demands nor punishes detecting them. Every frame also has a semantic label map (``SEMANTIC``:
+sky, road, lane marking, sidewalk, and "other" for objects, poles and buildings), drawn with the
+same shapes, without antialiasing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import numpy as np
 
 CLASSES = ("car", "pedestrian", "cyclist", "traffic sign")
 CAR, PEDESTRIAN, CYCLIST, SIGN = range(4)
+# semantic classes of every pixel ("other": objects, poles, buildings and trees)
+SEMANTIC = ("other", "sky", "road", "lane marking", "sidewalk")
+OTHER, SKY, ROAD, MARK, SIDEWALK = range(5)
 SPAWN_WEIGHTS = np.array([0.35, 0.25, 0.2, 0.2])
 FPS = 30
 CAMERA_HEIGHT = 1.4  # metres above the road
@@ -75,6 +80,7 @@ class Rendered:
     image: np.ndarray           # (H, W, 3) uint8 BGR
     instances: list[Instance]
     owner: np.ndarray           # (H, W) int16: instance id that drew each pixel, -1 for background
+    labels: np.ndarray | None = None  # (H, W) uint8: each pixel's SEMANTIC class
 
 
 class Scene:
@@ -91,6 +97,7 @@ class Scene:
         self.tint = rng.uniform(0.85, 1.15, 3)
         self.blur = rng.uniform(0, 1.2) * self.w / 1280
         self.noise = rng.uniform(1, 7)
+        self.background_labels = np.full((self.h, self.w), SKY, np.uint8)
         self.background = self._background()
         self.noises = [rng.normal(0, self.noise, (self.h, self.w, 3)).astype(np.int16) for _ in range(3)]
         self.things: list[Thing] = []
@@ -169,16 +176,19 @@ class Scene:
             bw, bh = rng.uniform(0.03, 0.15) * w, rng.uniform(0.02, 0.12) * h
             x0 = rng.uniform(-0.1, 1.0) * w
             cv2.rectangle(img, (int(x0), int(hz - bh)), (int(x0 + bw), hz), rng.uniform(40, 200, 3).tolist(), -1)
+            cv2.rectangle(self.background_labels, (int(x0), int(hz - bh)), (int(x0 + bw), hz), OTHER, -1)
         # the road: a trapezoid towards the vanishing point, asphalt texture
         road = np.array([self._project(-1.5 * LANE - 0.5, 200), self._project(1.5 * LANE + 0.5, 200),
                          self._project(1.5 * LANE + 0.5, 1.5), self._project(-1.5 * LANE - 0.5, 1.5)], np.float32)
         asphalt = rng.uniform(55, 110)
         cv2.fillPoly(img, [np.round(road * ONE).astype(np.int32)], (asphalt,) * 3, cv2.LINE_AA, SHIFT)
+        self.background_labels[hz:] = SIDEWALK
+        cv2.fillPoly(self.background_labels, [np.round(road * ONE).astype(np.int32)], ROAD, cv2.LINE_8, SHIFT)
         grain = cv2.GaussianBlur(rng.normal(0, 9, (h - hz, w)).astype(np.float32), (0, 0), 1.5)
         img[hz:] += grain[:, :, None]
         return img.clip(0, 255).astype(np.uint8)
 
-    def _lane_marks(self, img: np.ndarray) -> None:
+    def _lane_marks(self, img: np.ndarray, labels: np.ndarray) -> None:
         dash, period = 3.0, 9.0
         offset = self.travelled % period
         for lx in (-LANE / 2, LANE / 2):
@@ -188,19 +198,23 @@ class Scene:
                 if z0 < 2:
                     continue
                 quad = [self._project(lx - 0.08, z0), self._project(lx + 0.08, z0), self._project(lx + 0.08, z1), self._project(lx - 0.08, z1)]
-                cv2.fillPoly(img, [np.round(np.array(quad) * ONE).astype(np.int32)], (225, 225, 225), cv2.LINE_AA, SHIFT)
+                poly = [np.round(np.array(quad) * ONE).astype(np.int32)]
+                cv2.fillPoly(img, poly, (225, 225, 225), cv2.LINE_AA, SHIFT)
+                cv2.fillPoly(labels, poly, MARK, cv2.LINE_8, SHIFT)
         for lx in (-1.5 * LANE, 1.5 * LANE):
             a, b = self._project(lx, 2), self._project(lx, 200)
-            cv2.line(img, (round(a[0] * ONE), round(a[1] * ONE)), (round(b[0] * ONE), round(b[1] * ONE)), (235, 235, 235),
-                     max(1, int(self.w / 400)), cv2.LINE_AA, SHIFT)
+            ends = (round(a[0] * ONE), round(a[1] * ONE)), (round(b[0] * ONE), round(b[1] * ONE))
+            cv2.line(img, *ends, (235, 235, 235), max(1, int(self.w / 400)), cv2.LINE_AA, SHIFT)
+            cv2.line(labels, *ends, MARK, max(1, int(self.w / 400)), cv2.LINE_8, SHIFT)
 
     def render_next(self) -> Rendered:
         img = self.background.copy()
-        self._lane_marks(img)
+        labels = self.background_labels.copy()
+        self._lane_marks(img, labels)
         owner = np.full((self.h, self.w), -1, np.int16)
         drawn: dict[int, tuple[tuple[int, int, int, int], int, int]] = {}
         for t in sorted(self.things, key=lambda t: -t.z):
-            result = self._draw(img, owner, t)
+            result = self._draw(img, owner, t, labels)
             if result is not None:
                 drawn[t.id] = result
         instances = []
@@ -216,7 +230,7 @@ class Scene:
                                       vis[by:by + bh, bx:bx + bw]))
         self._finish(img)
         self._step()
-        return Rendered(img, instances, owner)
+        return Rendered(img, instances, owner, labels)
 
     def skip(self) -> None:
         """Advance one frame without drawing it."""
@@ -236,7 +250,7 @@ class Scene:
         noise = self.noises[int(self.rng.integers(len(self.noises)))]
         cv2.add(img, noise, dst=img, dtype=cv2.CV_8U)
 
-    def _draw(self, img: np.ndarray, owner: np.ndarray, t: Thing):
+    def _draw(self, img: np.ndarray, owner: np.ndarray, t: Thing, labels: np.ndarray):
         """Draw one object; returns (roi, pixels drawn in view, class) or None when out of view."""
         s = self.focal / t.z
         cx, base = self._project(t.x, t.z)
@@ -254,6 +268,7 @@ class Scene:
             return None
         owner[y0:y1, x0:x1][clutter > 0] = -1  # a sign's pole hides what is behind it but is no instance
         owner[y0:y1, x0:x1][mask > 0] = t.id
+        labels[y0:y1, x0:x1][(mask > 0) | (clutter > 0)] = OTHER
         return (x0, y0, x1, y1), full, t.kind
 
     @staticmethod
