@@ -75,6 +75,9 @@ When the detections carry tracker ids (a run with a tracker) and the ground trut
 (rtpipe demo's does): HOTA, MOTA, IDF1 and ID switches (trackers.eval, TrackEval's method).
 With --events (rtpipe run --events) and --crossings (rtpipe demo's crossings.json): each line's
 counts against the true crossings.
+
+Semantic segmentation: GT a folder of per-pixel ground truth (classes.json and NNNNNN.png per
+frame index, as rtpipe demo's ground_truth_semantic/): mean IoU, per-class IoU and pixel accuracy.
 """
 
 BENCH_HELP = """\
@@ -236,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="COCO mAP, tracking scores and line counts of a run's outputs against ground truth",
                        description=EVAL_HELP, formatter_class=RAW)
     e.add_argument("predictions", metavar="PRED.jsonl", help="detections from rtpipe run --json")
-    e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth")
+    e.add_argument("ground_truth", metavar="GT.json", help="COCO ground truth, or a folder of per-pixel ground truth "
+                                                          "(semantic models: rtpipe demo's ground_truth_semantic/)")
     e.add_argument("--events", metavar="EVENTS.jsonl", help="line events from rtpipe run --events, scored with --crossings")
     e.add_argument("--crossings", metavar="CROSSINGS.json", help="the true line crossings (the crossings.json of rtpipe demo)")
     e.add_argument("--json", metavar="PATH", dest="json_out", help="also write the results as JSON")
@@ -368,6 +372,8 @@ def cmd_demo(args, console: Console) -> int:
     from pipeline.config import build_config
     from pipeline.demo.clip import DEMO_LINES, check_demo, write_clip
     from pipeline.evaluate import evaluate, render_table, render_tracking
+    from pipeline.evaluate_semantic import evaluate_semantic
+    from pipeline.evaluate_semantic import render_table as semantic_table
 
     out, size = Path(args.out), check_demo(args.out, args.frames, args.size)
     if args.track != "none":
@@ -388,12 +394,19 @@ def cmd_demo(args, console: Console) -> int:
     code = run_session(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
+    # the road: the demo's semantic model over the same clip (a second, small model; ONNX Runtime)
+    road = out / "road.jsonl"
+    code = run_session(build_config(None, {"source": str(clip), "model": "demo-road", "device": args.device, "json": str(road),
+                                           "save": str(out / "road.mp4"), "overwrite": True}), console, True, args.debug)
+    if code != EXIT_OK:
+        return code
     with console.status("scoring against the ground truth (pycocotools, trackers.eval)") if not args.quiet else nullcontext():
         tracked = args.track != "none"
         result = evaluate(detections, gt, events if tracked else None, out / "crossings.json" if tracked else None)
+        result["semantic"] = evaluate_semantic(road, out / "ground_truth_semantic")
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
-        for table in [render_table(result), *render_tracking(result)]:
+        for table in [render_table(result), *render_tracking(result), semantic_table(result["semantic"])]:
             console.print(table)
         console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False, markup=False)
     return EXIT_OK
@@ -405,10 +418,18 @@ def cmd_eval(args, console: Console) -> int:
 
     if args.json_out:
         check_writable(Path(args.json_out), overwrite=args.overwrite)
-    result = evaluate(args.predictions, args.ground_truth, args.events, args.crossings)
+    if Path(args.ground_truth).is_dir():  # per-pixel ground truth: semantic segmentation
+        from pipeline.evaluate_semantic import evaluate_semantic
+        from pipeline.evaluate_semantic import render_table as semantic_table
+
+        result = evaluate_semantic(args.predictions, args.ground_truth)
+        tables = [semantic_table(result)]
+    else:
+        result = evaluate(args.predictions, args.ground_truth, args.events, args.crossings)
+        tables = [render_table(result), *render_tracking(result)]
     if args.json_out:
         write_complete(args.json_out, json.dumps(result, indent=2) + "\n")
-    for table in [render_table(result), *render_tracking(result)]:
+    for table in tables:
         console.print(table)
     return EXIT_OK
 

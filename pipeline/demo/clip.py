@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
+
 from pipeline.analytics import parse_shapes
 from pipeline.config import ConfigError
-from pipeline.demo.scenes import CLASSES, FPS, Rendered, Scene
+from pipeline.demo.scenes import CLASSES, FPS, SEMANTIC, Rendered, Scene
 from pipeline.demo.truth import CrossingCounter, mot_rows
 from pipeline.ops import rle_encode_crop
 from pipeline.sinks import VideoSink, write_complete
@@ -40,7 +43,9 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
     crossings of ``lines``, given as ``--line`` takes them; see ``pipeline.demo.truth``).
 
     Ground truth images are numbered ``frame_index + 1`` and carry ``frame_index``; every file
-    is written under a partial name and renamed once complete.
+    is written under a partial name and renamed once complete. ``ground_truth_semantic/``: each
+    frame's semantic label map (``NNNNNN.png`` by frame index, ids as in its ``classes.json``),
+    what ``rtpipe eval`` scores a semantic model's class maps against.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,10 +55,14 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
     images, annotations, mot = [], [], []
     shapes = parse_shapes(lines, [])
     crossings = CrossingCounter(shapes, w, h)
+    semantic, semantic_partial = out / "ground_truth_semantic", out / "ground_truth_semantic.partial"
+    shutil.rmtree(semantic_partial, ignore_errors=True)
+    semantic_partial.mkdir()
     complete = False
     try:
         for i, rendered in enumerate(Scene(seed, w, h).frames(frames)):
             video.write(Frame(rendered.image, i, i / FPS, 0.0), Detections.empty(), None)
+            cv2.imwrite(str(semantic_partial / f"{i:06d}.png"), rendered.labels)
             images.append({"id": i + 1, "frame_index": i, "file_name": f"clip.mp4#{i}", "width": w, "height": h})
             annotations += coco_annotations(rendered, i + 1, len(annotations) + 1)
             mot += mot_rows(rendered, i)
@@ -72,6 +81,9 @@ def write_clip(out_dir: str | Path, seed: int, frames: int, size: tuple[int, int
     truth = {"lines": [{"name": s.name, "points": [list(p) for p in s.points], "spec": spec} for s, spec in zip(shapes, lines)],
              "counts": crossings.totals(), "events": crossings.events}
     write_complete(out / "crossings.json", json.dumps(truth, indent=1))
+    (semantic_partial / "classes.json").write_text(json.dumps({"classes": list(SEMANTIC)}) + "\n", encoding="utf-8")
+    shutil.rmtree(semantic, ignore_errors=True)
+    semantic_partial.rename(semantic)
     return video_path, gt_path
 
 

