@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -22,21 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import median_ms  # noqa: E402
 from pipeline.loader import load_model  # noqa: E402
 from pipeline.paths import Item  # noqa: E402
 from pipeline.runtime.classify import CropClassifier  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 from pipeline.types import Detections, Frame  # noqa: E402
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(float(np.median(times) * 1000), 2)
 
 
 def measure(stage: CropClassifier, model, frame: np.ndarray, n: int, rng: np.random.Generator, repeat: int) -> dict:

@@ -19,13 +19,13 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import median_ms  # noqa: E402
 from pipeline.models.semantic import SemanticDecoder, describe  # noqa: E402
 from pipeline.overlay.host import ClassMapAnnotator  # noqa: E402
 from pipeline.preprocess.host import prepare  # noqa: E402
@@ -34,16 +34,6 @@ from pipeline.sources import SyntheticScene  # noqa: E402
 from pipeline.types import FitTransform  # noqa: E402
 
 FRAME_HW, MAP_HW = (1080, 1920), (520, 924)
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(float(np.median(times) * 1000), 2)
 
 
 def road_map(rng: np.random.Generator) -> np.ndarray:

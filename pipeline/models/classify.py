@@ -121,19 +121,13 @@ def shape_meta(meta: EngineMeta, input_hw: tuple[int, int]) -> EngineMeta:
 
 def graph(model, meta: EngineMeta):
     """The exportable module: [0, 1] RGB (B, 3, H, W) in, ``probs`` (B, classes) out."""
-    import torch
+    from pipeline.models.normalised import Normalised
 
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
-
+    class Exported(Normalised):
         def forward(self, images):
-            return (self.model((images - self.mean) / self.std).softmax(1),)
+            return (self.model(self.normalise(images)).softmax(1),)
 
-    return Exported().eval()
+    return Exported(model, meta.mean, meta.std).eval()
 
 
 def decoder(meta: EngineMeta, settings: DecodeSettings) -> ClassifyDecoder:

@@ -92,18 +92,14 @@ def graph(model, meta: EngineMeta):
     """The exportable module: [0, 1] RGB (B, 3, H, W) in, ``class_map`` (B, H, W) uint8 out."""
     import torch
 
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
+    from pipeline.models.normalised import Normalised
 
+    class Exported(Normalised):
         def forward(self, images):
-            logits = self.model((images - self.mean) / self.std)["out"]
+            logits = self.model(self.normalise(images))["out"]
             return (logits.argmax(1).to(torch.uint8),)  # a tuple, as every graph returns
 
-    return Exported().eval()
+    return Exported(model, meta.mean, meta.std).eval()
 
 
 def decoder(meta: EngineMeta, settings: DecodeSettings) -> SemanticDecoder:

@@ -230,15 +230,11 @@ def graph(model, meta: EngineMeta):
     import torch
     from torchvision.models.detection.image_list import ImageList
 
-    class Exported(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
+    from pipeline.models.normalised import Normalised
 
+    class Exported(Normalised):
         def forward(self, images):
-            x = (images - self.mean) / self.std
+            x = self.normalise(images)
             if meta.kind == "rcnn":
                 return self._two_stage(x)
             out = self.model.head(list(self.model.backbone(x).values()))
@@ -264,7 +260,7 @@ def graph(model, meta: EngineMeta):
                 out.append(torch.nn.functional.pad(d["masks"], (0, 0, 0, 0, 0, 0, 0, pad)))
             return tuple(o[None] for o in out)
 
-    return Exported().eval()
+    return Exported(model, meta.mean, meta.std).eval()
 
 
 # ---------------------------------------------------------------------------- decoding
