@@ -115,8 +115,8 @@ class SemanticDecoder:
     def __init__(self, meta: EngineMeta):
         self.n_classes = len(meta.names)
 
-    def on_device(self) -> None:
-        return None  # decoded on the host
+    def on_device(self) -> SemanticDeviceDecoder:
+        return SemanticDeviceDecoder()
 
     def __call__(self, outputs: dict[str, np.ndarray], transforms: list[FitTransform]) -> list[Detections]:
         maps = outputs["class_map"]
@@ -129,6 +129,25 @@ class SemanticDecoder:
         if (nh, nw) != (h, w):
             part = part[_centres(nh, h)][:, _centres(nw, w)]
         return Detections.empty(class_map=ClassMap(np.ascontiguousarray(part)))
+
+
+class SemanticDeviceDecoder:
+    """The same decoding on the outputs' device (the GPU path): the map scaled to the frame by an
+    index gather there, then one copy down (sinks and trackers take host arrays) -> [(Detections, None)]."""
+
+    def __call__(self, outputs: dict, transforms: list[FitTransform]) -> list[tuple[Detections, None]]:
+        import torch
+
+        maps, out = outputs["class_map"], []
+        for i, t in enumerate(transforms):
+            h, w = t.frame_hw
+            nh, nw = round(h * t.scale_y), round(w * t.scale_x)
+            part = maps[i, :nh, :nw]
+            if (nh, nw) != (h, w):
+                rows, cols = (torch.from_numpy(_centres(n, m)).to(part.device) for n, m in ((nh, h), (nw, w)))
+                part = part.index_select(0, rows).index_select(1, cols)
+            out.append((Detections.empty(class_map=ClassMap(np.ascontiguousarray(part.to(torch.uint8).cpu().numpy()))), None))
+        return out
 
 
 def _centres(n_in: int, n_out: int) -> np.ndarray:

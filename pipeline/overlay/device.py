@@ -1,6 +1,7 @@
-"""Annotators on the device: mask tints and box outlines drawn on the frame tensor (HxWx3
-uint8, any device), twins of ``pipeline.overlay.host``'s ``MaskAnnotator`` and ``BoxAnnotator``
-(the same pixels); the frame then comes to the host in one copy for the labels (and the HUD)."""
+"""Annotators on the device: mask tints, class-map tints and box outlines drawn on the frame
+tensor (HxWx3 uint8, any device), twins of ``pipeline.overlay.host``'s ``MaskAnnotator``,
+``ClassMapAnnotator`` and ``BoxAnnotator`` (the same pixels, within a level of rounding); the
+frame then comes to the host in one copy for the labels, legend (and the HUD)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,24 @@ class MaskAnnotator:
         colours = torch.from_numpy(PALETTE[detections.class_id % len(PALETTE)].astype(np.float32)).to(dev)
         px = scene[on].float()
         scene[on] = (px * (1 - self.alpha) + colours[owner[on].long()] * self.alpha + 0.5).to(torch.uint8)
+
+
+class ClassMapAnnotator:
+    """Tints every pixel of a semantic class map with its class colour, class 0 (the background)
+    left as it is: the twin of the host's tint (its legend is drawn on the host)."""
+
+    def __init__(self, alpha: float = 0.45):
+        self.alpha = alpha
+        self._colours: dict[torch.device, torch.Tensor] = {}
+
+    def annotate(self, scene: torch.Tensor, ids: torch.Tensor) -> None:
+        """scene: HxWx3 uint8; ids: HxW uint8 class ids, on the scene's device."""
+        dev = scene.device
+        if dev not in self._colours:
+            self._colours[dev] = torch.from_numpy(PALETTE[np.arange(256) % len(PALETTE)].astype(np.float32)).to(dev)
+        on = ids != 0
+        px = scene[on].float()
+        scene[on] = (px * (1 - self.alpha) + self._colours[dev][ids[on].long()] * self.alpha + 0.5).to(torch.uint8)
 
 
 class BoxAnnotator:

@@ -13,7 +13,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from pipeline.types import Detections
+from pipeline.types import ClassMap, Detections
 
 
 def _palette(n: int = 64) -> np.ndarray:
@@ -175,9 +175,11 @@ class ClassMapAnnotator:
         blended = cv2.addWeighted(scene, 1 - self.alpha, colour, self.alpha, 0)  # rounded
         cv2.copyTo(scene, (ids == 0).view(np.uint8), blended)  # the background stays as it was
         scene[:] = blended
-        self._legend(scene, [c for c in cmap.areas() if c != 0])
+        self.legend(scene, cmap)
 
-    def _legend(self, scene: np.ndarray, present: list[int]) -> None:
+    def legend(self, scene: np.ndarray, cmap: ClassMap) -> None:
+        """The legend alone: a swatch and the name of each class present but the background, bottom-left."""
+        present = [c for c in cmap.areas() if c != 0]
         thick = line_width(scene.shape[:2])
         font, pad = 0.45 * thick, 4 * thick
         (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font, thick)

@@ -51,6 +51,7 @@ class GpuPath:
         self._run = run
         self._decoder = model.decoder.on_device()  # None: this family decodes on the host only
         self._on_device = (device_overlay.MaskAnnotator(), device_overlay.BoxAnnotator())
+        self._class_tint = device_overlay.ClassMapAnnotator()
         self._on_host = Overlay(model.info.names)  # labels and HUD; everything when masks were decoded on the host
 
     def _uploader(self, source_id: int) -> Uploader:
@@ -123,7 +124,16 @@ class GpuPath:
 
     def overlay(self, item: Item, hud: dict | None) -> np.ndarray:
         dets, masks = item.detections, item.device.masks
-        if (masks is None and dets.mask is not None and len(dets)) or dets.class_map is not None or dets.labels is not None:
+        if dets.class_map is not None:  # semantic: the tint on the device (the map goes up again: 1 byte a pixel), legend on the host
+            with on(self.stream):
+                image = item.device.image.clone()
+                self._class_tint.annotate(image, torch.from_numpy(dets.class_map.ids).to(self.device, non_blocking=True))
+                out = image.cpu().numpy()
+            self._on_host.classes.legend(out, dets.class_map)
+            if hud is not None:
+                self._on_host.hud.annotate(out, hud)
+            return out
+        if (masks is None and dets.mask is not None and len(dets)) or dets.labels is not None:
             # decoded on the host: drawn there
             return self._on_host.draw(item.frame.image, dets, hud)
         tint, boxes = self._on_device

@@ -91,3 +91,20 @@ def test_random_weights_warn_and_unknown_architectures_list_the_semantic_ones():
         load_model("torchvision:lraspp_mobilenet_v3_large", imgsz=SIZE)
     with pytest.raises(ModelError, match="deeplabv3_resnet50"):
         load_model("torchvision:deeplabv3_resnet18", weights="random")
+
+
+def test_the_device_decoder_gives_the_host_decoders_maps():
+    """GPU path decoding (here on CPU tensors): the same class maps, for per-frame and fixed inputs."""
+    from pipeline.preprocess.host import prepare
+
+    decoder = semantic.decoder(semantic.describe("lraspp_mobilenet_v3_large", SIZE), None)
+    rng = np.random.default_rng(1)
+    for fit in (semantic.rect_meta(semantic.describe("lraspp_mobilenet_v3_large", SIZE)).fit,
+                semantic.describe("lraspp_mobilenet_v3_large", SIZE).fit):
+        transforms = [prepare(np.zeros((h, w, 3), np.uint8), fit)[1] for w, h in ASPECTS[:2]]
+        hw = max(t.input_hw[0] for t in transforms), max(t.input_hw[1] for t in transforms)
+        maps = rng.integers(0, 21, (2, *hw)).astype(np.uint8)
+        host = decoder({"class_map": maps}, transforms)
+        device = decoder.on_device()({"class_map": torch.from_numpy(maps)}, transforms)
+        for h, (d, extra) in zip(host, device):
+            assert extra is None and np.array_equal(h.class_map.ids, d.class_map.ids)

@@ -59,3 +59,24 @@ def test_boxes_are_drawn_on_the_box_edges_in_class_colours(where):
         for y, x in [(y1, mx), (y2, mx), (my, x1), (my, x2)]:  # x2, y2 inclusive, as cv2.rectangle
             assert (np.abs(out[y, x].astype(int) - colour) <= tolerance * colour).all(), (y, x)
         assert (out[(y1 + y2) // 2, (x1 + x2) // 2] == 0).all()  # inside untouched
+
+
+def test_the_class_map_tint_is_the_hosts():
+    """The device tint of a semantic class map gives the host's pixels (within a level of
+    rounding), the background untouched; the legend is the host's."""
+    from pipeline.overlay.device import ClassMapAnnotator as DeviceTint
+    from pipeline.overlay.host import ClassMapAnnotator
+    from pipeline.types import ClassMap
+
+    rng = np.random.default_rng(5)
+    scene = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    ids = rng.integers(0, 6, (90, 160)).astype(np.uint8)
+    host = scene.copy()
+    ClassMapAnnotator().annotate(host, Detections.empty(class_map=ClassMap(ids)))
+    dev = torch.from_numpy(scene.copy())
+    DeviceTint().annotate(dev, torch.from_numpy(ids))
+    dev = dev.numpy()
+    ClassMapAnnotator().legend(dev, ClassMap(ids))
+    assert np.abs(dev.astype(int) - host.astype(int)).max() <= 1
+    top = ids[:30]  # above the legend
+    assert (dev[:30][top == 0] == scene[:30][top == 0]).all() and (dev[:30][top == 3] != scene[:30][top == 3]).any()
