@@ -69,8 +69,8 @@ def test_the_class_map_tint_is_the_hosts():
     from pipeline.types import ClassMap
 
     rng = np.random.default_rng(5)
-    scene = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
-    ids = rng.integers(0, 6, (90, 160)).astype(np.uint8)
+    scene = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    ids = rng.integers(0, 6, (360, 640)).astype(np.uint8)
     host = scene.copy()
     ClassMapAnnotator().annotate(host, Detections.empty(class_map=ClassMap(ids)))
     dev = torch.from_numpy(scene.copy())
@@ -78,5 +78,5 @@ def test_the_class_map_tint_is_the_hosts():
     dev = dev.numpy()
     ClassMapAnnotator().legend(dev, ClassMap(ids))
     assert np.abs(dev.astype(int) - host.astype(int)).max() <= 1
-    top = ids[:30]  # above the legend
-    assert (dev[:30][top == 0] == scene[:30][top == 0]).all() and (dev[:30][top == 3] != scene[:30][top == 3]).any()
+    top = ids[:100]  # above the legend
+    assert (dev[:100][top == 0] == scene[:100][top == 0]).all() and (dev[:100][top == 3] != scene[:100][top == 3]).any()
