@@ -60,10 +60,14 @@ with a tracker and a counting line across the road, write the annotated video, t
 and the line events, print the run's metrics, the COCO box and mask mAP, the tracking scores
 (HOTA, MOTA, IDF1) and the line counts against the ground truth.
 
+Then the bundled road model (semantic segmentation: sky, road, lane marking, sidewalk, other)
+runs over the same clip, and its mIoU and pixel accuracy are printed too.
+
 Files in --out: clip.mp4, ground_truth.json (COCO, with track ids), ground_truth_mot.txt
-(MOTChallenge rows), crossings.json (the true line crossings), annotated.mp4, detections.jsonl,
-events.jsonl, metrics.json, accuracy.json. Seeds from 1,000,000 up were used to train the
-model; the rest are unseen.
+(MOTChallenge rows), crossings.json (the true line crossings), ground_truth_semantic/ (a label
+PNG per frame), annotated.mp4, detections.jsonl, events.jsonl, road.mp4, road.jsonl,
+metrics.json, accuracy.json. Seeds from 1,000,000 up were used to train the models; the rest
+are unseen.
 """
 
 EVAL_HELP = """\
@@ -394,9 +398,10 @@ def cmd_demo(args, console: Console) -> int:
     code = run_session(cfg, console, args.quiet, args.debug)
     if code != EXIT_OK:
         return code
-    # the road: the demo's semantic model over the same clip (a second, small model; ONNX Runtime)
+    # the road: the demo's semantic model over the same clip (a second, small model; ONNX Runtime on the CPU,
+    # whatever --device: it ships as ONNX only, and the plain onnxruntime package has no CUDA)
     road = out / "road.jsonl"
-    code = run_session(build_config(None, {"source": str(clip), "model": "demo-road", "device": args.device, "json": str(road),
+    code = run_session(build_config(None, {"source": str(clip), "model": "demo-road", "device": "cpu", "json": str(road),
                                            "save": str(out / "road.mp4"), "overwrite": True}), console, True, args.debug)
     if code != EXIT_OK:
         return code
@@ -420,6 +425,11 @@ def cmd_eval(args, console: Console) -> int:
         check_writable(Path(args.json_out), overwrite=args.overwrite)
     if Path(args.ground_truth).is_dir():  # per-pixel ground truth: semantic segmentation
         from pipeline.evaluate_semantic import evaluate_semantic
+        from pipeline.types import InputError
+
+        if args.events or args.crossings:
+            raise InputError("--events and --crossings score a tracker's line counts against COCO ground truth (GT.json), "
+                             "not against per-pixel ground truth: drop them")
         from pipeline.evaluate_semantic import render_table as semantic_table
 
         result = evaluate_semantic(args.predictions, args.ground_truth)

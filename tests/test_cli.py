@@ -245,7 +245,8 @@ def test_run_with_a_crop_classifier_and_with_a_frame_classifier(tmp_path):
     lines = [json.loads(x) for x in js2.read_text().splitlines()]
     assert len(lines) == 4 and all(len(line["labels"]) == 5 and line["detections"] == [] for line in lines)
     for args, message in ((["--classify-crops", "torchvision:resnet18"], "needs --classify-weights"),
-                          (["--classify-crops", "tiny-seg"], "needs a classification model")):
+                          (["--classify-crops", "tiny-seg"], "needs a classification model"),
+                          (["--classify-weights", "random"], "add --classify-crops SPEC")):
         r = rtpipe("run", clip, *args, "--quiet")
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 

@@ -69,3 +69,10 @@ def test_mismatched_files_are_one_line_errors(tmp_path, case, message):
         (gt / "classes.json").unlink()
     with pytest.raises(EvalError, match=message):
         evaluate_semantic(pjs, gt)
+
+
+def test_line_scoring_options_are_refused_with_per_pixel_ground_truth(tmp_path, capsys):
+    truth = np.zeros((3, 3), np.uint8)
+    pjs, gt = write(tmp_path, [truth], [truth])
+    assert main(["eval", str(pjs), str(gt), "--events", str(pjs)]) == 2
+    assert "drop them" in capsys.readouterr().err

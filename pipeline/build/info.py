@@ -22,8 +22,9 @@ def accepts(m: EngineMeta, batch: dict) -> str:
         return f"any height and width ({frames}): each frame fitted to its own shape, up to {h}x{w}{multiples}"
     how = {"letterbox": "letterboxed (aspect kept, grey bars)", "resize": "stretched", "stretch": "stretched",
            "torchvision": "resized as torchvision does, padded", "shortside": "resized (short side) as torchvision's preset does, padded",
-           }.get(m.fit.mode, m.fit.mode)
-    return f"3x{h}x{w} only ({frames}): frames of any size are {how} into it; build with --imgsz H,W for a camera's shape"
+           "centercrop": "resized (short side) and centre-cropped as torchvision's preset does"}.get(m.fit.mode, m.fit.mode)
+    advice = "; build with --imgsz H,W for a camera's shape" if m.family == "yolo" else ""
+    return f"3x{h}x{w} only ({frames}): frames of any size are {how} into it{advice}"
 
 
 def render(engine: Path, record: dict, problems: list[str]) -> Table:

@@ -1,8 +1,8 @@
 """Labelled crops from the demo scenes, for fine-tuning a crop classifier: cars by body colour.
 
-    python -m pipeline.demo.crops OUT [--seed S] [--frames N]
+    python -m pipeline.demo.crops OUT [--seeds A-B] [--frames N]
 
-Writes ``OUT/<colour>/<seed>-<frame>-<id>.png``, a folder per class (what ``rtpipe finetune``
+Writes ``OUT/<colour>/<seed>-<k>.png`` (the k-th crop of clip ``seed``), a folder per class (what ``rtpipe finetune``
 reads). A car's colour is the channel its body paint is strongest in (red, green or blue); cars
 whose paint has no clear strongest channel (within 40 levels), or that show fewer than 400
 pixels, are left out. A car gives a crop every ``EVERY`` frames (it grows, shrinks and moves

@@ -178,7 +178,7 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     if arch not in semantic_family.ARCHS and arch not in classify_family.ARCHS:
         tv_family.check_arch(arch)
     if weights is None:
-        warnings.warn(f"{label}: no weights given, using random weights (seed 0): its results are meaningless", stacklevel=4)
+        warnings.warn(f"{label}: random weights (seed 0): its results are meaningless", stacklevel=4)
     source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
     if arch in classify_family.ARCHS:
         model = classify_family.build(arch, weights)

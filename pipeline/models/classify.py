@@ -52,10 +52,7 @@ def build(arch: str, weights: str | Path | None = None, seed: int = 0, num_class
         return fn(weights="DEFAULT").eval()
     state = None
     if weights is not None:
-        from pipeline.models.checkpoint_load import load_weights_only, require_safe_torch
-
-        require_safe_torch()
-        state = load_weights_only(Path(weights).expanduser())
+        state = read_state(weights, arch)
         num_classes = _classes_in(state, arch)
     torch.manual_seed(seed)
     model = fn(weights=None, num_classes=num_classes or 1000).eval()
@@ -66,13 +63,27 @@ def build(arch: str, weights: str | Path | None = None, seed: int = 0, num_class
     return model
 
 
+def read_state(weights: str | Path, arch: str):
+    """A weights file's contents (``torch.load(weights_only=True)``); a ValueError or
+    FileNotFoundError in one line saying what the file should be."""
+    from pipeline.models.checkpoint_load import load_weights_only, require_safe_torch
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file '{path}' not found: give a state_dict saved from torchvision's {arch}")
+    require_safe_torch()
+    try:
+        return load_weights_only(path)
+    except Exception as exc:
+        raise ValueError(f"weights file '{path}' is not a plain state_dict ({exc.__class__.__name__}): "
+                         "save one with torch.save(model.state_dict(), f)") from exc
+
+
 def saved_names(weights) -> list[str] | None:
     """The class names a fine-tuned head's file carries (``pipeline.models.finetune.save``), or None."""
     if weights is None or (isinstance(weights, str) and weights.upper() == "DEFAULT"):
         return None
-    from pipeline.models.checkpoint_load import load_weights_only
-
-    state = load_weights_only(Path(weights).expanduser())
+    state = read_state(weights, "the classifier")
     names = state.get("names") if isinstance(state, dict) else None
     return [str(n) for n in names] if isinstance(names, list) else None
 
@@ -149,8 +160,9 @@ class ClassifyDecoder:
         """(B, classes) probabilities -> each row's ``k`` best as Labels."""
         p = np.asarray(probs, np.float32)
         if self.classes is not None:
-            p = np.where(np.isin(np.arange(p.shape[1]), self.classes), p, -1)
-        k = k if self.classes is None else min(k, len(self.classes))
+            wanted = np.isin(np.arange(p.shape[1]), self.classes)
+            p = np.where(wanted, p, -1)
+            k = min(k, int(wanted.sum()))  # only the asked-for classes this model has
         order = np.argsort(-p, axis=1, kind="stable")[:, :k]
         return [Labels(o, p[i, o], self.names) for i, o in enumerate(order)]
 

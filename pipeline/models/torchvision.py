@@ -105,7 +105,7 @@ def load_state_dict(model, path: str | Path, arch: str) -> None:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"weights file '{path}' not found: give a state_dict saved from torchvision.models.detection.{arch}")
+        raise FileNotFoundError(f"weights file '{path}' not found: give a state_dict saved from torchvision's {arch}")
     require_safe_torch()
     try:
         state = load_weights_only(path)

@@ -142,8 +142,8 @@ def shortside_size(frame_hw: tuple[int, int], min_size: int, max_size: int) -> t
     h, w = frame_hw
     short, long = min(h, w), max(h, w)
     new_short, new_long = min_size, int(min_size * long / short)
-    if new_long > max_size:
-        new_short, new_long = int(max_size * new_short / new_long), max_size
+    if new_long > max_size:  # (torchvision's presets have no bound; rtpipe's keeps a sliver from becoming huge)
+        new_short, new_long = max(1, int(max_size * new_short / new_long)), max_size
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from pipeline.models import Model
+from pipeline.paths import Item
 from pipeline.types import Labels
 
 
@@ -38,7 +39,7 @@ class CropClassifier:
         r[:, 3] = np.clip(np.ceil(xyxy[:, 3]), r[:, 1] + 1, h)
         return r
 
-    def apply(self, items) -> None:
+    def apply(self, items: list[Item]) -> None:
         """Fill ``item.detections.crop_labels`` for every item (an empty Labels where nothing was detected)."""
         tensors, owners = [], []
         for k, it in enumerate(items):

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from pipeline.metrics import RunMetrics
 from pipeline.models import Model
@@ -35,6 +36,9 @@ from pipeline.paths import Item, ModelPath, path_for
 from pipeline.runtime.queues import END, WAIT, QueueGroup, SourceEnd, StageQueue, Stopped
 from pipeline.sinks import Sink
 from pipeline.sources import Source
+
+if TYPE_CHECKING:
+    from pipeline.runtime.classify import CropClassifier
 
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
 # what `docker stop`, systemd and a closed terminal send: each drains like the first Ctrl-C
@@ -112,7 +116,7 @@ class Pipeline:
         on_frame: Callable[[int], None] | None = None,
         path: ModelPath | None = None,
         tracking=None,
-        classify=None,
+        classify: CropClassifier | None = None,
         overlay: Sequence = (),
     ):
         if batch < 1:

@@ -75,6 +75,8 @@ class Session:
                                 trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine,
                                 nms=config.nms, rect=config.rect)
         self.classify = None
+        if config.classify_weights is not None and config.classify_crops is None:
+            raise ConfigError("--classify-weights is the weights of --classify-crops: add --classify-crops SPEC, or drop it")
         if config.classify_crops is not None:
             from pipeline.runtime.classify import CropClassifier
 

@@ -80,3 +80,34 @@ def test_top5_and_probabilities_match_torchvision(case, backend):
         want = np.argsort(-ref, kind="stable")[:5]
         assert [c for c, ok in zip(labels.class_id, clear) if ok] == [c for c, ok in zip(want, clear) if ok]
         assert not clear[-1] or set(labels.class_id) == set(want)
+
+
+def test_classes_keeps_only_the_asked_for_classes_the_model_has():
+    from pipeline.models.decoder import DecodeSettings
+    from pipeline.types import EngineMeta, Fit
+
+    meta = EngineMeta("classify", "classify", ("a", "b", "c"), Fit((8, 8), "centercrop", 8, 128), ("probs",), arch="resnet18")
+    probs = np.array([[0.2, 0.5, 0.3]], np.float32)
+    for classes, want in (((1, 7), [1]), ((0, 2), [2, 0]), ((9,), []), (None, [1, 2, 0])):
+        labels = classify.ClassifyDecoder(meta, DecodeSettings(classes=classes)).top(probs)[0]
+        assert list(labels.class_id) == want and (labels.confidence >= 0).all()
+
+
+def test_bad_weights_files_are_one_line(tmp_path):
+    from pipeline.models import ModelError
+
+    (tmp_path / "x.jsonl").write_text("{}\n")
+    for weights, message in ((tmp_path / "none.pth", "not found: give a state_dict saved from torchvision's resnet18"),
+                             (tmp_path / "x.jsonl", "is not a plain state_dict")):
+        with pytest.raises(ModelError, match=message):
+            load_model("torchvision:resnet18", weights=weights)
+
+
+def test_a_sliver_wider_than_the_bound_still_fits():
+    """A 1x1300 crop: the short side would round to 0 under the long-side bound; it keeps one pixel."""
+    from pipeline.preprocess.host import prepare, shortside_size
+
+    fit = classify.describe("resnet18", imgsz=64).fit
+    assert shortside_size((1, 1300), fit.min_size, fit.max_size)[0] >= 1
+    x, _ = prepare(np.zeros((1, 1300, 3), np.uint8), fit)
+    assert x.shape == (3, 64, 64)
