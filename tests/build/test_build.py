@@ -112,3 +112,26 @@ def test_semantic_engines_pass_the_check_and_give_the_checkpoints_class_maps(tmp
         classes |= set(np.unique(want).tolist())
     assert len(classes) >= 3, "the maps should not be one class"
     assert main(["info", str(engine)]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "aoti"])
+def test_classifier_engines_pass_the_check_and_give_the_checkpoints_probabilities(tmp_path, fmt):
+    """A classifier (ResNet-18) built to ONNX and AOTInductor: the builder's check passes on its
+    softmax output, and the engine's top-5 and probabilities are the checkpoint's."""
+    from pipeline.models import classify
+    from tests.models.test_classify import spread
+
+    net = classify.build("resnet18")
+    spread(net, 1.0, SyntheticScene(320, 240, 1).render(0), "resnet18")
+    weights = tmp_path / "w.pth"
+    torch.save(net.state_dict(), weights)
+    engine = build("torchvision:resnet18", BuildOptions(format=fmt, batch="1:2:2"), tmp_path / "out", weights=weights)
+    record = json.loads(sidecar_path(engine).read_text())
+    assert record["model"]["task"] == "classify" and record["check"]["outputs"]["probs"]["max_rel_diff"] <= 1e-3
+    reference = load_model("torchvision:resnet18", backend="torch", weights=weights)
+    model = load_model(str(engine))
+    for w, h in ((480, 270), (400, 300), (270, 480)):
+        image = SyntheticScene(w, h, 2).render(3)
+        want, got = reference.predict(image)[0].labels, model.predict(image)[0].labels
+        assert list(got.class_id) == list(want.class_id)
+        np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-3, atol=1e-6)
