@@ -139,7 +139,8 @@ def test_metrics_shape(tiny_model):
     for s in m["stages"].values():
         if s["count"]:
             assert s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
-    assert m["fps"] == pytest.approx(m["frames_out"] / m["wall_s"], rel=1e-2)
+    # wall_s is rounded to the millisecond: on a run of ~45 ms that alone is up to 1 %
+    assert abs(m["fps"] * m["wall_s"] - m["frames_out"]) <= m["fps"] * 0.0005 + 1e-3
     assert m["model"]["names"] == list(tiny_model.info.names)
     assert np.isfinite(m["e2e_latency"]["p99_ms"])
 
