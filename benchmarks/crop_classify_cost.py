@@ -11,8 +11,6 @@ with medians in ms. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import median_ms  # noqa: E402
+from benchmarks.timing import machine, median_ms, report  # noqa: E402
 from pipeline.loader import load_model  # noqa: E402
 from pipeline.paths import Item  # noqa: E402
 from pipeline.runtime.classify import CropClassifier  # noqa: E402
@@ -58,12 +56,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = [measure(stage, model, frame, n, rng, args.repeat) for n in (10, 50)]
     result = {"arch": args.arch, "backend": model.info.backend, "input": list(model.info.input_hw), "frame": [1080, 1920],
-              "rows": rows, "repeat": args.repeat, "machine": {"cpu": platform.processor() or platform.machine(),
-                                                               "python": platform.python_version()}}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+              "rows": rows, "repeat": args.repeat, "machine": machine()}
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import median_ms  # noqa: E402
+from benchmarks.timing import machine, median_ms, report  # noqa: E402
 from pipeline.models.semantic import SemanticDecoder, describe  # noqa: E402
 from pipeline.overlay.host import ClassMapAnnotator  # noqa: E402
 from pipeline.preprocess.host import prepare  # noqa: E402
@@ -77,12 +76,9 @@ def main() -> None:
         "overlay_ms": median_ms(lambda: overlay.annotate(frame.copy(), dets), args.repeat),
         "write_ms": median_ms(lambda: json.dumps(sink.class_map(dets.class_map), separators=(",", ":")), args.repeat),
         "jsonl_bytes_per_frame": len(json.dumps(record, separators=(",", ":"))),
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": machine(),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

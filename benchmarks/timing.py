@@ -16,3 +16,20 @@ def median_ms(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return round(float(np.median(times) * 1000), 2)
+
+
+def machine() -> dict:
+    """What ran the benchmark, for its JSON."""
+    import platform
+
+    return {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
+
+
+def report(result: dict, out=None) -> None:
+    """Print ``result`` as JSON and, with ``out`` (a Path), write it there too."""
+    import json
+
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
