@@ -182,7 +182,7 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     source = Path(weights).expanduser() if weights is not None and weights != "DEFAULT" else None
     if arch in classify_family.ARCHS:
         model = classify_family.build(arch, weights)
-        meta = classify_family.describe(arch, int(model.state_dict()[_last_2d(model)].shape[0]), classify_family.saved_names(weights),
+        meta = classify_family.describe(arch, classify_family.classes_in(model.state_dict(), arch), classify_family.saved_names(weights),
                                         imgsz=imgsz)
         return Network(meta, label, module=classify_family.graph(model, meta), source=source)
     if arch in semantic_family.ARCHS:
@@ -192,10 +192,6 @@ def _torchvision_graph(arch: str, weights, imgsz: int | None, settings: DecodeSe
     model = tv_family.build(arch, weights, imgsz, settings)
     meta = tv_family.describe(model, arch)
     return Network(meta, label, module=tv_family.graph(model, meta), source=source)
-
-
-def _last_2d(model) -> str:
-    return [k for k, v in model.state_dict().items() if k.endswith("weight") and v.ndim == 2][-1]
 
 
 def _require_torch(label: str, modules: tuple[str, ...] = ("torch", "torchvision", "onnx")) -> None:

@@ -53,7 +53,7 @@ def build(arch: str, weights: str | Path | None = None, seed: int = 0, num_class
     state = None
     if weights is not None:
         state = read_state(weights, arch)
-        num_classes = _classes_in(state, arch)
+        num_classes = classes_in(state, arch)
     torch.manual_seed(seed)
     model = fn(weights=None, num_classes=num_classes or 1000).eval()
     if state is not None:
@@ -88,7 +88,7 @@ def saved_names(weights) -> list[str] | None:
     return [str(n) for n in names] if isinstance(names, list) else None
 
 
-def _classes_in(state, arch: str) -> int:
+def classes_in(state, arch: str) -> int:
     """The class count of a classifier state_dict: the rows of its last 2-D weight (the head)."""
     if not isinstance(state, dict):
         raise ValueError(f"weights for {arch} hold a {type(state).__name__}, not a state_dict")
