@@ -36,6 +36,13 @@ model call (--batch), and a batch is cut when its oldest frame would otherwise m
 fails ends only itself (exit 1 at the end, its outputs kept as .partial). Outputs are per
 source: --save out.mp4 writes out-0.mp4, out-1.mp4, ... in the order given (same for --json).
 
+A batch job (--out OUTDIR): every recording in the folders, globs (quoted) and @LIST files
+given is its own run with the same settings, the model loaded once. Outputs are named after
+each recording in OUTDIR (NAME.jsonl, NAME.metrics.json, NAME.events.jsonl with --line/--zone,
+NAME.annotated.mp4 with --video); OUTDIR/manifest.jsonl records each one's status, frames,
+FPS, wall time and error. A rerun skips what is done; a broken file fails alone (exit 1).
+--ray [ADDRESS] runs the same job on Ray workers (a local instance, or a cluster).
+
 Settings come from --config PRESET.yaml, then from the flags given here.
 First Ctrl-C: stop reading, finish the frames in flight and finalise the outputs.
 Second Ctrl-C: stop at once (outputs are kept only as .partial files).
@@ -210,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="count entries, exits, occupancy and dwell time in this polygon; repeat for more")
     run.add_argument("--events", metavar="JSONL", help="write line and zone events, one JSON line each")
     run.add_argument("--trails", type=int, metavar="N", help="draw each track's path over its last N frames")
+    job = run.add_argument_group("batch job: one run per recording (folders of dashcam recordings)")
+    job.add_argument("--out", metavar="OUTDIR", help="process each recording of the SOURCEs (folders, searched recursively; quoted "
+                                                    "globs; @LIST: a file with one path per line) as its own run, outputs named after it "
+                                                    "in OUTDIR with a manifest; a rerun skips what is done (--overwrite: start over)")
+    job.add_argument("--video", action="store_true", help="with --out: also write each recording's annotated video (NAME.annotated.mp4)")
+    job.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="with --out: run the job on Ray workers, each with the model loaded once: a local Ray instance, or the "
+                          "cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001); needs rtpipe[ray]")
+    job.add_argument("--workers", type=int, metavar="N", help="with --ray: how many workers (default: one per GPU with --device cuda, "
+                                                              "else half the CPUs)")
+    job.add_argument("--retries", type=int, default=2, metavar="N",
+                     help="with --ray: how many times a recording whose worker died is given to another (default 2)")
     _flags(run, "quiet", "debug")
 
     b = sub.add_parser("build", help="build an engine (ONNX, AOTInductor .pt2, TensorRT plan) from a checkpoint",
@@ -302,7 +321,7 @@ def progress_bar(console: Console, quiet: bool, eta: bool = False):
 
 
 def cmd_run(args, console: Console) -> int:
-    from pipeline.config import build_config
+    from pipeline.config import ConfigError, build_config
 
     keys = ("model", "weights", "trust_checkpoint", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms",
             "classes", "batch", "rect",
@@ -310,7 +329,82 @@ def cmd_run(args, console: Console) -> int:
             "metrics_json", "track", "line", "zone", "events", "trails", "classify_crops", "classify_weights")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
     overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")
+    if args.out is not None:
+        return run_batch(args, overrides, console)
+    for flag, given in (("--video", args.video), ("--ray", args.ray), ("--workers", args.workers), ("--retries", args.retries != 2)):
+        if given:
+            raise ConfigError(f"{flag} is for batch jobs: add --out OUTDIR (one run per recording, outputs named after each)")
     return run_session(build_config(args.config, overrides), console, args.quiet, args.debug)
+
+
+def run_batch(args, overrides: dict, console: Console) -> int:
+    """``rtpipe run SOURCES --out OUTDIR``: one run per recording, with progress, the summary and the failures; the exit code."""
+    from pipeline.batch import BatchJob
+    from pipeline.batch.job import LocalRunner
+    from pipeline.config import ConfigError, build_config
+
+    specs = overrides.pop("source") or []
+    cfg = build_config(args.config, overrides)
+    if not specs:  # from the preset
+        specs, cfg = cfg.sources, cfg.model_copy(update={"source": None})
+    if not specs:
+        raise ConfigError("no recordings: give folders, files, quoted globs or @LIST.txt, e.g. rtpipe run recordings/ --out results/")
+    if args.ray is not None:
+        from pipeline.batch.ray_job import RayRunner, import_ray
+
+        import_ray()
+        runner = RayRunner(None if args.ray == "local" else args.ray, args.workers, args.retries)
+    else:
+        if args.workers is not None or args.retries != 2:
+            raise ConfigError("--workers and --retries are for --ray: the job without it runs in this process")
+        runner = LocalRunner()
+    job = BatchJob.create(specs, args.out, cfg, video=args.video)
+    with progress_bar(console, args.quiet, eta=True) as task:
+        bar = {}
+
+        def start(todo: int, skipped: int) -> None:
+            where = "" if args.ray is None else f" on Ray ({args.ray})"
+            if skipped and not args.quiet:
+                console.print(f"{skipped} of {len(job.recordings)} recordings already done in {job.out} (skipped)", markup=False,
+                              highlight=False)
+            bar["update"] = task(f"{todo} recording{'s' * (todo != 1)}{where}", todo)
+
+        def progress(done: float, entry: dict | None) -> None:
+            bar["update"](done)
+            if entry is not None and entry["status"] == "failed":
+                say(f"failed: {entry['input']}: {entry['error']}")
+
+        summary = job.run(runner, restart=bool(cfg.overwrite), progress=progress, on_start=start)
+    if not args.quiet:
+        console.print(render_summary(summary))
+        console.print(f"manifest: {summary.manifest}", markup=False, highlight=False)
+    if summary.signal is not None:
+        say(f"stopped by {summary.signal}: {summary.done} done, {summary.left} left (rerun the same command to go on)")
+        return EXIT_SIGNAL.get(summary.signal, EXIT_INTERRUPTED)
+    if summary.failed:
+        say(f"{summary.failed} of {summary.total} recordings failed (see {summary.manifest}); rerun the same command to retry them")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def render_summary(summary):
+    """The job's outcome as a table."""
+    from rich.table import Table
+
+    t = Table(title="batch job", show_header=False)
+    rows = [("recordings", summary.total), ("done", summary.done), ("skipped (done before)", summary.skipped),
+            ("failed", summary.failed), ("interrupted", summary.interrupted), ("left to do", summary.left),
+            ("worker deaths (retried)", summary.retried), ("frames", summary.frames), ("wall time", f"{summary.wall_s:.1f} s"),
+            ("frames/s (whole job)", f"{summary.frames / summary.wall_s:.1f}" if summary.wall_s else "-")]
+    r = summary.runner
+    if r.get("kind") == "ray":
+        rows.append(("ray", f"{r.get('workers')} workers on {r.get('nodes', '?')} node(s) ({r.get('address')}); "
+                            f"start {r.get('init_s', 0):.1f} s, workers ready {r.get('ready_s', 0):.1f} s"))
+    elif r.get("load_s") is not None:
+        rows.append(("model load", f"{r['load_s']:.1f} s"))
+    for k, v in rows:
+        t.add_row(k, str(v))
+    return t
 
 
 def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:

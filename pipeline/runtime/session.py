@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from pipeline.runtime.pipeline import Pipeline, SourceFailed, StageError
 from pipeline.sinks import Sink, check_writable, open_sinks, partial_path, per_source, write_complete
 from pipeline.sources import open_source
 from pipeline.types import Detections, Frame
+
+if TYPE_CHECKING:
+    from pipeline.models import Model
+    from pipeline.runtime.classify import CropClassifier
 
 
 @dataclass(frozen=True)
@@ -56,37 +61,50 @@ class CallbackSink(Sink):
         self.callback(Result(item.frame, item.detections, item.image, tuple(item.events)))
 
 
+class Models(NamedTuple):
+    """What a run loads once: the model and, with ``classify_crops``, the crop classifier. A batch
+    job loads them once and hands them to every recording's Session."""
+
+    model: Model
+    classify: CropClassifier | None = None
+
+
+def load_models(config: RunConfig) -> Models:
+    """The run's model (and crop classifier) as the settings say; ModelError/ConfigError with one line."""
+    if config.classify_weights is not None and config.classify_crops is None:
+        raise ConfigError("--classify-weights is the weights of --classify-crops: add --classify-crops SPEC, or drop it")
+    model = load_model(config.model, backend=config.backend, device=config.device, conf=config.conf, iou=config.iou,
+                       max_det=config.max_det, classes=config.classes, imgsz=config.imgsz, weights=weights_for(config.model, config.weights),
+                       trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine, nms=config.nms, rect=config.rect)
+    if config.classify_crops is None:
+        return Models(model)
+    from pipeline.runtime.classify import CropClassifier
+
+    crops = load_model(config.classify_crops, backend=config.backend, device=config.device,
+                       weights=weights_for(config.classify_crops, config.classify_weights, "--classify-weights"),
+                       trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine)
+    try:
+        return Models(model, CropClassifier(crops))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class Session:
     """One run's model, sources and sinks, set up from validated settings (nothing is read yet).
+    ``models``: already loaded ones (``load_models``) to use instead of loading them again.
 
     Raises ConfigError (settings), ModelError, SourceError or SinkError with a one-line message
     (sinks made before a failing one are closed again).
     """
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, models: Models | None = None):
         if config.source is None:
             raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
         check_outputs(config)
         config.check_tracking()
         self.config = config
-        weights = weights_for(config.model, config.weights)
-        self.model = load_model(config.model, backend=config.backend, device=config.device, conf=config.conf, iou=config.iou,
-                                max_det=config.max_det, classes=config.classes, imgsz=config.imgsz, weights=weights,
-                                trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine,
-                                nms=config.nms, rect=config.rect)
-        self.classify = None
-        if config.classify_weights is not None and config.classify_crops is None:
-            raise ConfigError("--classify-weights is the weights of --classify-crops: add --classify-crops SPEC, or drop it")
-        if config.classify_crops is not None:
-            from pipeline.runtime.classify import CropClassifier
-
-            crops = load_model(config.classify_crops, backend=config.backend, device=config.device,
-                               weights=weights_for(config.classify_crops, config.classify_weights, "--classify-weights"),
-                               trust_checkpoint=config.trust_checkpoint, trust_engine=config.trust_engine)
-            try:
-                self.classify = CropClassifier(crops)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        self.models = models if models is not None else load_models(config)
+        self.model, self.classify = self.models.model, self.models.classify
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout)
                         for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
@@ -94,6 +112,7 @@ class Session:
         self.pipeline: Pipeline | None = None
         self.metrics: dict | None = None
         self.error: BaseException | None = None  # what ended a streamed run, if anything did
+        self._abort = False
 
     @classmethod
     def from_settings(cls, preset: str | Path | None = None, **settings) -> Session:
@@ -129,6 +148,12 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def abort(self) -> None:
+        """Stop the run now, from any thread (before it starts too): its outputs are kept only as ``.partial``."""
+        self._abort = True
+        if self.pipeline is not None:
+            self.pipeline.abort()
+
     def kept_partial(self) -> list[Path]:
         """The ``.partial`` files an unfinished run left behind."""
         return [partial_path(s.path) for _, s in self.outputs() if partial_path(s.path).exists()]
@@ -153,6 +178,8 @@ class Session:
         self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
                                  max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay,
                                  classify=self.classify)
+        if self._abort:  # abort() came before the pipeline existed
+            self.pipeline.abort()
         written = None
         try:
             self.metrics = written = self.pipeline.run(handle_sigint=handle_sigint)

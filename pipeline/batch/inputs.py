@@ -1,0 +1,116 @@
+"""The recordings of a batch job: folders (searched recursively), globs and lists of files.
+
+Each recording gets a ``name``: its path relative to the folder it was found under, without
+its suffix, ``/``-separated. Its outputs are ``OUT/<name>.*``, so a folder's layout is kept
+and names stay the same when files are added (resume relies on that). Two recordings that
+would share a name (``a.mp4`` and ``a.mkv``) keep their suffix in it (``a.mp4``, ``a.mkv``).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.sources import NETWORK_SCHEMES
+from pipeline.types import InputError
+
+# what a folder or glob of recordings is searched for (case-insensitive)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts", ".m2ts", ".flv", ".wmv", ".mpg", ".mpeg",
+                  ".3gp")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One input of a batch job: ``path`` (absolute) and ``name``, unique in the job (outputs are OUT/<name>.*)."""
+
+    path: Path
+    name: str
+
+
+def _is_video(p: Path) -> bool:
+    return p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+
+
+def _under(p: Path, folder: Path | None) -> bool:
+    return folder is not None and (p == folder or folder in p.parents)
+
+
+def _search(folder: Path, skip: Path | None) -> list[Path]:
+    """Video files under ``folder``, recursively, sorted; hidden folders and ``skip`` (the job's output folder) left out."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _under((here / d).resolve(), skip))
+        found += [here / f for f in sorted(files) if _is_video(here / f)]
+    return found
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard ('rec/2026-*/*.mp4' -> 'rec')."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if globlib.has_magic(p))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _read_list(spec: str) -> tuple[list[Path], Path]:
+    """``@list.txt``: one path per line (blank lines and ``#`` comments skipped), relative to the list's folder."""
+    listed = Path(spec[1:]).expanduser()
+    try:
+        lines = listed.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the list '{listed}': {getattr(exc, 'strerror', None) or exc}") from None
+    paths = [(listed.parent / line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not paths:
+        raise InputError(f"the list '{listed}' names no recordings: one path per line")
+    common = Path(os.path.commonpath([str(p.absolute().parent) for p in paths]))
+    return paths, common
+
+
+def find_recordings(specs: list[str], out: Path) -> list[Recording]:
+    """The recordings that ``specs`` (DIR, GLOB, @LIST or FILE, any mix) name, in the order given
+    (each folder and glob sorted), once each; files under ``out`` are never inputs. A file named in a
+    list or given on its own need not exist (its run fails and the manifest says so); a folder or
+    glob that finds nothing, a stream or a camera is an InputError."""
+    skip = out.expanduser().resolve()
+    found: list[tuple[Path, Path]] = []  # (file, the folder its name is relative to)
+    for spec in specs:
+        scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
+        if scheme in NETWORK_SCHEMES or spec.isdigit() or spec.startswith(("/dev/video", "synthetic:")):
+            raise InputError(f"'{spec}' is live, not a recording: a batch job (--out) takes files, folders, globs or @LIST; "
+                             "run live sources without --out")
+        if spec.startswith("@"):
+            paths, root = _read_list(spec)
+            found += [(p, root) for p in paths]
+            continue
+        path = Path(spec).expanduser()
+        if globlib.has_magic(spec) and not path.exists():
+            root = _glob_root(spec)
+            hits = sorted(Path(p) for p in globlib.glob(str(path), recursive=True))
+            hits = [p for p in hits if _is_video(p) and not _under(p.resolve(), skip)]
+            if not hits:
+                raise InputError(f"no recordings match '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)})")
+            found += [(p, root) for p in hits]
+        elif path.is_dir():
+            hits = _search(path, skip)
+            if not hits:
+                raise InputError(f"no recordings in '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)}, in sub-folders too); "
+                                 "a folder of pictures is one source: run it without --out")
+            found += [(p, path) for p in hits]
+        else:
+            found.append((path, path.absolute().parent))
+    return _named(found)
+
+
+def _named(found: list[tuple[Path, Path]]) -> list[Recording]:
+    seen, unique = set(), []
+    for p, root in found:
+        full = p.absolute()
+        key = os.path.realpath(full)
+        if key not in seen:
+            seen.add(key)
+            rel = full.relative_to(root.absolute()) if root.absolute() in full.parents else Path(full.name)
+            unique.append((full, rel))
+    stems = [rel.with_suffix("").as_posix() for _, rel in unique]
+    return [Recording(full, stem if stems.count(stem) == 1 else rel.as_posix()) for (full, rel), stem in zip(unique, stems)]

@@ -1,0 +1,116 @@
+"""A batch job's record: ``OUT/job.json`` (the settings) and ``OUT/manifest.jsonl`` (one line per outcome).
+
+Each line of the manifest is one recording's outcome: ``input``, ``name``, ``status`` (done,
+failed, interrupted, or retried: its worker died and it went to another), ``frames``, ``fps``,
+``wall_s``, ``error``, ``warnings``, ``attempt``, ``worker``, the input's ``size`` and
+``mtime``, its ``outputs`` (relative to OUT) and when it ``finished``. A recording's last line
+is its state. Lines are appended and flushed as recordings finish, so a job that is killed
+keeps what it finished; a torn last line is ignored.
+
+Resume: a recording is skipped when its last line says done, its input has the same size and
+modification time, and all its outputs are there. A job whose settings differ from job.json's
+is refused (its outputs would mix two settings) unless it is started over (``--overwrite``).
+One job at a time in a folder (``OUT/.job.lock``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline.config import ConfigError
+from pipeline.sinks import write_complete
+
+MANIFEST, JOB, LOCK = "manifest.jsonl", "job.json", ".job.lock"
+STATUSES = ("done", "failed", "interrupted", "retried")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stat_of(path: Path) -> tuple[int, float] | None:
+    """(size, mtime) of an input, or None when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, round(st.st_mtime, 6)
+
+
+class Manifest:
+    """The record of the job in ``out`` (created if needed); ``settings`` must match an earlier
+    job's there unless ``restart`` (which starts the record over). Holds the folder's lock until ``close``."""
+
+    def __init__(self, out: Path, settings: dict, restart: bool = False):
+        self.out = out
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the output folder '{out}': {exc.strerror or exc}") from None
+        self.path = out / MANIFEST
+        self._lock = open(out / LOCK, "a+")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise ConfigError(f"another rtpipe job is running in '{out}': wait for it, or give another --out") from None
+        job = out / JOB
+        if job.exists() and not restart:
+            try:
+                before = json.loads(job.read_text(encoding="utf-8"))["settings"]
+            except (OSError, ValueError, KeyError, TypeError):
+                before = None
+            if before != settings:
+                self.close()
+                raise ConfigError(f"'{out}' holds a job run with other settings ({_difference(before, settings)}): "
+                                  "give another --out, or --overwrite to start it over with these")
+        if restart or not job.exists():
+            self.path.unlink(missing_ok=True)
+            write_complete(job, json.dumps({"settings": settings, "started": now()}, indent=2) + "\n")
+        self.last: dict[str, dict] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []:
+            try:
+                entry = json.loads(line)
+                self.last[entry["name"]] = entry
+            except (ValueError, KeyError, TypeError):  # a line torn by a crash
+                continue
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - appended to until close()
+
+    def is_done(self, name: str, path: Path, outputs: dict[str, Path]) -> bool:
+        """Whether the recording was done with this input (same size and time) and its outputs are all there."""
+        entry = self.last.get(name)
+        if entry is None or entry.get("status") != "done":
+            return False
+        if [entry.get("size"), entry.get("mtime")] != list(stat_of(path) or (None, None)):
+            return False
+        return all(p.exists() for p in outputs.values())
+
+    def record(self, entry: dict) -> None:
+        """Append one outcome (and make it durable: a crash right after keeps it)."""
+        self.last[entry["name"]] = entry
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+
+def _difference(before: dict | None, now_: dict) -> str:
+    if not isinstance(before, dict):
+        return "its job.json cannot be read"
+    keys = sorted(set(before) | set(now_), key=str)
+    changed = [k for k in keys if before.get(k) != now_.get(k)]
+    if not changed:
+        return "settings differ"
+    k = changed[0]
+    return f"{k}: {before.get(k)!r} then, {now_.get(k)!r} now" + (f"; {len(changed) - 1} more" if len(changed) > 1 else "")

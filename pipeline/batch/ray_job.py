@@ -1,0 +1,231 @@
+"""The batch job on Ray (``rtpipe run DIR --out OUT --ray [ADDRESS]``): Ray starts the workers
+(actors) where the cluster has room, one per GPU (``--device cuda``) or N on CPUs; each loads
+the model once and runs recordings one after another, exactly as the single-process job does
+(``job.process``). The driver, here, hands each idle worker the next recording, writes the
+manifest and shows the progress.
+
+- No address: a local Ray instance for this job (started and stopped here); an address
+  (``auto``, ``HOST:6379``, ``ray://HOST:10001``; or RAY_ADDRESS): that cluster.
+- A worker that dies (killed, out of memory, its node lost) is restarted by Ray; each recording
+  it held goes back to the queue and the next idle worker takes it, up to ``retries`` times
+  (the manifest says ``retried``, then the outcome); after that it is ``failed``.
+- Workers read the inputs and write the outputs themselves: on a cluster both must be on
+  storage every node mounts at the same path (each worker checks it sees the output folder).
+- Ray is an extra (``pip install 'rtpipe[ray]'``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+
+from pipeline.batch.inputs import Recording
+from pipeline.batch.job import BatchJob, Progress, Record, process, where
+from pipeline.batch.manifest import now, stat_of
+from pipeline.config import ConfigError
+from pipeline.types import InputError
+
+READY_TIMEOUT_S = 300.0  # how long workers may take to start and load the model before the job gives up on them
+POLL_S = 0.5
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'rtpipe[ray]' (on every node of a cluster)") from None
+    return ray
+
+
+class Worker:
+    """A Ray actor's body (wrapped by ``ray.remote`` when a job starts): the model loaded once, then
+    one recording per ``process`` call. ``progress`` and ``abort`` answer while a recording runs
+    (the actor has a second thread for them)."""
+
+    def __init__(self, job: BatchJob):
+        from pipeline.runtime.session import load_models
+
+        if not job.out.is_dir():
+            raise InputError(f"worker {where()} cannot see the output folder '{job.out}': on a cluster, the inputs and --out must "
+                             "be on storage every node mounts at the same path")
+        config = job.config
+        if config.device.startswith("cuda"):  # Ray gives each worker its own GPU, as cuda:0
+            config = config.model_copy(update={"device": "cuda"})
+            job = BatchJob(config, job.recordings, job.out, job.video)
+        self.job, self.where = job, where()
+        started = time.perf_counter()
+        self.models = load_models(config)
+        self.load_s = round(time.perf_counter() - started, 3)
+        self._session, self._fraction = None, 0.0
+
+    def ready(self) -> tuple[str, float]:
+        return self.where, self.load_s
+
+    def process(self, rec: Recording, attempt: int) -> dict:
+        self._fraction = 0.0
+        try:
+            return process(self.job, rec, self.models, attempt, self.where, on_session=self._hold, on_fraction=self._progress)
+        finally:
+            self._session = None
+
+    def _hold(self, session) -> None:
+        self._session = session
+
+    def _progress(self, fraction: float) -> None:
+        self._fraction = fraction
+
+    def progress(self) -> float:
+        return self._fraction if self._session is not None else 0.0
+
+    def abort(self) -> None:
+        if (session := self._session) is not None:
+            session.abort()
+
+
+class RayRunner:
+    """Runs a job's recordings on Ray workers; ``address`` None starts a local instance."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None, retries: int = 2):
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers {workers}: give 1 or more")
+        if retries < 0:
+            raise ConfigError(f"--retries {retries}: give 0 or more")
+        self.address, self.workers, self.retries = address, workers, retries
+        self._stopped = False
+        self.timings: dict = {}
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def describe(self) -> dict:
+        return {"kind": "ray", "address": self.address or "local", "workers": self.workers, "retries": self.retries, **self.timings}
+
+    def run(self, job: BatchJob, todo: list[Recording], record: Record, progress: Progress) -> None:
+        ray = import_ray()
+        started = time.perf_counter()
+        local = self.address is None and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized()
+        gpu = job.config.device.startswith("cuda")
+        if not ray.is_initialized():
+            options = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            if local:
+                options["num_cpus"] = max(os.cpu_count() or 1, self.workers or 1)
+            try:
+                ray.init(address=self.address, **options)
+            except ConnectionError as exc:
+                raise ConfigError(f"cannot reach the Ray cluster at '{self.address or os.environ.get('RAY_ADDRESS')}': "
+                                  f"{' '.join(str(exc).split())}") from None
+        self.timings["init_s"] = round(time.perf_counter() - started, 3)
+        try:
+            self._run(ray, job, todo, record, progress, gpu)
+        finally:
+            if local:
+                ray.shutdown()
+
+    def _count(self, ray, gpu: bool) -> int:
+        resources = ray.cluster_resources()
+        if gpu:
+            gpus = int(resources.get("GPU", 0))
+            if gpus == 0:
+                raise ConfigError("--device cuda with --ray: the Ray cluster has no GPUs (start its nodes with GPUs, or use --device cpu)")
+            return self.workers or gpus
+        return self.workers or max(1, int(resources.get("CPU", 1)) // 2)
+
+    def _start(self, ray, job: BatchJob, gpu: bool) -> list:
+        n = self._count(ray, gpu)
+        self.workers = n
+        actor = ray.remote(Worker).options(num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=0,
+                                           max_concurrency=2)
+        started = time.perf_counter()
+        workers = [actor.remote(job) for _ in range(n)]
+        refs = [w.ready.remote() for w in workers]
+        ready, waiting = ray.wait(refs, num_returns=n, timeout=READY_TIMEOUT_S)
+        if waiting:
+            for w in workers:
+                ray.kill(w)
+            raise ConfigError(f"only {len(ready)} of {n} Ray workers started within {READY_TIMEOUT_S:.0f} s: the cluster lacks "
+                              f"{'GPUs' if gpu else 'CPUs'} for them (give fewer --workers)")
+        try:
+            answers = ray.get(refs)
+        except ray.exceptions.RayActorError as exc:  # the model did not load there
+            for w in workers:
+                ray.kill(w)
+            cause = getattr(exc, "cause", None) or exc
+            raise ConfigError(f"a Ray worker could not start: {' '.join(str(cause).split())[:500]}") from None
+        self.timings["ready_s"] = round(time.perf_counter() - started, 3)
+        self.timings["load_s"] = max(load for _, load in answers)
+        self.timings["nodes"] = len({w.rsplit(":", 1)[0] for w, _ in answers})
+        return workers
+
+    def _run(self, ray, job: BatchJob, todo: list[Recording], record: Record, progress: Progress, gpu: bool) -> None:
+        workers = self._start(ray, job, gpu)
+        queue = deque(todo)
+        attempts: dict[str, int] = {}
+        busy: dict = {}  # ref -> (worker, recording)
+        idle = list(workers)
+        done = 0
+        try:
+            while (queue and not self._stopped) or busy:
+                while idle and queue and not self._stopped:
+                    w, rec = idle.pop(0), queue.popleft()
+                    attempts[rec.name] = attempts.get(rec.name, 0) + 1
+                    busy[w.process.remote(rec, attempts[rec.name])] = (w, rec)
+                if self._stopped:
+                    self._abort(ray, busy, record)
+                    return
+                ready, _ = ray.wait(list(busy), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    w, rec = busy.pop(ref)
+                    idle.append(w)  # a dead worker is restarted by Ray: calls wait until it is back
+                    try:
+                        entry = ray.get(ref)
+                    except ray.exceptions.RayActorError as exc:
+                        entry = self._lost(rec, attempts[rec.name], exc)
+                        if entry["status"] == "retried":
+                            queue.appendleft(rec)
+                    record(entry)
+                    if entry["status"] != "retried":
+                        done += 1
+                        progress(done, entry)
+                progress(done + self._fractions(ray, busy), None)
+        finally:
+            for w in workers:
+                ray.kill(w)
+
+    def _fractions(self, ray, busy: dict) -> float:
+        refs = [w.progress.remote() for w, _ in busy.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
+        total = 0.0
+        for ref in ready:
+            try:
+                total += ray.get(ref)
+            except ray.exceptions.RayError:
+                pass
+        return total
+
+    def _lost(self, rec: Recording, attempt: int, exc: BaseException) -> dict:
+        """The entry for a recording whose worker died under it: retried, or failed after ``retries``."""
+        stat = stat_of(rec.path)
+        again = attempt <= self.retries
+        reason = f"its worker died (attempt {attempt} of {self.retries + 1}): {' '.join(str(exc).split())[:300]}"
+        return {"input": str(rec.path), "name": rec.name, "status": "retried" if again else "failed", "frames": 0, "fps": None,
+                "wall_s": None, "error": reason, "warnings": [], "attempt": attempt, "worker": None,
+                "size": None if stat is None else stat[0], "mtime": None if stat is None else stat[1], "outputs": {},
+                "finished": now()}
+
+    def _abort(self, ray, busy: dict, record: Record) -> None:
+        """A stopped job: abort the running recordings (their outputs stay .partial) and record them as interrupted."""
+        for w, _ in busy.values():
+            w.abort.remote()
+        ready, _ = ray.wait(list(busy), num_returns=len(busy), timeout=30)
+        for ref, (_, rec) in list(busy.items()):
+            try:
+                entry = ray.get(ref) if ref in ready else None
+            except ray.exceptions.RayError:
+                entry = None
+            if entry is None:  # no answer: the worker is stopped with the job, its outputs stay .partial
+                entry = {**self._lost(rec, attempt=0, exc=RuntimeError()), "status": "interrupted", "error": "the job was stopped"}
+            record(entry)  # (one that finished before the abort reached it counts as done)
+        busy.clear()
+
+
