@@ -46,23 +46,29 @@ class Worker:
     def __init__(self, job: BatchJob):
         from pipeline.runtime.session import load_models
 
-        if not job.out.is_dir():
-            raise InputError(f"worker {where()} cannot see the output folder '{job.out}': on a cluster, the inputs and --out must "
-                             "be on storage every node mounts at the same path")
         config = job.config
         if config.device.startswith("cuda"):  # Ray gives each worker its own GPU, as cuda:0
             config = config.model_copy(update={"device": "cuda"})
             job = BatchJob(config, job.recordings, job.out, job.video)
-        self.job, self.where = job, where()
-        started = time.perf_counter()
-        self.models = load_models(config)
-        self.load_s = round(time.perf_counter() - started, 3)
+        self.job, self.where, self.error = job, where(), None
         self._session, self._fraction = None, 0.0
+        started = time.perf_counter()
+        try:
+            if not job.out.is_dir():
+                raise InputError(f"worker {self.where} cannot see the output folder '{job.out}': on a cluster, the inputs and --out "
+                                 "must be on storage every node mounts at the same path")
+            self.models = load_models(config)
+        except InputError as exc:  # said by ready(): the job stops with this one line
+            self.error = f"{exc} (worker {self.where})"
+        self.load_s = round(time.perf_counter() - started, 3)
 
-    def ready(self) -> tuple[str, float]:
-        return self.where, self.load_s
+    def ready(self) -> tuple[str, float, str | None]:
+        """(host:pid, seconds the model took to load, why it could not start or None)."""
+        return self.where, self.load_s, self.error
 
     def process(self, rec: Recording, attempt: int) -> dict:
+        if self.error is not None:  # a restart that could not load the model
+            raise RuntimeError(self.error)
         self._fraction = 0.0
         try:
             return process(self.job, rec, self.models, attempt, self.where, on_session=self._hold, on_fraction=self._progress)
@@ -94,9 +100,15 @@ class RayRunner:
         self.address, self.workers, self.retries = address, workers, retries
         self._stopped = False
         self.timings: dict = {}
+        self._busy: dict = {}  # ref -> (worker, recording), while a job runs
+        self._where: dict = {}  # worker -> host:pid (of its first start)
 
     def stop(self) -> None:
         self._stopped = True
+
+    def running(self) -> dict[str, str]:
+        """The recordings being processed now, by name, and the worker (host:pid) each is on."""
+        return {rec.name: self._where.get(w, "?") for w, rec in list(self._busy.values())}
 
     def describe(self) -> dict:
         return {"kind": "ray", "address": self.address or "local", "workers": self.workers, "retries": self.retries, **self.timings}
@@ -145,23 +157,22 @@ class RayRunner:
                 ray.kill(w)
             raise ConfigError(f"only {len(ready)} of {n} Ray workers started within {READY_TIMEOUT_S:.0f} s: the cluster lacks "
                               f"{'GPUs' if gpu else 'CPUs'} for them (give fewer --workers)")
-        try:
-            answers = ray.get(refs)
-        except ray.exceptions.RayActorError as exc:  # the model did not load there
+        answers = ray.get(refs)
+        if errors := [error for _, _, error in answers if error is not None]:
             for w in workers:
                 ray.kill(w)
-            cause = getattr(exc, "cause", None) or exc
-            raise ConfigError(f"a Ray worker could not start: {' '.join(str(cause).split())[:500]}") from None
+            raise ConfigError(errors[0])
         self.timings["ready_s"] = round(time.perf_counter() - started, 3)
-        self.timings["load_s"] = max(load for _, load in answers)
-        self.timings["nodes"] = len({w.rsplit(":", 1)[0] for w, _ in answers})
+        self.timings["load_s"] = max(load for _, load, _ in answers)
+        self.timings["nodes"] = len({w.rsplit(":", 1)[0] for w, _, _ in answers})
+        self._where = {w: where for w, (where, _, _) in zip(workers, answers)}
         return workers
 
     def _run(self, ray, job: BatchJob, todo: list[Recording], record: Record, progress: Progress, gpu: bool) -> None:
         workers = self._start(ray, job, gpu)
         queue = deque(todo)
         attempts: dict[str, int] = {}
-        busy: dict = {}  # ref -> (worker, recording)
+        busy = self._busy
         idle = list(workers)
         done = 0
         try:
@@ -183,6 +194,9 @@ class RayRunner:
                         entry = self._lost(rec, attempts[rec.name], exc)
                         if entry["status"] == "retried":
                             queue.appendleft(rec)
+                    except ray.exceptions.RayError as exc:  # the worker raised (process() records a bad recording itself)
+                        entry = {**self._lost(rec, attempts[rec.name], exc), "status": "failed",
+                                 "error": f"its worker failed: {' '.join(str(getattr(exc, 'cause', None) or exc).split())[:300]}"}
                     record(entry)
                     if entry["status"] != "retried":
                         done += 1

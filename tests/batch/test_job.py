@@ -1,0 +1,172 @@
+"""The batch job in one process: outputs named after each recording, the manifest, resume,
+a bad recording failing alone, stopping, and the same results as a plain run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from pipeline.batch import BatchJob
+from pipeline.batch.job import LocalRunner
+from pipeline.config import build_config
+from tests.conftest import make_clip, probe
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def folder(root: Path, frames: int = 12) -> Path:
+    """Two good clips (one in a sub-folder, one 4:3 and one portrait), a corrupt file, a truncated
+    MP4 and a text file that is not an input."""
+    rec = root / "rec"
+    (rec / "day2").mkdir(parents=True)
+    make_clip(rec / "a.mp4", frames=frames, size=(320, 240))
+    make_clip(rec / "day2" / "b.mp4", frames=frames, size=(180, 320))
+    (rec / "corrupt.mp4").write_bytes(os.urandom(4000))
+    whole = make_clip(root / "whole.mp4", frames=frames).read_bytes()
+    (rec / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # its index (at the end) is gone
+    (rec / "notes.txt").write_text("not a recording")
+    return rec
+
+
+@pytest.fixture(scope="module")
+def first_job(tmp_path_factory):
+    """One job over the folder, through the command line; later tests read what it left."""
+    root = tmp_path_factory.mktemp("job")
+    rec = folder(root)
+    out = root / "out"
+    code = cli.main(["run", str(rec), "--out", str(out), "--quiet"])
+    return root, rec, out, code
+
+
+def test_outputs_are_named_after_each_recording_and_a_bad_file_fails_alone(first_job):
+    root, rec, out, code = first_job
+    assert code == cli.EXIT_FAILED  # some failed
+    for name in ("a", "day2/b"):
+        assert (out / f"{name}.jsonl").exists() and (out / f"{name}.metrics.json").exists()
+    assert len(lines(out / "a.jsonl")) == 12
+    assert not list(out.glob("corrupt*")) and not list(out.glob("cut.jsonl"))  # failed: nothing presented as complete
+    last = {e["name"]: e for e in lines(out / "manifest.jsonl")}
+    assert set(last) == {"a", "day2/b", "corrupt", "cut"}
+    assert last["a"]["status"] == "done" and last["a"]["frames"] == 12 and last["a"]["fps"] > 0 and last["a"]["wall_s"] > 0
+    assert last["a"]["outputs"] == {"detections": "a.jsonl", "metrics": "a.metrics.json"}
+    for bad in ("corrupt", "cut"):
+        assert last[bad]["status"] == "failed" and last[bad]["input"] == str(rec / f"{bad}.mp4")
+        assert "cannot open" in last[bad]["error"] and "\n" not in last[bad]["error"]
+
+
+def test_outputs_equal_a_plain_run_of_that_recording(first_job, tmp_path):
+    root, rec, out, _ = first_job
+    for name in ("a", "day2/b"):
+        own = tmp_path / f"{name.replace('/', '-')}.jsonl"
+        assert cli.main(["run", str(rec / f"{name}.mp4"), "--json", str(own), "--quiet"]) == 0
+        assert (out / f"{name}.jsonl").read_bytes() == own.read_bytes()
+
+
+def test_rerun_does_only_what_is_missing(first_job, capsys):
+    root, rec, out, _ = first_job
+    before = len(lines(out / "manifest.jsonl"))
+    assert cli.main(["run", str(rec), "--out", str(out)]) == cli.EXIT_FAILED
+    redone = [e["name"] for e in lines(out / "manifest.jsonl")[before:]]
+    assert sorted(redone) == ["corrupt", "cut"]  # failures are tried again, done ones skipped
+    assert "2 of 4 recordings already done" in capsys.readouterr().err
+
+    (out / "a.jsonl").unlink()  # an output lost
+    make_clip(rec / "day2" / "b.mp4", frames=8, size=(180, 320))  # a recording replaced
+    make_clip(rec / "new.mp4", frames=5)  # and one added
+    (rec / "corrupt.mp4").unlink()
+    (rec / "cut.mp4").unlink()
+    before = len(lines(out / "manifest.jsonl"))
+    assert cli.main(["run", str(rec), "--out", str(out), "--quiet"]) == 0
+    redone = {e["name"]: e for e in lines(out / "manifest.jsonl")[before:]}
+    assert sorted(redone) == ["a", "day2/b", "new"]
+    assert redone["day2/b"]["frames"] == 8 and len(lines(out / "day2" / "b.jsonl")) == 8
+
+
+def test_other_settings_are_refused_in_the_same_folder(first_job, capsys):
+    root, rec, out, _ = first_job
+    assert cli.main(["run", str(rec), "--out", str(out), "--conf", "0.6", "--quiet"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "conf: 0.25 then, 0.6 now" in err and err.count("\n") == 1
+
+
+def test_video_events_and_a_list(tmp_path):
+    make_clip(tmp_path / "x.mp4", frames=10, size=(320, 240))
+    make_clip(tmp_path / "y.mp4", frames=6, size=(320, 240))
+    (tmp_path / "list.txt").write_text("x.mp4\ny.mp4\n")
+    out = tmp_path / "out"
+    code = cli.main(["run", f"@{tmp_path / 'list.txt'}", "--out", str(out), "--video", "--line", "0,0.5,1,0.5", "--quiet"])
+    assert code == 0
+    assert probe(out / "x.annotated.mp4")["frames"] == 10 and probe(out / "y.annotated.mp4")["frames"] == 6
+    assert (out / "x.events.jsonl").exists() and (out / "y.events.jsonl").exists()
+    entry = lines(out / "manifest.jsonl")[0]
+    assert set(entry["outputs"]) == {"detections", "metrics", "events", "video"}
+    assert all(r.get("tracker_id", 0) != 0 for f in lines(out / "x.jsonl") for r in f["detections"])  # tracked
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--out", "OUT", "--save", "x.mp4"], "--save names one run's output"),
+    (["--out", "OUT", "--json", "x.jsonl"], "--json names one run's output"),
+    (["--out", "OUT", "--workers", "2"], "--workers and --retries are for --ray"),
+    (["--ray"], "--ray is for batch jobs: add --out"),
+    (["--video"], "--video is for batch jobs"),
+    (["--out", "FILE"], "is a file: give a folder"),
+])
+def test_refused(tmp_path, capsys, argv, expected):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / a) if a in ("OUT", "FILE") else a for a in argv]
+    assert cli.main(["run", str(tmp_path / "a.mp4"), *argv]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_stop_keeps_the_running_recording_partial_and_a_rerun_finishes(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for name in ("a", "b"):
+        make_clip(rec / f"{name}.mp4", frames=400)
+    job = BatchJob.create([str(rec)], tmp_path / "out", build_config(None, {"model": "demo"}), video=True)
+    runner = LocalRunner()
+
+    def stop_in_first(done, entry):
+        if 0.1 < done < 0.9:
+            runner.stop()
+
+    summary = job.run(runner, progress=stop_in_first, handle_signals=False)
+    assert (summary.done, summary.interrupted, summary.left) == (0, 1, 2)
+    out = tmp_path / "out"
+    assert {p.name for p in out.glob("a*")} == {"a.jsonl.partial", "a.annotated.mp4.partial", "a.metrics.json"}
+    assert lines(out / "manifest.jsonl")[-1]["status"] == "interrupted"
+    again = job.run(LocalRunner(), handle_signals=False)
+    assert (again.done, again.skipped, again.left) == (2, 0, 0)
+    assert len(lines(out / "a.jsonl")) == 400 and not list(out.glob("*.partial"))
+
+
+def test_ctrl_c_stops_the_job_with_130(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for name in ("a", "b", "c"):
+        make_clip(rec / f"{name}.mp4", frames=300)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(rec), "--out", str(out), "--video", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*.partial")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGINT" in err and "left (rerun the same command to go on)" in err
+    statuses = [e["status"] for e in lines(out / "manifest.jsonl")]
+    assert statuses[-1] == "interrupted" and "failed" not in statuses

@@ -1,0 +1,67 @@
+"""The manifest: what resume trusts, what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.batch.manifest import LOCK, Manifest, stat_of
+from pipeline.config import ConfigError
+
+
+def entry(name, path, status="done", **more):
+    size, mtime = stat_of(path) or (None, None)
+    return {"name": name, "input": str(path), "status": status, "size": size, "mtime": mtime, **more}
+
+
+def test_done_needs_the_same_input_and_every_output(tmp_path):
+    src, out = tmp_path / "a.mp4", tmp_path / "out"
+    src.write_bytes(b"abc")
+    m = Manifest(out, {"conf": 0.25})
+    outputs = {"detections": out / "a.jsonl"}
+    m.record(entry("a", src))
+    assert not m.is_done("a", src, outputs)  # its output is missing
+    outputs["detections"].write_text("{}\n")
+    assert m.is_done("a", src, outputs)
+    src.write_bytes(b"abcd")  # the recording changed
+    assert not m.is_done("a", src, outputs)
+    m.record(entry("a", src, "failed"))
+    assert not m.is_done("a", src, outputs)
+    m.close()
+
+
+def test_last_line_wins_and_a_torn_line_is_ignored(tmp_path):
+    src, out = tmp_path / "a.mp4", tmp_path / "out"
+    src.write_bytes(b"abc")
+    m = Manifest(out, {})
+    m.record(entry("a", src, "retried"))
+    m.record(entry("a", src, "done"))
+    m.close()
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write('{"name": "b", "status": "do')  # killed mid-write
+    again = Manifest(out, {})
+    assert again.last["a"]["status"] == "done" and "b" not in again.last
+    again.close()
+
+
+def test_other_settings_are_refused_unless_started_over(tmp_path):
+    out = tmp_path / "out"
+    Manifest(out, {"conf": 0.25, "model": "demo"}).close()
+    with pytest.raises(ConfigError, match=r"conf: 0.25 then, 0.5 now.*--overwrite") as err:
+        Manifest(out, {"conf": 0.5, "model": "demo"})
+    assert "\n" not in str(err.value)
+    m = Manifest(out, {"conf": 0.5, "model": "demo"}, restart=True)
+    m.close()
+    assert json.loads((out / "job.json").read_text())["settings"]["conf"] == 0.5
+    assert not (out / "manifest.jsonl").read_text()
+
+
+def test_one_job_at_a_time_in_a_folder(tmp_path):
+    first = Manifest(tmp_path / "out", {})
+    with pytest.raises(ConfigError, match="another rtpipe job is running"):
+        Manifest(tmp_path / "out", {})
+    first.close()
+    Manifest(tmp_path / "out", {}).close()  # free again
+    assert (tmp_path / "out" / LOCK).exists()
+
