@@ -131,8 +131,10 @@ class RayRunner:
         try:
             self._run(ray, job, todo, record, progress, gpu)
         finally:
+            stopping = time.perf_counter()
             if local:
                 ray.shutdown()
+            self.timings["shutdown_s"] = round(time.perf_counter() - stopping, 3)
 
     def _count(self, ray, gpu: bool) -> int:
         resources = ray.cluster_resources()
@@ -170,6 +172,7 @@ class RayRunner:
 
     def _run(self, ray, job: BatchJob, todo: list[Recording], record: Record, progress: Progress, gpu: bool) -> None:
         workers = self._start(ray, job, gpu)
+        started = time.perf_counter()
         queue = deque(todo)
         attempts: dict[str, int] = {}
         busy = self._busy
@@ -203,6 +206,7 @@ class RayRunner:
                         progress(done, entry)
                 progress(done + self._fractions(ray, busy), None)
         finally:
+            self.timings["run_s"] = round(time.perf_counter() - started, 3)
             for w in workers:
                 ray.kill(w)
 
