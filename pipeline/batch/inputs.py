@@ -38,12 +38,12 @@ def _under(p: Path, folder: Path | None) -> bool:
 
 
 def _search(folder: Path, skip: Path | None) -> list[Path]:
-    """Video files under ``folder``, recursively, sorted; hidden folders and ``skip`` (the job's output folder) left out."""
+    """Video files under ``folder``, recursively, sorted; hidden files and folders and ``skip`` (the job's output folder) left out."""
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _under((here / d).resolve(), skip))
-        found += [here / f for f in sorted(files) if _is_video(here / f)]
+        found += [here / f for f in sorted(files) if not f.startswith(".") and _is_video(here / f)]  # (._x.mp4: macOS metadata)
     return found
 
 
@@ -93,6 +93,8 @@ def find_recordings(specs: list[str], out: Path) -> list[Recording]:
                 raise InputError(f"no recordings match '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)})")
             found += [(p, root) for p in hits]
         elif path.is_dir():
+            if _under(path.resolve(), skip):
+                raise InputError(f"'{spec}' is inside the output folder '{out}' (or is it): give --out a folder outside the recordings")
             hits = _search(path, skip)
             if not hits:
                 raise InputError(f"no recordings in '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)}, in sub-folders too); "

@@ -60,12 +60,14 @@ class BatchJob:
         if given:
             raise ConfigError(f"{given[0]} names one run's output: with --out every recording's outputs are named after it in "
                               f"the output folder (NAME.jsonl, NAME.metrics.json; --video for NAME.annotated.mp4): drop {given[0]}")
-        out = Path(out).expanduser()
+        out = Path(out).expanduser().absolute()  # absolute, as every path a worker gets: its working folder is its own
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out '{out}' is a file: give a folder (it is created if needed)")
         config.check_tracking()
         recordings = find_recordings(specs, out)
-        return cls(config, tuple(recordings), out, video)
+        files = {key: str(Path(value).expanduser().absolute()) for key in ("model", "weights", "classify_crops", "classify_weights")
+                 if (value := getattr(config, key)) is not None and Path(value).expanduser().is_file()}
+        return cls(config.model_copy(update=files), tuple(recordings), out, video)
 
     def outputs(self, rec: Recording) -> dict[str, Path]:
         """What a recording's run writes, by kind: detections, metrics, events (lines or zones), video (``video``)."""

@@ -79,3 +79,15 @@ def test_refused(tmp_path, monkeypatch, spec, expected):
     with pytest.raises(InputError, match=expected) as err:
         find_recordings([spec], tmp_path / "out")
     assert "\n" not in str(err.value)
+
+
+def test_hidden_files_are_not_inputs(tmp_path):
+    touch(tmp_path / "rec" / "a.mp4", tmp_path / "rec" / "._a.mp4")
+    assert names(find_recordings([str(tmp_path / "rec")], tmp_path / "out")) == ["a"]
+
+
+@pytest.mark.parametrize("out", ["rec", "."])
+def test_output_folder_holding_the_recordings_is_refused(tmp_path, out):
+    touch(tmp_path / "rec" / "a.mp4")
+    with pytest.raises(InputError, match="inside the output folder"):
+        find_recordings([str(tmp_path / "rec")], tmp_path / out)

@@ -170,3 +170,13 @@ def test_ctrl_c_stops_the_job_with_130(tmp_path):
     assert "stopped by SIGINT" in err and "left (rerun the same command to go on)" in err
     statuses = [e["status"] for e in lines(out / "manifest.jsonl")]
     assert statuses[-1] == "interrupted" and "failed" not in statuses
+
+
+def test_paths_are_made_absolute_for_workers_elsewhere(tmp_path, monkeypatch):
+    make_clip(tmp_path / "a.mp4", frames=2)
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    job = BatchJob.create(["a.mp4"], "out", build_config(None, {"model": "m.onnx"}))
+    assert job.out == tmp_path / "out" and job.config.model == str(tmp_path / "m.onnx")
+    assert job.recordings[0].path == tmp_path / "a.mp4"
+    assert BatchJob.create(["a.mp4"], "out", build_config(None, {"model": "demo"})).config.model == "demo"  # a builtin stays a name
