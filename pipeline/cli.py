@@ -395,13 +395,13 @@ def render_summary(summary):
     rows = [("recordings", summary.total), ("done", summary.done), ("skipped (done before)", summary.skipped),
             ("failed", summary.failed), ("interrupted", summary.interrupted), ("left to do", summary.left),
             ("worker deaths (retried)", summary.retried), ("frames", summary.frames), ("wall time", f"{summary.wall_s:.1f} s"),
-            ("frames/s (whole job)", f"{summary.frames / summary.wall_s:.1f}" if summary.wall_s else "-")]
+            ("frames/s (whole job)", f"{summary.frames / summary.wall_s:.1f}" if summary.frames and summary.wall_s else "-")]
     r = summary.runner
     if r.get("kind") == "ray":
         rows.append(("ray", f"{r.get('workers')} workers on {r.get('nodes', '?')} node(s) ({r.get('address')}); "
                             f"start {r.get('init_s', 0):.1f} s, workers ready {r.get('ready_s', 0):.1f} s"))
     elif r.get("load_s") is not None:
-        rows.append(("model load", f"{r['load_s']:.1f} s"))
+        rows.append(("model load (once)", f"{r['load_s']:.2f} s"))
     for k, v in rows:
         t.add_row(k, str(v))
     return t

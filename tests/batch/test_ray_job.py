@@ -123,3 +123,11 @@ def test_refused_settings():
         RayRunner(workers=0)
     with pytest.raises(ConfigError, match="--retries -1"):
         RayRunner(retries=-1)
+
+
+def test_a_worker_that_cannot_see_the_output_folder_says_so(recordings, tmp_path):
+    from pipeline.batch.ray_job import Worker
+
+    job = job_over(recordings, tmp_path / "not-mounted-here")  # (the driver creates it; a node without the mount does not see it)
+    where, _, error = Worker(job).ready()
+    assert error is not None and "cannot see the output folder" in error and where in error
