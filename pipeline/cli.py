@@ -343,6 +343,10 @@ def run_batch(args, overrides: dict, console: Console) -> int:
     from pipeline.batch.job import LocalRunner
     from pipeline.config import ConfigError, build_config
 
+    if args.ray is not None:
+        from pipeline.batch.ray_job import check_address
+
+        check_address(args.ray)  # first: argparse gives --ray the folder in 'rtpipe run --ray DIR --out OUT'
     specs = overrides.pop("source") or []
     cfg = build_config(args.config, overrides)
     if not specs:  # from the preset

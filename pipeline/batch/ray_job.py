@@ -17,8 +17,10 @@ manifest and shows the progress.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
+from pathlib import Path
 
 from pipeline.batch.inputs import Recording
 from pipeline.batch.job import BatchJob, Progress, Record, process, where
@@ -28,6 +30,16 @@ from pipeline.types import InputError
 
 READY_TIMEOUT_S = 300.0  # how long workers may take to start and load the model before the job gives up on them
 POLL_S = 0.5
+
+
+def check_address(address: str) -> None:
+    """``--ray ADDRESS``: local, auto, ray://HOST:PORT or HOST:PORT; a path is a recording that argparse gave --ray."""
+    if Path(address).exists() and address != "auto":
+        raise ConfigError(f"--ray took '{address}' as the cluster's address: put the recordings before --ray (rtpipe run "
+                          f"{address} --out OUT --ray), or give the address (auto, HOST:6379, ray://HOST:10001)")
+    if address not in ("local", "auto") and not re.fullmatch(r"(ray://)?[\w.\-]+:\d{1,5}|(ray://)?\[[0-9a-fA-F:]+\]:\d{1,5}", address):
+        raise ConfigError(f"--ray {address!r} is not a Ray address: give auto, HOST:6379 or ray://HOST:10001 (or nothing, for a "
+                          "local instance)")
 
 
 def import_ray():
@@ -111,7 +123,8 @@ class RayRunner:
         return {rec.name: self._where.get(w, "?") for w, rec in list(self._busy.values())}
 
     def describe(self) -> dict:
-        return {"kind": "ray", "address": self.address or "local", "workers": self.workers, "retries": self.retries, **self.timings}
+        address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+        return {"kind": "ray", "address": address, "workers": self.workers, "retries": self.retries, **self.timings}
 
     def run(self, job: BatchJob, todo: list[Recording], record: Record, progress: Progress) -> None:
         ray = import_ray()

@@ -120,6 +120,7 @@ def test_video_events_and_a_list(tmp_path):
     (["--ray"], "--ray is for batch jobs: add --out"),
     (["--video"], "--video is for batch jobs"),
     (["--out", "FILE"], "is a file: give a folder"),
+    (["--out", "OUT", "--ray", "nonsense"], "is not a Ray address"),
 ])
 def test_refused(tmp_path, capsys, argv, expected):
     make_clip(tmp_path / "a.mp4", frames=3)
@@ -180,3 +181,10 @@ def test_paths_are_made_absolute_for_workers_elsewhere(tmp_path, monkeypatch):
     assert job.out == tmp_path / "out" and job.config.model == str(tmp_path / "m.onnx")
     assert job.recordings[0].path == tmp_path / "a.mp4"
     assert BatchJob.create(["a.mp4"], "out", build_config(None, {"model": "demo"})).config.model == "demo"  # a builtin stays a name
+
+
+def test_ray_given_the_folder_says_where_it_went(tmp_path, capsys):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    assert cli.main(["run", "--ray", str(tmp_path), "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--ray took" in err and "put the recordings before --ray" in err and err.count("\n") == 1
