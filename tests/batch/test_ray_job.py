@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,10 +32,14 @@ def lines(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray instance for the module (the runner leaves an instance it did not start running)."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    """One local Ray instance for the module (the runner leaves an instance it did not start running),
+    its session files in a short temporary folder (Unix socket paths are limited), deleted after."""
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False, object_store_memory=200 * 2**20,
+             _temp_dir=temp)
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
