@@ -207,6 +207,8 @@ class RayRunner:
                     try:
                         entry = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:
+                        if isinstance(exc, ray.exceptions.ActorUnavailableError):  # it may still be running: end it (Ray restarts it)
+                            ray.kill(w, no_restart=False)
                         entry = self._lost(rec, attempts[rec.name], exc)
                         if entry["status"] == "retried":
                             queue.appendleft(rec)
@@ -224,6 +226,9 @@ class RayRunner:
                 ray.kill(w)
 
     def _fractions(self, ray, busy: dict) -> float:
+        """How far the running recordings are, summed (each 0..1; one that does not answer at once counts 0)."""
+        if not busy:
+            return 0.0
         refs = [w.progress.remote() for w, _ in busy.values()]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.2)
         total = 0.0
@@ -246,6 +251,8 @@ class RayRunner:
 
     def _abort(self, ray, busy: dict, record: Record) -> None:
         """A stopped job: abort the running recordings (their outputs stay .partial) and record them as interrupted."""
+        if not busy:
+            return
         for w, _ in busy.values():
             w.abort.remote()
         ready, _ = ray.wait(list(busy), num_returns=len(busy), timeout=30)

@@ -137,3 +137,20 @@ def test_a_worker_that_cannot_see_the_output_folder_says_so(recordings, tmp_path
     job = job_over(recordings, tmp_path / "not-mounted-here")  # (the driver creates it; a node without the mount does not see it)
     where, _, error = Worker(job).ready()
     assert error is not None and "cannot see the output folder" in error and where in error
+
+
+def test_stop_aborts_the_running_recordings_and_a_rerun_finishes(local_ray, recordings, tmp_path):
+    out = tmp_path / "ray"
+    runner = RayRunner(workers=2)
+
+    def stop_when_running(done, entry):
+        if any((out / f"{name}.jsonl.partial").exists() for name in runner.running()):
+            runner.stop()
+
+    summary = job_over(recordings, out).run(runner, progress=stop_when_running, handle_signals=False)
+    assert summary.interrupted >= 1 and summary.left >= 1 and summary.done + summary.failed + summary.left == 6
+    stopped = [e["name"] for e in lines(out / "manifest.jsonl") if e["status"] == "interrupted"]
+    assert all((out / f"{name}.jsonl.partial").exists() and not (out / f"{name}.jsonl").exists() for name in stopped)
+    again = job_over(recordings, out).run(RayRunner(workers=2), handle_signals=False)
+    assert again.done + again.skipped == 5 and again.left == 0
+    assert not list(out.glob("[a-e].jsonl.partial"))
