@@ -207,8 +207,6 @@ class RayRunner:
                     try:
                         entry = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:
-                        if isinstance(exc, ray.exceptions.ActorUnavailableError):  # it may still be running: end it (Ray restarts it)
-                            ray.kill(w, no_restart=False)
                         entry = self._lost(rec, attempts[rec.name], exc)
                         if entry["status"] == "retried":
                             queue.appendleft(rec)

@@ -55,8 +55,19 @@ def job_over(rec: Path, out: Path) -> BatchJob:
     return BatchJob.create([str(rec)], out, build_config(None, {"model": "demo"}))
 
 
+def run_killing_a_worker(rec: Path, out: Path, retries: int):
+    """The job over ``rec`` on 2 workers; when one is partway through a recording, its process is
+    SIGKILLed (as the OOM killer would). Returns the summary and (the recording, its worker)."""
+    runner, killed = RayRunner(workers=2, retries=retries), {}
+    killer = threading.Thread(target=kill_a_worker_mid_recording, args=(runner, out, killed))
+    killer.start()
+    summary = job_over(rec, out).run(runner, handle_signals=False)
+    killer.join()
+    assert len(killed) == 1, "no worker was caught mid-recording"
+    return summary, next(iter(killed.items()))
+
+
 def kill_a_worker_mid_recording(runner: RayRunner, out: Path, killed: dict) -> None:
-    """When a worker is partway through a recording, SIGKILL its process (as the OOM killer would)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for name, worker in runner.running().items():
@@ -70,13 +81,7 @@ def kill_a_worker_mid_recording(runner: RayRunner, out: Path, killed: dict) -> N
 
 def test_corrupt_file_and_killed_worker(local_ray, recordings, tmp_path):
     out = tmp_path / "ray"
-    runner, killed = RayRunner(workers=2, retries=2), {}
-    killer = threading.Thread(target=kill_a_worker_mid_recording, args=(runner, out, killed))
-    killer.start()
-    summary = job_over(recordings, out).run(runner, handle_signals=False)
-    killer.join()
-    assert len(killed) == 1, "no worker was caught mid-recording"
-    (victim, worker), = killed.items()
+    summary, (victim, worker) = run_killing_a_worker(recordings, out, retries=2)
 
     assert (summary.done, summary.failed, summary.retried, summary.left) == (5, 1, 1, 0)
     entries = lines(out / "manifest.jsonl")
@@ -105,12 +110,7 @@ def test_corrupt_file_and_killed_worker(local_ray, recordings, tmp_path):
 
 def test_a_recording_whose_worker_keeps_dying_fails_after_its_retries(local_ray, recordings, tmp_path):
     out = tmp_path / "ray"
-    runner, killed = RayRunner(workers=2, retries=0), {}
-    killer = threading.Thread(target=kill_a_worker_mid_recording, args=(runner, out, killed))
-    killer.start()
-    summary = job_over(recordings, out).run(runner, handle_signals=False)
-    killer.join()
-    (victim, _), = killed.items()
+    summary, (victim, _) = run_killing_a_worker(recordings, out, retries=0)
     last = {e["name"]: e for e in lines(out / "manifest.jsonl")}
     assert last[victim]["status"] == "failed" and "its worker died (attempt 1 of 1)" in last[victim]["error"]
     assert (summary.done, summary.failed) == (4, 2)  # the others went on (the dead worker restarted)
