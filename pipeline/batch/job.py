@@ -158,9 +158,6 @@ class JobSummary:
         """Recordings neither done nor failed (a stopped job): a rerun does them."""
         return self.total - self.skipped - self.done - self.failed
 
-    def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()} | {"left": self.left}
-
 
 class Runner(Protocol):
     """Runs a job's recordings: ``record`` each outcome, report ``progress``; ``stop`` may come from a signal handler."""
