@@ -377,6 +377,8 @@ def run_batch(args, overrides: dict, console: Console) -> int:
             bar["update"](done)
             if entry is not None and entry["status"] == "failed":
                 say(f"failed: {entry['input']}: {entry['error']}")
+            for warning in (entry or {}).get("warnings", []):
+                say(f"warning: {entry['input']}: {warning}")
 
         summary = job.run(runner, restart=bool(cfg.overwrite), progress=progress, on_start=start)
     if not args.quiet:

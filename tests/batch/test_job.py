@@ -188,3 +188,17 @@ def test_ray_given_the_folder_says_where_it_went(tmp_path, capsys):
     assert cli.main(["run", "--ray", str(tmp_path), "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "--ray took" in err and "put the recordings before --ray" in err and err.count("\n") == 1
+
+
+def test_a_truncated_file_that_still_plays_is_done_with_a_warning(tmp_path, capsys):
+    from tests.test_sources import faststart
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    whole = faststart(make_clip(tmp_path / "c.mp4", frames=60, size=(160, 120)), tmp_path / "fast.mp4")
+    (rec / "cut.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert cli.main(["run", str(rec), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    entry = lines(tmp_path / "out" / "manifest.jsonl")[0]
+    assert entry["status"] == "done" and 5 < entry["frames"] < 60
+    assert entry["warnings"] == [f"ended after {entry['frames']} of the 60 frames it declares (truncated or damaged)"]
+    assert f"warning: {rec / 'cut.mp4'}: ended after" in capsys.readouterr().err
