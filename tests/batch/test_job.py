@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,3 +203,12 @@ def test_a_truncated_file_that_still_plays_is_done_with_a_warning(tmp_path, caps
     assert entry["status"] == "done" and 5 < entry["frames"] < 60
     assert entry["warnings"] == [f"ended after {entry['frames']} of the 60 frames it declares (truncated or damaged)"]
     assert f"warning: {rec / 'cut.mp4'}: ended after" in capsys.readouterr().err
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### A folder of dashcam recordings"):readme.index("### `rtpipe demo")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("2 0 [] ") and (tmp_path / "results" / "drive-01.jsonl").exists()
