@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--video", action="store_true", help="with --out: also write each recording's annotated video (NAME.annotated.mp4)")
     job.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                      help="with --out: run the job on Ray workers, each with the model loaded once: a local Ray instance, or the "
-                          "cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001); needs rtpipe[ray]")
+                          "cluster at ADDRESS (auto, HOST:6379; a bare --ray uses RAY_ADDRESS when set); needs rtpipe[ray]")
     job.add_argument("--workers", type=int, metavar="N", help="with --ray: how many workers (default: one per GPU with --device cuda, "
                                                               "else half the CPUs)")
     job.add_argument("--retries", type=int, default=2, metavar="N",
@@ -349,6 +349,12 @@ def run_batch(args, overrides: dict, console: Console) -> int:
         check_address(args.ray)  # first: argparse gives --ray the folder in 'rtpipe run --ray DIR --out OUT'
     specs = overrides.pop("source") or []
     cfg = build_config(args.config, overrides)
+    from pipeline.batch.job import PER_RUN
+
+    for key in PER_RUN:  # a preset's one-run outputs, named as the preset has them (the command line's are refused by the job)
+        if getattr(cfg, key) and overrides.get("json" if key == "json_path" else key) is None:
+            raise ConfigError(f"{args.config}: '{'json' if key == 'json_path' else key}' names one run's output: with --out every "
+                              "recording's outputs are named after it (--video for annotated videos): use a preset without it")
     if not specs:  # from the preset
         specs, cfg = cfg.sources, cfg.model_copy(update={"source": None})
     if not specs:
@@ -404,7 +410,7 @@ def render_summary(summary):
             ("frames/s (whole job)", f"{summary.frames / summary.wall_s:.1f}" if summary.frames and summary.wall_s else "-")]
     r = summary.runner
     if r.get("kind") == "ray":
-        rows.append(("ray", f"{r.get('workers')} workers on {r.get('nodes', '?')} node(s) ({r.get('address')}); "
+        rows.append(("ray", f"{r.get('workers')} worker{'s' * (r.get('workers') != 1)} on {r.get('nodes', '?')} node(s) ({r.get('address')}); "
                             f"start {r.get('init_s', 0):.1f} s, workers ready {r.get('ready_s', 0):.1f} s"))
     elif r.get("load_s") is not None:
         rows.append(("model load (once)", f"{r['load_s']:.2f} s"))

@@ -1,9 +1,11 @@
 """The recordings of a batch job: folders (searched recursively), globs and lists of files.
 
-Each recording gets a ``name``: its path relative to the folder it was found under, without
-its suffix, ``/``-separated. Its outputs are ``OUT/<name>.*``, so a folder's layout is kept
-and names stay the same when files are added (resume relies on that). Two recordings that
-would share a name (``a.mp4`` and ``a.mkv``) keep their suffix in it (``a.mp4``, ``a.mkv``).
+Each recording gets a ``name``: its path, without its suffix and ``/``-separated, relative to
+where it was found: the folder given, a glob's fixed part (``rec/*/x.mp4``: ``rec``), a list's
+own folder, a file's folder. Its outputs are ``OUT/<name>.*``, so a folder's layout is kept and
+names stay the same when files are added (resume relies on that). A listed file outside the
+list's folder is named by its whole path (``/data/a.mp4``: ``data/a``), so no name leaves OUT.
+Names are not made unique here: the job refuses two recordings whose outputs would meet.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ def _under(p: Path, folder: Path | None) -> bool:
 
 def _search(folder: Path, skip: Path | None) -> list[Path]:
     """Video files under ``folder``, recursively, sorted; hidden files and folders and ``skip`` (the job's output folder) left out."""
+    def unreadable(exc: OSError):
+        raise InputError(f"cannot read the folder '{exc.filename}': {exc.strerror}")
+
     found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    for root, dirs, files in os.walk(folder, onerror=unreadable):  # (symlinked folders are not followed)
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _under((here / d).resolve(), skip))
         found += [here / f for f in sorted(files) if not f.startswith(".") and _is_video(here / f)]  # (._x.mp4: macOS metadata)
@@ -58,14 +63,13 @@ def _read_list(spec: str) -> tuple[list[Path], Path]:
     """``@list.txt``: one path per line (blank lines and ``#`` comments skipped), relative to the list's folder."""
     listed = Path(spec[1:]).expanduser()
     try:
-        lines = listed.read_text(encoding="utf-8").splitlines()
+        lines = listed.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the list '{listed}': {getattr(exc, 'strerror', None) or exc}") from None
-    paths = [(listed.parent / line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    paths = [listed.parent / Path(line.strip()).expanduser() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not paths:
         raise InputError(f"the list '{listed}' names no recordings: one path per line")
-    common = Path(os.path.commonpath([str(p.absolute().parent) for p in paths]))
-    return paths, common
+    return paths, listed.parent
 
 
 def find_recordings(specs: list[str], out: Path) -> list[Recording]:
@@ -86,11 +90,12 @@ def find_recordings(specs: list[str], out: Path) -> list[Recording]:
             continue
         path = Path(spec).expanduser()
         if globlib.has_magic(spec) and not path.exists():
-            root = _glob_root(spec)
+            root = _glob_root(str(path))
             hits = sorted(Path(p) for p in globlib.glob(str(path), recursive=True))
             hits = [p for p in hits if _is_video(p) and not _under(p.resolve(), skip)]
             if not hits:
-                raise InputError(f"no recordings match '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)})")
+                raise InputError(f"no recordings match '{spec}' (looked for {', '.join(VIDEO_SUFFIXES)}; files inside --out "
+                                 "are left out)")
             found += [(p, root) for p in hits]
         elif path.is_dir():
             if _under(path.resolve(), skip):
@@ -106,13 +111,14 @@ def find_recordings(specs: list[str], out: Path) -> list[Recording]:
 
 
 def _named(found: list[tuple[Path, Path]]) -> list[Recording]:
-    seen, unique = set(), []
+    """Recordings, once each (the same file by any path), named relative to their folder."""
+    seen, out = set(), []
     for p, root in found:
-        full = p.absolute()
+        full, base = Path(os.path.abspath(p)), Path(os.path.abspath(root))  # (abspath: no '..' left in a name)
         key = os.path.realpath(full)
-        if key not in seen:
-            seen.add(key)
-            rel = full.relative_to(root.absolute()) if root.absolute() in full.parents else Path(full.name)
-            unique.append((full, rel))
-    stems = [rel.with_suffix("").as_posix() for _, rel in unique]
-    return [Recording(full, stem if stems.count(stem) == 1 else rel.as_posix()) for (full, rel), stem in zip(unique, stems)]
+        if key in seen:
+            continue
+        seen.add(key)
+        rel = full.relative_to(base) if base in full.parents else full.relative_to(full.anchor)
+        out.append(Recording(full, rel.with_suffix("").as_posix()))
+    return out

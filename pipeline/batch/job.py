@@ -12,6 +12,7 @@ that fails keeps its outputs only as ``.partial`` files, as ``rtpipe run`` does.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -23,17 +24,18 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.batch.inputs import Recording, find_recordings
-from pipeline.batch.manifest import Manifest, now, stat_of
+from pipeline.batch.manifest import JOB, MANIFEST, Manifest, now, stat_of
 from pipeline.config import ConfigError, RunConfig
 from pipeline.runtime.pipeline import STOP_SIGNALS, StageError
 from pipeline.runtime.session import Models, Session
+from pipeline.sinks import partial_path, write_complete
 from pipeline.types import InputError
 
 # settings that name one run's outputs or windows: a job names its outputs itself
 PER_RUN = {"save": "--save", "json_path": "--json", "events": "--events", "metrics_json": "--metrics-json", "show": "--show",
            "serve": "--serve"}
-# settings that do not change what a job writes (consent, overwriting): not part of its identity
-NOT_SETTINGS = {"source", "overwrite", "token", "trust_checkpoint", "trust_engine", *PER_RUN}
+# settings that do not change what a job writes (consent, overwriting, live-stream timing): not part of its identity
+NOT_SETTINGS = {"source", "overwrite", "token", "trust_checkpoint", "trust_engine", "reconnect", "stall_timeout", *PER_RUN}
 
 Progress = Callable[[float, "dict | None"], None]  # (recordings done, fractions of the running ones included; an outcome or None)
 Record = Callable[[dict], None]
@@ -67,7 +69,20 @@ class BatchJob:
         recordings = find_recordings(specs, out)
         files = {key: str(Path(value).expanduser().absolute()) for key in ("model", "weights", "classify_crops", "classify_weights")
                  if (value := getattr(config, key)) is not None and Path(value).expanduser().is_file()}
-        return cls(config.model_copy(update=files), tuple(recordings), out, video)
+        job = cls(config.model_copy(update=files), tuple(recordings), out, video)
+        job.check_outputs()
+        return job
+
+    def check_outputs(self) -> None:
+        """No two recordings write the same file, and none writes the job's own (ConfigError naming them)."""
+        owner: dict[Path, Recording | None] = {self.out / name: None for name in (MANIFEST, JOB)}
+        for rec in self.recordings:
+            for p in self.outputs(rec).values():
+                if p in owner:
+                    other = owner[p]
+                    raise ConfigError(f"'{rec.path}' would write '{p}', " + (f"as '{other.path}' does" if other else "the job's own file")
+                                      + ": rename one of them, or run them into different --out folders")
+                owner[p] = rec
 
     def outputs(self, rec: Recording) -> dict[str, Path]:
         """What a recording's run writes, by kind: detections, metrics, events (lines or zones), video (``video``)."""
@@ -82,7 +97,7 @@ class BatchJob:
     def config_for(self, rec: Recording) -> RunConfig:
         """The settings of one recording's run."""
         o = self.outputs(rec)
-        return self.config.model_copy(update={"source": str(rec.path), "json_path": o["detections"], "metrics_json": o["metrics"],
+        return self.config.model_copy(update={"source": str(rec.path), "json_path": o["detections"], "metrics_json": None,
                                               "events": o.get("events"), "save": o.get("video"), "overwrite": True})
 
     def settings(self) -> dict:
@@ -100,11 +115,19 @@ class BatchJob:
         """
         started = time.perf_counter()
         manifest = Manifest(self.out, self.settings(), restart)
+        if not manifest.last and not restart:  # a new job: the folder's files are not its own
+            found = [p for rec in self.recordings for p in self.outputs(rec).values() if p.exists()]
+            if found or manifest.path.stat().st_size:
+                manifest.close()
+                raise ConfigError(f"'{self.out}' already holds {found[0].name if found else MANIFEST} but no job's record of it: "
+                                  "give an empty or new --out, or --overwrite to replace what this job writes")
         summary = JobSummary(total=len(self.recordings), manifest=manifest.path)
         previous = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             def on_signal(signum, frame):
-                summary.signal = summary.signal or signal.Signals(signum).name
+                if summary.signal is not None:  # a second one: stop waiting for the first to take effect
+                    raise KeyboardInterrupt
+                summary.signal = signal.Signals(signum).name
                 runner.stop()
 
             previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
@@ -181,8 +204,9 @@ def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, wor
     outputs = job.outputs(rec)
     session = None
     try:
-        for p in outputs.values():
+        for p in outputs.values():  # an earlier run's (another input, other settings): never left looking current
             p.parent.mkdir(parents=True, exist_ok=True)
+            p.unlink(missing_ok=True)
         session = Session(job.config_for(rec), models)
         if on_session is not None:
             on_session(session)
@@ -206,10 +230,17 @@ def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, wor
     if metrics is not None:
         entry["frames"], entry["fps"] = metrics.get("frames_out", 0), metrics.get("fps")
         entry["warnings"] = warnings_of(metrics)
+        done = entry["status"] == "done"  # the metrics of a run that did not complete stay partial, as its other outputs
+        metrics_file = outputs["metrics"] if done else partial_path(outputs["metrics"])
+        try:
+            write_complete(metrics_file, json.dumps({**metrics, "error": entry["error"]} if entry["error"] else metrics, indent=2) + "\n")
+        except OSError as exc:  # (a full disk)
+            partial_path(metrics_file).unlink(missing_ok=True)
+            entry["status"], entry["error"] = "failed", f"cannot write '{metrics_file}': {exc.strerror or exc}"
     if entry["status"] == "done":
         entry["outputs"] = {kind: p.relative_to(job.out).as_posix() for kind, p in outputs.items()}
-    elif session is not None:
-        entry["partial"] = [p.name for p in session.kept_partial()]
+    else:
+        entry["partial"] = sorted(partial_path(p).relative_to(job.out).as_posix() for p in outputs.values() if partial_path(p).exists())
     entry["wall_s"] = round(time.perf_counter() - started, 3)
     entry["finished"] = now()
     return entry

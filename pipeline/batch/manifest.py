@@ -9,8 +9,9 @@ keeps what it finished; a torn last line is ignored.
 
 Resume: a recording is skipped when its last line says done, its input has the same size and
 modification time, and all its outputs are there. A job whose settings differ from job.json's
-is refused (its outputs would mix two settings) unless it is started over (``--overwrite``).
-One job at a time in a folder (``OUT/.job.lock``).
+is refused (its outputs would mix two settings) unless it is started over (``--overwrite``);
+job.json is written with the first outcome, so a job that never got going (a wrong model)
+does not hold the folder to its settings. One job at a time in a folder (``OUT/.job.lock``).
 """
 
 from __future__ import annotations
@@ -58,27 +59,30 @@ class Manifest:
         except OSError:
             self._lock.close()
             raise ConfigError(f"another rtpipe job is running in '{out}': wait for it, or give another --out") from None
-        job = out / JOB
-        if job.exists() and not restart:
+        if restart:
+            self.path.unlink(missing_ok=True)
+        self.last: dict[str, dict] = {}
+        text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.exists() else ""
+        for line in text.splitlines():
             try:
-                before = json.loads(job.read_text(encoding="utf-8"))["settings"]
+                entry = json.loads(line)
+                self.last[entry["name"]] = entry
+            except (ValueError, KeyError, TypeError):  # a line torn by a crash
+                continue
+        self.job, self.settings = out / JOB, settings
+        if self.last:  # a job has run here: these must be its settings
+            try:
+                before = json.loads(self.job.read_text(encoding="utf-8"))["settings"]
             except (OSError, ValueError, KeyError, TypeError):
                 before = None
             if before != settings:
                 self.close()
                 raise ConfigError(f"'{out}' holds a job run with other settings ({_difference(before, settings)}): "
                                   "give another --out, or --overwrite to start it over with these")
-        if restart or not job.exists():
-            self.path.unlink(missing_ok=True)
-            write_complete(job, json.dumps({"settings": settings, "started": now()}, indent=2) + "\n")
-        self.last: dict[str, dict] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []:
-            try:
-                entry = json.loads(line)
-                self.last[entry["name"]] = entry
-            except (ValueError, KeyError, TypeError):  # a line torn by a crash
-                continue
+        self._job_written = bool(self.last)  # else job.json is (re)written with the first outcome
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - appended to until close()
+        if text and not text.endswith("\n"):  # a torn last line: the next entry starts on a line of its own
+            self._file.write("\n")
 
     def is_done(self, name: str, path: Path, outputs: dict[str, Path]) -> bool:
         """Whether the recording was done with this input (same size and time) and its outputs are all there."""
@@ -91,6 +95,9 @@ class Manifest:
 
     def record(self, entry: dict) -> None:
         """Append one outcome (and make it durable: a crash right after keeps it)."""
+        if not self._job_written:
+            write_complete(self.job, json.dumps({"settings": self.settings, "started": now()}, indent=2) + "\n")
+            self._job_written = True
         self.last[entry["name"]] = entry
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()

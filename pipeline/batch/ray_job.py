@@ -5,7 +5,8 @@ the model once and runs recordings one after another, exactly as the single-proc
 manifest and shows the progress.
 
 - No address: a local Ray instance for this job (started and stopped here); an address
-  (``auto``, ``HOST:6379``, ``ray://HOST:10001``; or RAY_ADDRESS): that cluster.
+  (``auto``, ``HOST:6379``; or RAY_ADDRESS): that cluster. Not Ray Client (``ray://``): the
+  driver runs on a node of the cluster.
 - A worker that dies (killed, out of memory, its node lost) is restarted by Ray; each recording
   it held goes back to the queue and the next idle worker takes it, up to ``retries`` times
   (the manifest says ``retried``, then the outcome); after that it is ``failed``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -33,13 +35,25 @@ POLL_S = 0.5
 
 
 def check_address(address: str) -> None:
-    """``--ray ADDRESS``: local, auto, ray://HOST:PORT or HOST:PORT; a path is a recording that argparse gave --ray."""
+    """``--ray ADDRESS``: local, auto or HOST:PORT; a path is a recording that argparse gave --ray."""
     if Path(address).exists() and address != "auto":
         raise ConfigError(f"--ray took '{address}' as the cluster's address: put the recordings before --ray (rtpipe run "
-                          f"{address} --out OUT --ray), or give the address (auto, HOST:6379, ray://HOST:10001)")
-    if address not in ("local", "auto") and not re.fullmatch(r"(ray://)?[\w.\-]+:\d{1,5}|(ray://)?\[[0-9a-fA-F:]+\]:\d{1,5}", address):
-        raise ConfigError(f"--ray {address!r} is not a Ray address: give auto, HOST:6379 or ray://HOST:10001 (or nothing, for a "
-                          "local instance)")
+                          f"{address} --out OUT --ray), or give the address (auto, HOST:6379)")
+    if address.startswith("ray://"):
+        raise ConfigError("--ray ray://...: Ray Client is not supported (the driver writes the manifest where the workers write "
+                          "the outputs): run rtpipe on a node of the cluster with --ray auto, or --ray HEAD_IP:6379")
+    if address not in ("local", "auto") and not re.fullmatch(r"[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", address):
+        raise ConfigError(f"--ray {address!r} is not a Ray address: give auto or HOST:6379 (or nothing, for a local instance)")
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT that does not answer is a one-line error now, not Ray's endless retries."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} (is 'ray start --head' running "
+                          "there, and the port open?)") from None
 
 
 def import_ray():
@@ -135,11 +149,15 @@ class RayRunner:
             options = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
             if local:
                 options["num_cpus"] = max(os.cpu_count() or 1, self.workers or 1)
+            address = self.address or os.environ.get("RAY_ADDRESS")
+            if address not in (None, "auto"):
+                check_address(address)
+                reachable(address)
             try:
                 ray.init(address=self.address, **options)
-            except ConnectionError as exc:
-                raise ConfigError(f"cannot reach the Ray cluster at '{self.address or os.environ.get('RAY_ADDRESS')}': "
-                                  f"{' '.join(str(exc).split())}") from None
+            except Exception as exc:  # noqa: BLE001 - Ray's many ways of not connecting, as one line
+                raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                                  f"{' '.join(str(exc).split())[:300]}") from None
         self.timings["init_s"] = round(time.perf_counter() - started, 3)
         try:
             self._run(ray, job, todo, record, progress, gpu)
@@ -166,11 +184,17 @@ class RayRunner:
         started = time.perf_counter()
         workers = [actor.remote(job) for _ in range(n)]
         refs = [w.ready.remote() for w in workers]
-        ready, waiting = ray.wait(refs, num_returns=n, timeout=READY_TIMEOUT_S)
+        waiting = refs
+        while waiting and time.perf_counter() - started < READY_TIMEOUT_S and not self._stopped:
+            ready, waiting = ray.wait(refs, num_returns=n, timeout=POLL_S)
+        if self._stopped:
+            for w in workers:
+                ray.kill(w)
+            raise KeyboardInterrupt  # stopped before any recording started
         if waiting:
             for w in workers:
                 ray.kill(w)
-            raise ConfigError(f"only {len(ready)} of {n} Ray workers started within {READY_TIMEOUT_S:.0f} s: the cluster lacks "
+            raise ConfigError(f"only {n - len(waiting)} of {n} Ray workers started within {READY_TIMEOUT_S:.0f} s: the cluster lacks "
                               f"{'GPUs' if gpu else 'CPUs'} for them (give fewer --workers)")
         answers = ray.get(refs)
         if errors := [error for _, _, error in answers if error is not None]:

@@ -34,10 +34,10 @@ def test_output_folder_inside_the_input_folder_is_not_an_input(tmp_path):
     assert names(find_recordings([str(d)], d / "results")) == ["a"]
 
 
-def test_same_stem_keeps_the_suffix(tmp_path):
+def test_same_stem_gives_the_same_name(tmp_path):  # (the job refuses them: tests/batch/test_job.py)
     d = tmp_path / "rec"
     touch(d / "a.mp4", d / "a.mkv", d / "b.mp4")
-    assert sorted(names(find_recordings([str(d)], tmp_path / "out"))) == ["a.mkv", "a.mp4", "b"]
+    assert sorted(names(find_recordings([str(d)], tmp_path / "out"))) == ["a", "a", "b"]
 
 
 def test_glob_names_are_relative_to_its_fixed_part(tmp_path, monkeypatch):
@@ -50,10 +50,21 @@ def test_glob_names_are_relative_to_its_fixed_part(tmp_path, monkeypatch):
 def test_list_file_paths_are_relative_to_it_and_may_be_missing(tmp_path):
     touch(tmp_path / "cams" / "front" / "a.mp4", tmp_path / "cams" / "rear" / "a.mp4")
     listed = tmp_path / "cams" / "list.txt"
-    listed.write_text("# my drives\nfront/a.mp4\n\n  rear/a.mp4\nfront/gone.mp4\nfront/a.mp4\n")
+    listed.write_text("\ufeff# my drives\nfront/a.mp4\n\n  rear/a.mp4\nfront/gone.mp4\nfront/a.mp4\n", encoding="utf-8")  # (a BOM too)
     recs = find_recordings([f"@{listed}"], tmp_path / "out")
     assert names(recs) == ["front/a", "rear/a", "front/gone"]  # once each; a missing file is its run's failure
     assert not recs[2].path.exists()
+    listed.write_text("front/a.mp4\nrear/a.mp4\n../elsewhere/b.mp4\n")  # the list grew: earlier names stay
+    recs = find_recordings([f"@{listed}"], tmp_path / "out")
+    assert names(recs)[:2] == ["front/a", "rear/a"]
+    assert recs[2].path == tmp_path / "elsewhere" / "b.mp4" and names(recs)[2] == (tmp_path / "elsewhere" / "b").as_posix()[1:]
+
+
+def test_list_entries_with_a_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    touch(tmp_path / "home" / "x.mp4")
+    (tmp_path / "l.txt").write_text("~/x.mp4\n")
+    assert find_recordings([f"@{tmp_path / 'l.txt'}"], tmp_path / "out")[0].path == tmp_path / "home" / "x.mp4"
 
 
 def test_a_file_and_a_folder_together(tmp_path):

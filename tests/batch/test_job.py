@@ -122,6 +122,7 @@ def test_video_events_and_a_list(tmp_path):
     (["--video"], "--video is for batch jobs"),
     (["--out", "FILE"], "is a file: give a folder"),
     (["--out", "OUT", "--ray", "nonsense"], "is not a Ray address"),
+    (["--out", "OUT", "--ray", "ray://head:10001"], "Ray Client is not supported"),
 ])
 def test_refused(tmp_path, capsys, argv, expected):
     make_clip(tmp_path / "a.mp4", frames=3)
@@ -148,8 +149,10 @@ def test_stop_keeps_the_running_recording_partial_and_a_rerun_finishes(tmp_path)
     summary = job.run(runner, progress=stop_in_first, handle_signals=False)
     assert (summary.done, summary.interrupted, summary.left) == (0, 1, 2)
     out = tmp_path / "out"
-    assert {p.name for p in out.glob("a*")} == {"a.jsonl.partial", "a.annotated.mp4.partial", "a.metrics.json"}
+    partial = {"a.jsonl.partial", "a.annotated.mp4.partial", "a.metrics.json.partial"}
+    assert {p.name for p in out.glob("a*")} == partial  # nothing under a final name
     assert lines(out / "manifest.jsonl")[-1]["status"] == "interrupted"
+    assert sorted(lines(out / "manifest.jsonl")[-1]["partial"]) == sorted(partial)
     again = job.run(LocalRunner(), handle_signals=False)
     assert (again.done, again.skipped, again.left) == (2, 0, 0)
     assert len(lines(out / "a.jsonl")) == 400 and not list(out.glob("*.partial"))
@@ -212,3 +215,71 @@ def test_the_readme_example_runs_as_written(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("2 0 [] ") and (tmp_path / "results" / "drive-01.jsonl").exists()
+
+
+@pytest.mark.parametrize("layout, argv, clash", [
+    (["front/clip.mp4", "rear/clip.mp4"], ["front", "rear"], "clip.jsonl"),  # two folders, one name
+    (["a.mp4", "a.mkv"], ["."], "a.jsonl"),  # one stem, two suffixes
+    (["manifest.mp4"], ["."], "manifest.jsonl"),  # the job's own file
+    (["x.mp4", "x.events.mp4"], [".", "--line", "0,0.5,1,0.5"], "x.events.jsonl"),  # x's events, x.events' detections
+])
+def test_recordings_whose_outputs_would_meet_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, layout, argv, clash):
+    rec = tmp_path / "rec"
+    for name in layout:
+        (rec / name).parent.mkdir(parents=True, exist_ok=True)
+        make_clip(rec / name, frames=2)
+    monkeypatch.chdir(rec)
+    assert cli.main(["run", *argv, "--out", str(tmp_path / "out"), "--quiet"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"would write '{tmp_path / 'out' / clash}'" in err and "rename one of them" in err and err.count("\n") == 1
+    assert not list((tmp_path / "out").glob("*.jsonl"))
+
+
+def test_a_new_job_does_not_replace_files_it_did_not_write(tmp_path, capsys):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.jsonl").write_text("precious\n")
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == cli.EXIT_USAGE
+    assert "already holds a.jsonl but no job's record of it" in capsys.readouterr().err
+    assert (out / "a.jsonl").read_text() == "precious\n"
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet", "--overwrite"]) == 0
+    assert len(lines(out / "a.jsonl")) == 3
+
+
+def test_a_job_that_never_started_does_not_hold_the_folder_to_its_settings(tmp_path, capsys):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--model", "typo.onnx", "--quiet"]) == cli.EXIT_USAGE
+    assert not (out / "job.json").exists()
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_rerun_that_fails_leaves_nothing_that_looks_current(tmp_path):
+    rec = tmp_path / "rec"
+    (rec / "sub").mkdir(parents=True)
+    make_clip(rec / "sub" / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(rec), "--out", str(out), "--quiet"]) == 0
+    (rec / "sub" / "a.mp4").write_bytes(os.urandom(3000))  # the recording replaced by a broken one
+    assert cli.main(["run", str(rec), "--out", str(out), "--quiet"]) == cli.EXIT_FAILED
+    assert sorted(p.name for p in (out / "sub").iterdir()) == []  # the old outputs are gone, and the new run wrote none
+    assert lines(out / "manifest.jsonl")[-1]["status"] == "failed"
+
+
+def test_a_preset_with_one_run_outputs_is_named_in_the_error(tmp_path, capsys):
+    make_clip(tmp_path / "a.mp4", frames=2)
+    code = cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"), "--config", "configs/batch-files.yaml"])
+    assert code == cli.EXIT_USAGE
+    assert "configs/batch-files.yaml: 'save' names one run's output" in capsys.readouterr().err
+
+
+def test_an_unreachable_ray_cluster_is_one_line_at_once(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'rtpipe[ray]')")
+    make_clip(tmp_path / "a.mp4", frames=2)
+    started = time.monotonic()
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"), "--ray", "127.0.0.1:1"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in err and err.strip().count("\n") == 0
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out" / "job.json").exists()
