@@ -46,15 +46,35 @@ def test_last_line_wins_and_a_torn_line_is_ignored(tmp_path):
 
 
 def test_other_settings_are_refused_unless_started_over(tmp_path):
-    out = tmp_path / "out"
-    Manifest(out, {"conf": 0.25, "model": "demo"}).close()
-    with pytest.raises(ConfigError, match=r"conf: 0.25 then, 0.5 now.*--overwrite") as err:
+    src, out = tmp_path / "a.mp4", tmp_path / "out"
+    src.write_bytes(b"abc")
+    m = Manifest(out, {"conf": 0.25, "model": "demo"})
+    m.close()
+    assert not (out / "job.json").exists()  # nothing ran: the folder is not held to these settings
+    m = Manifest(out, {"conf": 0.4, "model": "demo"})
+    m.record(entry("a", src))
+    m.close()
+    with pytest.raises(ConfigError, match=r"conf: 0.4 then, 0.5 now.*--overwrite") as err:
         Manifest(out, {"conf": 0.5, "model": "demo"})
     assert "\n" not in str(err.value)
     m = Manifest(out, {"conf": 0.5, "model": "demo"}, restart=True)
+    assert not m.last and not (out / "manifest.jsonl").read_text()
+    m.record(entry("a", src))
     m.close()
     assert json.loads((out / "job.json").read_text())["settings"]["conf"] == 0.5
-    assert not (out / "manifest.jsonl").read_text()
+
+
+def test_a_torn_line_does_not_swallow_the_next_entry(tmp_path):
+    src, out = tmp_path / "a.mp4", tmp_path / "out"
+    src.write_bytes(b"abc")
+    out.mkdir()
+    (out / "manifest.jsonl").write_text('{"name": "x", "sta')
+    m = Manifest(out, {})
+    m.record(entry("a", src))
+    m.close()
+    again = Manifest(out, {})
+    assert again.last["a"]["status"] == "done"
+    again.close()
 
 
 def test_one_job_at_a_time_in_a_folder(tmp_path):
