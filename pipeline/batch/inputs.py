@@ -60,7 +60,7 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _read_list(spec: str) -> tuple[list[Path], Path]:
-    """``@list.txt``: one path per line (blank lines and ``#`` comments skipped), relative to the list's folder."""
+    """``@list.txt``: one path (file or folder) per line (blank lines and ``#`` comments skipped), relative to the list's folder."""
     listed = Path(spec[1:]).expanduser()
     try:
         lines = listed.read_text(encoding="utf-8-sig").splitlines()
@@ -86,7 +86,8 @@ def find_recordings(specs: list[str], out: Path) -> list[Recording]:
                              "run live sources without --out")
         if spec.startswith("@"):
             paths, root = _read_list(spec)
-            found += [(p, root) for p in paths]
+            for p in paths:  # a listed folder is searched as one given on its own (names stay relative to the list)
+                found += [(h, root) for h in _search(p, skip)] if p.is_dir() else [(p, root)]
             continue
         path = Path(spec).expanduser()
         if globlib.has_magic(spec) and not path.exists():

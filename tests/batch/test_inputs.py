@@ -102,3 +102,9 @@ def test_output_folder_holding_the_recordings_is_refused(tmp_path, out):
     touch(tmp_path / "rec" / "a.mp4")
     with pytest.raises(InputError, match="inside the output folder"):
         find_recordings([str(tmp_path / "rec")], tmp_path / out)
+
+
+def test_a_folder_in_a_list_is_searched(tmp_path):
+    touch(tmp_path / "day1" / "a.mp4", tmp_path / "day1" / "sub" / "b.mp4", tmp_path / "c.mp4")
+    (tmp_path / "l.txt").write_text("day1\nc.mp4\n")
+    assert names(find_recordings([f"@{tmp_path / 'l.txt'}"], tmp_path / "out")) == ["day1/a", "day1/sub/b", "c"]
