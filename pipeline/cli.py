@@ -340,7 +340,7 @@ def cmd_run(args, console: Console) -> int:
 def run_batch(args, overrides: dict, console: Console) -> int:
     """``rtpipe run SOURCES --out OUTDIR``: one run per recording, with progress, the summary and the failures; the exit code."""
     from pipeline.batch import BatchJob
-    from pipeline.batch.job import LocalRunner
+    from pipeline.batch.job import PER_RUN, LocalRunner
     from pipeline.config import ConfigError, build_config
 
     if args.ray is not None:
@@ -349,12 +349,11 @@ def run_batch(args, overrides: dict, console: Console) -> int:
         check_address(args.ray)  # first: argparse gives --ray the folder in 'rtpipe run --ray DIR --out OUT'
     specs = overrides.pop("source") or []
     cfg = build_config(args.config, overrides)
-    from pipeline.batch.job import PER_RUN
-
     for key in PER_RUN:  # a preset's one-run outputs, named as the preset has them (the command line's are refused by the job)
-        if getattr(cfg, key) and overrides.get("json" if key == "json_path" else key) is None:
-            raise ConfigError(f"{args.config}: '{'json' if key == 'json_path' else key}' names one run's output: with --out every "
-                              "recording's outputs are named after it (--video for annotated videos): use a preset without it")
+        name = "json" if key == "json_path" else key
+        if getattr(cfg, key) and overrides.get(name) is None:
+            raise ConfigError(f"{args.config}: '{name}' names one run's output: with --out every recording's outputs are named "
+                              "after it (--video for annotated videos): use a preset without it")
     if not specs:  # from the preset
         specs, cfg = cfg.sources, cfg.model_copy(update={"source": None})
     if not specs:

@@ -192,15 +192,19 @@ class Runner(Protocol):
     def describe(self) -> dict: ...
 
 
+def new_entry(rec: Recording, attempt: int, worker: str | None, status: str = "failed", error: str | None = None) -> dict:
+    """A manifest entry for ``rec`` with nothing done yet (see pipeline.batch.manifest for the fields)."""
+    size, mtime = stat_of(rec.path) or (None, None)
+    return {"input": str(rec.path), "name": rec.name, "status": status, "frames": 0, "fps": None, "wall_s": None, "error": error,
+            "warnings": [], "attempt": attempt, "worker": worker, "size": size, "mtime": mtime, "outputs": {}, "finished": now()}
+
+
 def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, worker: str | None = None,
             on_session: Callable[[Session], None] | None = None, on_fraction: Callable[[float], None] | None = None) -> dict:
     """One recording's run; returns its manifest entry. Never raises for a bad recording: a file
     that cannot be opened or decoded, or a run that fails, is a ``failed`` entry naming why."""
     started = time.perf_counter()
-    stat = stat_of(rec.path)
-    entry = {"input": str(rec.path), "name": rec.name, "status": "failed", "frames": 0, "fps": None, "wall_s": None, "error": None,
-             "warnings": [], "attempt": attempt, "worker": worker or where(), "size": None if stat is None else stat[0],
-             "mtime": None if stat is None else stat[1], "outputs": {}}
+    entry = new_entry(rec, attempt, worker or where())
     outputs = job.outputs(rec)
     session = None
     try:

@@ -25,8 +25,7 @@ from collections import deque
 from pathlib import Path
 
 from pipeline.batch.inputs import Recording
-from pipeline.batch.job import BatchJob, Progress, Record, process, where
-from pipeline.batch.manifest import now, stat_of
+from pipeline.batch.job import BatchJob, Progress, Record, new_entry, process, where
 from pipeline.config import ConfigError
 from pipeline.types import InputError
 
@@ -235,8 +234,8 @@ class RayRunner:
                         if entry["status"] == "retried":
                             queue.appendleft(rec)
                     except ray.exceptions.RayError as exc:  # the worker raised (process() records a bad recording itself)
-                        entry = {**self._lost(rec, attempts[rec.name], exc), "status": "failed",
-                                 "error": f"its worker failed: {' '.join(str(getattr(exc, 'cause', None) or exc).split())[:300]}"}
+                        cause = " ".join(str(getattr(exc, "cause", None) or exc).split())[:300]
+                        entry = new_entry(rec, attempts[rec.name], None, error=f"its worker failed: {cause}")
                     record(entry)
                     if entry["status"] != "retried":
                         done += 1
@@ -263,13 +262,8 @@ class RayRunner:
 
     def _lost(self, rec: Recording, attempt: int, exc: BaseException) -> dict:
         """The entry for a recording whose worker died under it: retried, or failed after ``retries``."""
-        stat = stat_of(rec.path)
-        again = attempt <= self.retries
         reason = f"its worker died (attempt {attempt} of {self.retries + 1}): {' '.join(str(exc).split())[:300]}"
-        return {"input": str(rec.path), "name": rec.name, "status": "retried" if again else "failed", "frames": 0, "fps": None,
-                "wall_s": None, "error": reason, "warnings": [], "attempt": attempt, "worker": None,
-                "size": None if stat is None else stat[0], "mtime": None if stat is None else stat[1], "outputs": {},
-                "finished": now()}
+        return new_entry(rec, attempt, None, "retried" if attempt <= self.retries else "failed", reason)
 
     def _abort(self, ray, busy: dict, record: Record) -> None:
         """A stopped job: abort the running recordings (their outputs stay .partial) and record them as interrupted."""
@@ -284,7 +278,7 @@ class RayRunner:
             except ray.exceptions.RayError:
                 entry = None
             if entry is None:  # no answer: the worker is stopped with the job, its outputs stay .partial
-                entry = {**self._lost(rec, attempt=0, exc=RuntimeError()), "status": "interrupted", "error": "the job was stopped"}
+                entry = new_entry(rec, 0, None, "interrupted", "the job was stopped")
             record(entry)  # (one that finished before the abort reached it counts as done)
         busy.clear()
 
