@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -100,11 +101,14 @@ Measure a model in the pipeline, in one run, on one machine:
 
 and report FPS of each, efficiency (pipelined / engine only), pipelining gain (pipelined /
 sequential), per-stage p50/p95/p99, capture-to-overlay and capture-to-sink latency, dropped
-frames, peak RSS (peak GPU memory on CUDA) and the stage that holds the pipeline back. The
-timed runs write their outputs (--sink) to a temporary folder that is deleted afterwards.
+frames, peak RSS (peak GPU memory on CUDA) and the stage that holds the pipeline back (or
+that other programs kept the cores busy: then no stage is blamed and the figures are
+pessimistic). The timed runs write their outputs (--sink) to a temporary folder that is
+deleted afterwards.
 
+The model is shaped by the same flags as in rtpipe run (--imgsz, --no-rect, --conf, ...).
 --sweep KEY=V1,V2 ... measures every combination (keys: model, backend, device, batch, imgsz,
-sink, path), prints one table, and with --plot draws one line per configuration.
+rect, sink, path), prints one table, and with --plot draws one line per configuration.
 """
 
 
@@ -119,6 +123,35 @@ def say(message: str) -> None:
     """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
     sys.stderr.write(f"rtpipe: {plain(without_credentials(message))}\n")  # (messages quote file names, URLs and metadata)
     sys.stderr.flush()
+
+
+# What a command produces (tables, the files it wrote) goes to stdout, so 'rtpipe demo > log' keeps it;
+# progress, notices, warnings and errors go to stderr (the console main() hands each command).
+results = Console()
+
+
+def native_logging(debug: bool) -> None:
+    """OpenCV's, FFmpeg's and the image decoders' own log lines only with --debug: without it rtpipe's
+    one-line messages say what went wrong (OPENCV_LOG_LEVEL, when set, is left to decide)."""
+    import cv2
+
+    from pipeline import sources
+
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING if debug else cv2.utils.logging.LOG_LEVEL_SILENT)
+    sources.HIDE_DECODER_MESSAGES = not debug
+    if debug:
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)  # PyAV keeps FFmpeg's log off unless asked
+    elif "av.logging" in sys.modules:
+        sys.modules["av.logging"].set_level(None)
+
+
+def as_flags(keys) -> dict[str, str]:
+    """The run settings given as flags, by key: conf -> --conf (a bad value's error names what was typed)."""
+    named = {"rect": "--no-rect", "lines": "--line", "zones": "--zone", "source": "SOURCE"}
+    return {k: named.get(k, "--" + k.replace("_", "-")) for k in keys}
 
 
 def _flags(p: argparse.ArgumentParser, *names: str) -> None:
@@ -140,12 +173,29 @@ def _flags(p: argparse.ArgumentParser, *names: str) -> None:
         "device": (["--device"], dict(help="cpu or cuda[:N] (default cpu)")),
         "imgsz": (["--imgsz"], dict(help="input size, N or H,W (e.g. 384,640): checked against a fixed-size ONNX; sets it for checkpoints "
                                                    "(YOLO: NxN; torchvision: the short side)")),
+        "conf": (["--conf"], dict(type=float, help="minimum detection score, 0..1 (default 0.25)")),
+        "iou": (["--iou"], dict(type=float, help="NMS IoU threshold, 0..1 (default 0.45)")),
+        "max_det": (["--max-det"], dict(type=int, dest="max_det", help="detections kept per frame (default 300)")),
+        "rect": (["--no-rect"], dict(action="store_false", dest="rect", default=None,
+                                     help="checkpoints: fit frames into the whole input, as fixed-size engines do (default: to each "
+                                          "frame's shape; YOLO padded only to a multiple of the stride, as Ultralytics' predictor does; "
+                                          "aoti/tensorrt: an engine per shape)")),
+        "nms": (["--nms"], dict(action="store_true", default=None,
+                                help="also run NMS on the outputs of NMS-free models (YOLO26 end-to-end, RT-DETR), which are final "
+                                     "without it")),
+        "classes": (["--classes"], dict(type=int, nargs="+", help="keep only these class ids")),
         "quiet": (["--quiet"], dict(action="store_true", help="no progress bars and no tables")),
-        "debug": (["--debug"], dict(action="store_true", help="show tracebacks")),
+        "debug": (["--debug"], dict(action="store_true", help="show tracebacks, and the log lines of OpenCV, FFmpeg and the image "
+                                                              "decoders (hidden without it)")),
     }
     for name in names:
         flags, kw = table[name]
         p.add_argument(*flags, **kw)
+
+
+# The flags that shape the model, in rtpipe run's order: run and bench take the same ones
+MODEL_FLAGS = ("model", "weights", "trust", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "rect", "nms",
+               "classes")
 
 
 def _version() -> str:
@@ -172,17 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a model on a video, camera, stream or images", description=RUN_HELP, formatter_class=RAW)
     run.add_argument("source", nargs="*", help="what to read (see above), one or more; may come from --config instead")
     run.add_argument("--config", metavar="YAML", help="preset file with any of the settings below (configs/)")
-    _flags(run, "model", "weights", "trust", "trust_engine", "backend", "device")
-    run.add_argument("--conf", type=float, help="minimum detection score, 0..1 (default 0.25)")
-    run.add_argument("--iou", type=float, help="NMS IoU threshold, 0..1 (default 0.45)")
-    _flags(run, "imgsz")
-    run.add_argument("--max-det", type=int, dest="max_det", help="detections kept per frame (default 300)")
-    run.add_argument("--no-rect", action="store_false", dest="rect", default=None,
-                     help="checkpoints: fit frames into the whole input, as fixed-size engines do (default: to each frame's shape; "
-                          "YOLO padded only to a multiple of the stride, as Ultralytics' predictor does; aoti/tensorrt: an engine per shape)")
-    run.add_argument("--nms", action="store_true", default=None,
-                     help="also run NMS on the outputs of NMS-free models (YOLO26 end-to-end, RT-DETR), which are final without it")
-    run.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+    _flags(run, *MODEL_FLAGS)
     run.add_argument("--batch", type=int, help="frames per model call (default 1)")
     run.add_argument("--max-latency-ms", type=float, dest="max_latency_ms",
                      help="cut a batch early so its oldest frame is done within this many ms of capture "
@@ -247,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: keep an engine that fails the accuracy check against the fp32 reference")
     b.add_argument("-o", "--out", default="engines", metavar="DIR", help="output folder (default engines/)")
     b.add_argument("--name", help="engine file name without extension (default: STEM-HxW-bBATCH-PRECISION)")
+    b.add_argument("--overwrite", action="store_true", help="replace an engine and sidecar that exist, or write into rtpipe's "
+                                                            "own model folder (without it, either is an error)")
     _flags(b, "debug")
 
     d = sub.add_parser("demo", help="generate a clip, run the bundled model on it, score it against the ground truth",
@@ -273,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure engine-only, sequential and pipelined FPS, per-stage latency and memory",
                         description=BENCH_HELP, formatter_class=RAW)
     bn.add_argument("source", metavar="SOURCE", help="what to read, as for rtpipe run (a file: the first --frames frames)")
-    _flags(bn, "model", "backend", "device", "imgsz", "weights", "trust", "trust_engine")
+    _flags(bn, *MODEL_FLAGS)
     bn.add_argument("--batch", type=int, help="frames per model call in engine-only and pipelined runs (default 1)")
     bn.add_argument("--frames", type=int, help="frames per timed run (default 300)")
     bn.add_argument("--warmup", type=int, help="untimed model calls before timing (default 10)")
@@ -334,7 +376,7 @@ def cmd_run(args, console: Console) -> int:
     for flag, given in (("--video", args.video), ("--ray", args.ray), ("--workers", args.workers), ("--retries", args.retries != 2)):
         if given:
             raise ConfigError(f"{flag} is for batch jobs: add --out OUTDIR (one run per recording, outputs named after each)")
-    return run_session(build_config(args.config, overrides), console, args.quiet, args.debug)
+    return run_session(build_config(args.config, overrides, flags=as_flags(overrides)), console, args.quiet, args.debug)
 
 
 def run_batch(args, overrides: dict, console: Console) -> int:
@@ -348,7 +390,7 @@ def run_batch(args, overrides: dict, console: Console) -> int:
 
         check_address(args.ray)  # first: argparse gives --ray the folder in 'rtpipe run --ray DIR --out OUT'
     specs = overrides.pop("source") or []
-    cfg = build_config(args.config, overrides)
+    cfg = build_config(args.config, overrides, flags=as_flags(overrides))
     for key in PER_RUN:  # a preset's one-run outputs, named as the preset has them (the command line's are refused by the job)
         name = "json" if key == "json_path" else key
         if getattr(cfg, key) and overrides.get(name) is None:
@@ -387,10 +429,11 @@ def run_batch(args, overrides: dict, console: Console) -> int:
 
         summary = job.run(runner, restart=bool(cfg.overwrite), progress=progress, on_start=start)
     if not args.quiet:
-        console.print(render_summary(summary))
-        console.print(f"manifest: {summary.manifest}", markup=False, highlight=False)
+        results.print(render_summary(summary))
+        results.print(f"manifest: {summary.manifest}", markup=False, highlight=False)
     if summary.signal is not None:
-        say(f"stopped by {summary.signal}: {summary.done} done, {summary.left} left (rerun the same command to go on)")
+        say(f"stopped by {summary.signal}: {summary.done} done, {summary.failed} failed, {summary.interrupted} interrupted, "
+            f"{summary.left} left (rerun the same command to go on)")
         return EXIT_SIGNAL.get(summary.signal, EXIT_INTERRUPTED)
     if summary.failed:
         say(f"{summary.failed} of {summary.total} recordings failed (see {summary.manifest}); rerun the same command to retry them")
@@ -404,7 +447,7 @@ def render_summary(summary):
 
     t = Table(title="batch job", show_header=False)
     rows = [("recordings", summary.total), ("done", summary.done), ("skipped (done before)", summary.skipped),
-            ("failed", summary.failed), ("interrupted", summary.interrupted), ("left to do", summary.left),
+            ("failed", summary.failed), ("interrupted", summary.interrupted), ("left to do (not started)", summary.left),
             ("worker deaths (retried)", summary.retried), ("frames", summary.frames), ("wall time", f"{summary.wall_s:.1f} s"),
             ("frames/s (whole job)", f"{summary.frames / summary.wall_s:.1f}" if summary.frames and summary.wall_s else "-")]
     r = summary.runner
@@ -447,13 +490,13 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     if metrics is None:
         return failed(error)
     if not quiet:
-        console.print(render_table(metrics))
+        results.print(render_table(metrics))
         if (counts := render_counts(metrics)) is not None:
-            console.print(counts)
+            results.print(counts)
         for i, s in session.outputs():
             if s.path.exists() and not metrics["aborted"]:
                 kind = "pictures" if s.path.is_dir() else "video" if s.needs_image else "events" if s.shared else "detections"
-                console.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
+                results.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
                                                      else ""), soft_wrap=True, markup=False)
     for s in metrics.get("sources") or []:
         if s.get("unreadable"):
@@ -492,7 +535,7 @@ def cmd_demo(args, console: Console) -> int:
     with progress_bar(console, args.quiet) as task:
         clip, gt = write_clip(out, args.seed, args.frames, size, progress=task(f"rendering clip {args.seed}", args.frames))
     if not args.quiet:
-        console.print(f"clip: {clip} ({args.frames} frames of {size[0]}x{size[1]}, seed {args.seed}); ground truth: {gt}",
+        results.print(f"clip: {clip} ({args.frames} frames of {size[0]}x{size[1]}, seed {args.seed}); ground truth: {gt}",
                       highlight=False, soft_wrap=True, markup=False)
     detections, events = out / "detections.jsonl", out / "events.jsonl"
     cfg = build_config(None, {"source": str(clip), "model": "demo", "backend": args.backend, "device": args.device,
@@ -517,8 +560,8 @@ def cmd_demo(args, console: Console) -> int:
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         for table in [render_table(result), *render_tracking(result), semantic_table(result["semantic"])]:
-            console.print(table)
-        console.print(f"accuracy: {out / 'accuracy.json'}", highlight=False, markup=False)
+            results.print(table)
+        results.print(f"accuracy: {out / 'accuracy.json'}", highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -545,7 +588,7 @@ def cmd_eval(args, console: Console) -> int:
     if args.json_out:
         write_complete(args.json_out, json.dumps(result, indent=2) + "\n")
     for table in tables:
-        console.print(table)
+        results.print(table)
     return EXIT_OK
 
 
@@ -571,7 +614,7 @@ def cmd_build(args, console: Console) -> int:
             if step.startswith("warning:"):
                 say(step)
 
-        engine = build(args.spec, options, args.out, weights, bool(args.trust_checkpoint), args.name, progress)
+        engine = build(args.spec, options, args.out, weights, bool(args.trust_checkpoint), args.name, progress, args.overwrite)
     console.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",
                   highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
@@ -584,8 +627,8 @@ def cmd_bench(args, console: Console) -> int:
     from pipeline.bench.report import render_report, render_sweep
 
     bench.check_outputs(args.json_out, args.plot, args.overwrite)
-    keys = ("source", "model", "backend", "device", "batch", "imgsz", "frames", "warmup", "sink", "path", "weights", "trust_checkpoint",
-            "trust_engine")
+    keys = ("source", "model", "backend", "device", "batch", "imgsz", "rect", "conf", "iou", "max_det", "classes", "nms", "frames", "warmup",
+            "sink", "path", "weights", "trust_checkpoint", "trust_engine")
     base = {k: getattr(args, k) for k in keys}
     with progress_bar(console, args.quiet) as task:
         done = bench.run(base, args.sweep, shlex.join(["rtpipe", *sys.argv[1:]]), task)
@@ -614,26 +657,36 @@ def cmd_finetune(args, console: Console) -> int:
         raise InputError(str(exc)) from None
     save(result, out)
     if not args.quiet:
-        console.print(f"{out}: {args.arch} head for {', '.join(result.names)} (training accuracy {result.train_accuracy:.1%}); "
+        results.print(f"{out}: {args.arch} head for {', '.join(result.names)} (training accuracy {result.train_accuracy:.1%}); "
                       f"use it with --classify-crops torchvision:{args.arch} --classify-weights {out}", markup=False, highlight=False)
     return 0
 
 
 def cmd_info(args, console: Console) -> int:
-    from pipeline.build.info import render
-    from pipeline.sidecar import engine_of, problems, read
+    from pipeline.build.info import render, render_model
+    from pipeline.models import BUILTIN, resolve
+    from pipeline.sidecar import engine_of, problems, read, sidecar_path
 
-    record = read(path := engine_of(Path(args.engine)))
+    path = BUILTIN.get(args.engine) or engine_of(Path(args.engine))  # a builtin by name, as --model takes it
+    if args.engine in BUILTIN and not sidecar_path(path).is_file():  # one that ships as ONNX alone: what its metadata says
+        meta = resolve(args.engine).meta
+        if args.json:
+            print(json.dumps({"model": meta.to_dict()}, indent=2))
+        else:
+            results.print(render_model(args.engine, path, meta), highlight=False)
+        return EXIT_OK
+    record = read(path)
     if args.json:
         print(json.dumps(record, indent=2))
         return EXIT_OK
-    console.print(render(path, record, problems(record, path, args.device or record.get("device"))), highlight=False)
+    results.print(render(path, record, problems(record, path, args.device or record.get("device"))), highlight=False)
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    native_logging(getattr(args, "debug", False))
     warnings.showwarning = lambda message, *_a, **_k: say(f"warning: {message}")
     from pipeline.build.options import CheckFailed
     from pipeline.types import InputError

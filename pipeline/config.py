@@ -174,7 +174,9 @@ def known_keys() -> list[str]:
     return [f.alias or name for name, f in RunConfig.model_fields.items()]
 
 
-def explain(err: ValidationError, origin: str) -> str:
+def explain(err: ValidationError, origin: str, flags: dict[str, str] | None = None) -> str:
+    """The first error as one line naming ``origin`` and the key, or for a setting in ``flags``
+    (key -> the command-line flag it came from, e.g. conf -> --conf) the flag alone."""
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]).encode("unicode_escape").decode("ascii") or "(top level)"  # one line, whatever the key
     if e["type"] == "extra_forbidden":
@@ -193,6 +195,8 @@ def explain(err: ValidationError, origin: str) -> str:
         return f"{origin}: {msg}"
     if e["type"] == "value_error":  # our own message says what was given
         shown = ""
+    if flags and str(e["loc"][0]) in flags:
+        return f"{flags[str(e['loc'][0])]}: {msg}{shown}"
     return f"{origin}: key '{key}': {msg}{shown}{hint}"
 
 
@@ -215,9 +219,10 @@ def read_preset(path: str | Path) -> dict:
     return {str(k).replace("-", "_") if str(k) != "json" else "json": v for k, v in data.items()}
 
 
-def build_config(preset: str | Path | None = None, overrides: dict | None = None, origin: str = "command line") -> RunConfig:
+def build_config(preset: str | Path | None = None, overrides: dict | None = None, origin: str = "command line",
+                 flags: dict[str, str] | None = None) -> RunConfig:
     """Preset values, then overrides (None means 'not given'), validated; errors name ``origin``
-    for the overrides."""
+    and the key for the overrides, or the flag ``flags`` maps it to (what the user typed: --conf)."""
     values: dict = {}
     if preset is not None:
         values = read_preset(preset)
@@ -233,7 +238,7 @@ def build_config(preset: str | Path | None = None, overrides: dict | None = None
     try:
         return RunConfig.model_validate({**values, **given})
     except ValidationError as exc:
-        raise ConfigError(explain(exc, origin)) from None
+        raise ConfigError(explain(exc, origin, {k: f for k, f in (flags or {}).items() if k in given})) from None
 
 
 def weights_for(spec: str, given: str | None, flag: str = "--weights") -> str | None:

@@ -317,8 +317,11 @@ class PyAVSource(Reconnecting):
             except (av.error.FFmpegError, OSError) as exc:
                 refused = isinstance(exc, av.error.HTTPBadRequestError) or "400" in str(exc) or "461" in str(exc)
                 if not (refused and k + 1 < len(tries)):
-                    hint = "" if self.live else " (damaged, truncated — an MP4 cut short loses its index — or not a video)"
-                    raise SourceError(f"cannot open '{self.uri}'{hint}: {self._shown(exc)}") from exc
+                    if self.live or not isinstance(exc, av.error.InvalidDataError):
+                        raise SourceError(f"cannot open '{self.uri}': {self._reason(exc)}") from exc
+                    raise SourceError(f"cannot open '{self.uri}': not a video file FFmpeg can read ({self._reason(exc).lower()}): "
+                                      "it is damaged, truncated (an MP4 cut short loses its index) or not a video; check it with "
+                                      "ffprobe, or give another file") from exc
         if not container.streams.video:
             container.close()
             raise SourceError(f"'{self.uri}' has no video stream: give a video file, a stream URL or an image")
@@ -385,7 +388,7 @@ class PyAVSource(Reconnecting):
         except av.error.ExitError as exc:  # the read timeout
             raise SourceError(f"nothing received for {self.open_timeout:g} s") from exc
         except av.error.FFmpegError as exc:
-            raise SourceError(f"reading '{self.uri}' failed: {self._shown(exc)}") from exc
+            raise SourceError(f"reading '{self.uri}' failed: {self._reason(exc)}") from exc
         finally:
             self.held_back = False
         if i == 0 and not self.live:
@@ -400,6 +403,11 @@ class PyAVSource(Reconnecting):
     def _shown(self, exc: Exception) -> str:
         """An FFmpeg error's text, which quotes the URL, without its credentials."""
         return str(exc).replace(self._location, self.uri)
+
+    def _reason(self, exc: Exception) -> str:
+        """What FFmpeg says went wrong, for a message that names the source itself: its text
+        without the errno and the URL that ``str(exc)`` adds."""
+        return (getattr(exc, "strerror", None) or self._shown(exc)).replace(self._location, self.uri)
 
     def describe(self) -> dict:
         return {**super().describe(), "corrupt_packets": self.corrupt_packets, "missing_frames": self.missing_frames,
@@ -437,6 +445,38 @@ class CameraSource(Reconnecting):
         cap.release()
 
 
+# libjpeg and libpng write what they find wrong with a damaged image straight to the process's
+# stderr (file descriptor 2), past OpenCV's log level. With HIDE_DECODER_MESSAGES (the CLI sets it,
+# unless --debug: rtpipe itself names the images it skipped) those lines are dropped; whatever else
+# reaches stderr while an image decodes (another thread's progress or warnings) is passed on after it.
+HIDE_DECODER_MESSAGES = False
+_DECODER_MESSAGE = re.compile(rb"(?m)^(?:libpng (?:warning|error): |Corrupt JPEG data|Premature end of JPEG file|"
+                              rb"Invalid SOS parameters|Inconsistent progression sequence|Warning: unknown JFIF|"
+                              rb"Unknown Adobe color transform|Application transferred too many scanlines).*\n?")
+_STDERR_LOCK = threading.Lock()  # one redirection of fd 2 at a time
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """``cv2.imread`` as BGR (None: not an image it can read), the decoders' stderr lines hidden
+    when ``HIDE_DECODER_MESSAGES`` is set. Raises cv2.error over OpenCV's image size limit."""
+    if not HIDE_DECODER_MESSAGES:
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    import tempfile
+
+    with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            return cv2.imread(str(path), cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = _DECODER_MESSAGE.sub(b"", caught.read())
+            while rest:
+                rest = rest[os.write(2, rest):]
+
+
 class ImageSource(Source):
     """One image file, a folder of images, or a glob pattern; sorted by path.
 
@@ -457,7 +497,7 @@ class ImageSource(Source):
     def frames(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
             try:
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                img = read_image(p)
             except cv2.error:  # e.g. over OPENCV_IO_MAX_IMAGE_PIXELS (raised by OpenCV 5, None from 4)
                 img = None
             if img is None:
@@ -526,7 +566,11 @@ class SyntheticSource(Source):
 
 
 class SyntheticScene:
-    """Deterministic scene: sky, road, and a few coloured shapes moving across it."""
+    """Deterministic scene: sky, road, and a few coloured shapes moving across it.
+
+    Drawn with numpy alone (no OpenCV drawing or text), so a seed and an index give the same
+    pixels on every OpenCV version: tests and the tiny model's calibration rest on them.
+    """
 
     def __init__(self, width: int, height: int, seed: int = 0, objects: int = 6):
         self.w, self.h = width, height
@@ -537,7 +581,8 @@ class SyntheticScene:
         horizon = height * 2 // 5
         bg[horizon:] = 80 + rng.normal(0, 6, (height - horizon, width, 1)).astype(np.float32)
         self.background = bg.clip(0, 255).astype(np.uint8)
-        cv2.line(self.background, (width // 2, horizon), (width // 2, height), (220, 220, 220), max(2, width // 200))
+        lane = max(2, width // 200)
+        self.background[horizon:, width // 2 - lane // 2 : width // 2 - lane // 2 + lane] = 220
         s = min(width, height)
         self.objects = [
             dict(kind=int(rng.integers(0, 3)), color=tuple(int(c) for c in rng.integers(30, 255, 3)),
@@ -554,14 +599,51 @@ class SyntheticScene:
             y = int(o["y"] + o["vy"] * index)
             r = int(o["size"] / 2)
             if o["kind"] == 0:
-                cv2.rectangle(img, (x - r, y - r // 2), (x + r, y + r // 2), o["color"], -1)
+                _fill(img, (x - r, y - r // 2, x + r, y + r // 2), o["color"], lambda xs, ys: np.ones((len(ys), len(xs)), bool))
             elif o["kind"] == 1:
-                cv2.circle(img, (x, y), r // 2, o["color"], -1)
+                q = r // 2
+                _fill(img, (x - q, y - q, x + q, y + q), o["color"], lambda xs, ys, x=x, y=y, q=q: (xs - x) ** 2 + (ys - y) ** 2 <= q * q)
             else:
-                pts = np.array([[x, y - r], [x - r, y + r // 2], [x + r, y + r // 2]], np.int32)
-                cv2.fillPoly(img, [pts], o["color"])
-        cv2.putText(img, f"{index:06d}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+                _fill(img, (x - r, y - r, x + r, y + r // 2), o["color"], _triangle((x, y - r), (x - r, y + r // 2), (x + r, y + r // 2)))
+        _digits(img, f"{index:06d}", 8, 8, 3, (255, 255, 255))
         return img
+
+
+def _fill(img: np.ndarray, box: tuple[int, int, int, int], color, inside) -> None:
+    """Paint ``color`` on the pixels of the inclusive box (x1, y1, x2, y2), clipped to the image,
+    where ``inside(xs (1, W), ys (H, 1))`` is true."""
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = max(box[0], 0), max(box[1], 0), min(box[2], w - 1), min(box[3], h - 1)
+    if x2 < x1 or y2 < y1:
+        return
+    xs, ys = np.arange(x1, x2 + 1)[None, :], np.arange(y1, y2 + 1)[:, None]
+    img[y1 : y2 + 1, x1 : x2 + 1][np.broadcast_to(inside(xs, ys), (len(ys), xs.shape[1]))] = color
+
+
+def _triangle(a, b, c):
+    """The pixels of a triangle (its edges included), for ``_fill``."""
+    def edge(p, q, xs, ys):
+        return (q[0] - p[0]) * (ys - p[1]) - (q[1] - p[1]) * (xs - p[0])
+
+    def inside(xs, ys):
+        e = [edge(a, b, xs, ys), edge(b, c, xs, ys), edge(c, a, xs, ys)]
+        return ((e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0)) | ((e[0] <= 0) & (e[1] <= 0) & (e[2] <= 0))
+    return inside
+
+
+# 3x5 digit glyphs, one string of 15 cells (row by row) per digit
+_GLYPHS = {d: np.array([c == "#" for c in g]).reshape(5, 3) for d, g in zip("0123456789", (
+    "####.##.##.####", ".#.##..#..#.###", "###..#####..###", "###..####..####", "#.##.####..#..#",
+    "####..###..####", "####..####.####", "###..#..#..#..#", "####.#####.####", "####.####..####"))}
+
+
+def _digits(img: np.ndarray, text: str, x: int, y: int, cell: int, color) -> None:
+    """Write ``text`` (digits) at (x, y) in blocky 3x5 glyphs of ``cell``-pixel squares."""
+    for k, ch in enumerate(text):
+        glyph = np.kron(_GLYPHS[ch], np.ones((cell, cell), bool))
+        x0 = x + k * 4 * cell
+        region = img[y : y + glyph.shape[0], x0 : x0 + glyph.shape[1]]
+        region[glyph[: region.shape[0], : region.shape[1]]] = color
 
 
 def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu", stall: float = STALL_S) -> Source:

@@ -31,6 +31,10 @@ Objects
     Pickled         stands in for the classes an Ultralytics checkpoint pickles.
     BrokenStream    a ``torch.cuda.Stream`` whose creation fails, as a CUDA graph capture can:
                     the graph wrapper must fall back to eager calls.
+
+Files
+    cut_images      a JPEG and a PNG cut short, as an interrupted copy leaves them: the JPEG still
+                    decodes, the PNG does not, and libjpeg and libpng say so on stderr (fd 2).
 """
 
 from __future__ import annotations
@@ -279,3 +283,19 @@ class FlakySource(Reconnecting):
 
     def _close(self, handle):
         pass
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+
+def cut_images(folder) -> tuple:
+    """(a.jpg, b.png) in ``folder``, each cut short: libjpeg warns "Premature end of JPEG file" and
+    decodes what it has; libpng reports "libpng error: Read Error" and nothing decodes."""
+    import cv2
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    jpg, png = folder / "a.jpg", folder / "b.png"
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    jpg.write_bytes(data[: len(data) // 2])
+    png.write_bytes(cv2.imencode(".png", image)[1].tobytes()[:-12])  # its last chunks gone
+    return jpg, png

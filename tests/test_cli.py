@@ -33,25 +33,25 @@ def test_run_writes_video_and_jsonl_matching_the_input(tmp_path):
     metrics = json.loads(mj.read_text())
     assert metrics["frames_out"] == 45 and metrics["dropped"] == 0 and metrics["batch"] == 2
     assert {"p50_ms", "p95_ms", "p99_ms"} <= set(metrics["stages"]["infer"])
-    assert "end to end" in r.stderr  # the summary table
+    assert "end to end" in r.stdout  # the summary table
     assert not list(tmp_path.glob("*.partial"))
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "synthetic:64x48@30", "--iou", "1.5"], "command line: key 'iou'"),
+        (["run", "synthetic:64x48@30", "--iou", "1.5"], "error: --iou: Input should be less than or equal to 1 (got 1.5)"),
         (["run", "missing.mp4"], "source 'missing.mp4' not found"),
         (["run", "synthetic:64x48@30", "--model", "nope.onnx"], "model 'nope.onnx' not found"),
         (["run", "synthetic:64x48@30", "--save", "no/such/dir/o.mp4"], "does not exist"),
-        (["run", "synthetic:64x48@30", "--token", ""], "key 'token'"),
+        (["run", "synthetic:64x48@30", "--token", ""], "--token: "),
         (["run"], "no source"),
         (["run", "synthetic:64x48@30", "--config", "nope.yaml"], "config file 'nope.yaml' not found"),
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16"], "needs --weights"),
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300_vgg16", "--weights", "w.pth"], "weights file 'w.pth' not found"),
         (["run", "synthetic:64x48@30", "--model", "torchvision:ssd300", "--weights", "random"], "unknown torchvision architecture"),
-        (["run", "synthetic:64x48@30", "--device", "gpu"], "key 'device'"),
-        (["run", "synthetic:64x48@30", "--stall-timeout", "0"], "key 'stall_timeout'"),
+        (["run", "synthetic:64x48@30", "--device", "gpu"], "--device: "),
+        (["run", "synthetic:64x48@30", "--stall-timeout", "0"], "--stall-timeout: "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -79,6 +79,85 @@ def test_output_equal_to_input_is_refused(tmp_path):
 def test_debug_shows_traceback():
     r = rtpipe("run", "synthetic:64x48@30", "--iou", "1.5", "--debug")
     assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_a_bad_value_names_the_flag_it_was_given_with_or_the_preset_key():
+    r = rtpipe("run", "synthetic:64x48@30", "--conf", "2")
+    assert r.returncode == 2 and r.stderr == "rtpipe: error: --conf: Input should be less than or equal to 1 (got 2.0)\n", r.stderr
+
+
+def test_a_bad_value_from_a_preset_names_its_key(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("conf: 2\n")
+    r = rtpipe("run", "synthetic:64x48@30", "--config", preset)
+    assert r.returncode == 2 and f"error: {preset}: key 'conf': " in r.stderr and "--conf" not in r.stderr, r.stderr
+
+
+def test_results_go_to_stdout_progress_warnings_and_errors_to_stderr(tmp_path):
+    js = tmp_path / "d.jsonl"
+    r = rtpipe("run", "synthetic:320x240@30?live=0&frames=5", "--model", "tiny-seg", "--json", js)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr  # (the progress display, off a terminal, leaves a newline)
+    assert "end to end" in r.stdout and f"detections: {js}" in r.stdout  # the metrics table and what was written
+    r = rtpipe("run", "missing.mp4")
+    assert r.returncode == 2 and r.stdout == "" and "not found" in r.stderr
+
+
+def test_info_takes_a_builtin_by_the_name_run_takes_and_says_how_frames_are_padded():
+    wide = {**os.environ, "COLUMNS": "300"}  # table rows on one line each
+    r = rtpipe("info", "demo", env=wide)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "demo-seg.onnx" in r.stdout and "runs here" in r.stdout
+    assert "letterboxed (aspect kept, padded with grey 114)" in r.stdout and "pad grey 114" in r.stdout  # as preprocessing pads
+    assert "grey bars" not in r.stdout and "pad_rgb" not in r.stdout  # (the letterbox does not use the fit's pad_rgb)
+    r = rtpipe("info", "tiny-seg", env=wide)  # a builtin with no sidecar: what its metadata says
+    assert r.returncode == 0 and "tiny-yoloseg.onnx" in r.stdout and "padded with grey 114" in r.stdout, r.stderr
+    assert "not made by rtpipe build" in r.stdout
+    r = rtpipe("info", "tiny-seg", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["model"]["names"] == ["car", "pedestrian", "cyclist", "sign"]
+
+
+def test_a_file_that_is_not_video_is_named_once_with_what_is_wrong_and_no_errno(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8)))
+    r = rtpipe("run", "clip.mp4", "--model", "tiny-seg", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.count("clip.mp4") == 1 and "Errno" not in r.stderr and "not a video file FFmpeg can read" in r.stderr
+    assert "check it with ffprobe" in r.stderr
+
+
+def test_opencv_log_lines_are_shown_only_with_debug():
+    r = rtpipe("run", "99")  # no camera 99: OpenCV logs two [ WARN:0@...] lines of its own
+    assert r.returncode == 2 and r.stderr.startswith("rtpipe: error: cannot open camera '99'"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = rtpipe("run", "99", "--debug")
+    assert r.returncode == 2 and "[ WARN" in r.stderr
+
+
+@pytest.fixture
+def native_logging_restored(monkeypatch):
+    """main() sets OpenCV's, FFmpeg's and the image decoders' logging for the process: as it was, after."""
+    import av.logging
+    import cv2
+
+    import pipeline.sources as sources
+
+    monkeypatch.setattr(sources, "HIDE_DECODER_MESSAGES", sources.HIDE_DECODER_MESSAGES)
+    levels = cv2.utils.logging.getLogLevel(), av.logging.get_level()
+    yield
+    cv2.utils.logging.setLogLevel(levels[0])
+    av.logging.set_level(levels[1])
+
+
+def test_damaged_images_are_one_rtpipe_line_without_the_decoders_own_unless_debug(tmp_path, capfd, native_logging_restored):
+    from pipeline.cli import main
+    from tests.fakes import cut_images
+
+    cut_images(tmp_path)  # a.jpg decodes (with a libjpeg warning), b.png does not (a libpng error)
+    assert main(["run", str(tmp_path), "--model", "tiny-seg", "--quiet"]) == 0
+    err = capfd.readouterr().err
+    assert err == f"rtpipe: warning: 1 unreadable image(s) skipped in '{tmp_path}': b.png\n", err
+    assert main(["run", str(tmp_path), "--model", "tiny-seg", "--quiet", "--debug"]) == 0
+    err = capfd.readouterr().err
+    assert "Premature end of JPEG file" in err and "libpng error" in err and "unreadable image(s) skipped" in err
 
 
 def _bad_prototypes_model(path):
@@ -132,9 +211,9 @@ def test_a_stop_signal_leaves_playable_outputs_of_the_frames_done_and_the_metric
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 2000):
         time.sleep(0.05)
     p.send_signal(getattr(signal, sig))
-    _, err = p.communicate(timeout=60)
+    shown, err = p.communicate(timeout=60)
     assert p.returncode == code, err
-    assert "interrupted" in err and "end to end" in err  # the one line, and the table
+    assert "interrupted" in err and "end to end" in shown  # the one line (stderr), and the table (stdout)
     done = probe(out)["frames"]
     lines = js.read_text().splitlines()
     assert 0 < done and len(lines) == done
@@ -469,7 +548,7 @@ def test_several_file_sources_write_one_output_each(tmp_path):
         assert [json.loads(x)["index"] for x in (tmp_path / f"d-{i}.jsonl").read_text().splitlines()] == list(range(n))
         assert probe(tmp_path / f"v-{i}.mp4")["frames"] == n
     m = json.loads((tmp_path / "m.json").read_text())
-    assert [s["frames_out"] for s in m["sources"]] == [12, 7] and "d-1.jsonl  (source 1: " in r.stderr
+    assert [s["frames_out"] for s in m["sources"]] == [12, 7] and "d-1.jsonl  (source 1: " in r.stdout
 
 
 def test_several_sources_cannot_share_a_window(tmp_path):
@@ -496,13 +575,13 @@ def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
     assert r.returncode == 0, r.stderr
     events = [Event.from_json(x) for x in ev.read_text().splitlines()]
     assert {e.event for e in events} >= {"line_in", "zone_enter", "zone_exit"}
-    assert "zone_enter" in r.stderr and "botsort" in r.stderr and f"events: {ev}" in r.stderr  # the counts table, the outputs
+    assert "zone_enter" in r.stdout and "botsort" in r.stdout and f"events: {ev}" in r.stdout  # the counts table, the outputs
     tracked = [d["tracker_id"] for x in js.read_text().splitlines() for d in json.loads(x)["detections"]]
     assert {e.tracker_id for e in events} <= set(tracked)
     e = rtpipe("eval", js, gt, "--events", ev, "--crossings", tmp_path / "crossings.json", "--json", tmp_path / "acc.json")
     assert e.returncode == 0, e.stderr
     acc = json.loads((tmp_path / "acc.json").read_text())
-    assert 0 < acc["tracking"]["IDF1"] <= 1 and "HOTA" in e.stderr
+    assert 0 < acc["tracking"]["IDF1"] <= 1 and "HOTA" in e.stdout
     assert acc["lines"]["gate"]["counted"] == {k: sum(x.event == k and x.name == "gate" for x in events) for k in ("line_in", "line_out")}
     truth = json.loads((tmp_path / "crossings.json").read_text())
     assert acc["lines"]["gate"]["true"] == {k: sum(x["event"] == k for x in truth["events"]) for k in ("line_in", "line_out")}
@@ -514,7 +593,7 @@ def test_run_counts_lines_and_zones_and_eval_scores_the_tracks(tmp_path):
     (["--track", "none", "--line", "0,0.5,1,0.5"], "--line (given on the command line or in a preset) needs a tracker"),
     (["--line", "0,0.5,1"], "--line '0,0.5,1': give [NAME=]4 numbers"),
     (["--track", "kalman"], "tracker 'kalman': choose one of"),
-    (["--trails", "-1"], "key 'trails'"),
+    (["--trails", "-1"], "--trails: "),
 ])
 def test_bad_tracking_flags_are_one_line_and_exit_2(args, message):
     r = rtpipe("run", "synthetic:64x48@30", "--frames", 3, *args)

@@ -53,6 +53,19 @@ def test_command_line_overrides_preset(tmp_path):
         build_config(p, {"iou": 2.0})
 
 
+def test_a_setting_given_as_a_flag_is_named_by_its_flag_one_from_a_preset_by_its_key(tmp_path):
+    flags = {"conf": "--conf", "max_det": "--max-det", "iou": "--iou"}
+    with pytest.raises(ConfigError) as e:
+        build_config(None, {"conf": 2.0, "iou": None}, flags=flags)
+    assert str(e.value) == "--conf: Input should be less than or equal to 1 (got 2.0)"
+    with pytest.raises(ConfigError, match=r"^--max-det: Input should be greater than or equal to 1 \(got 0\)$"):
+        build_config(write(tmp_path, "conf: 0.5\n"), {"max_det": 0}, flags=flags)
+    p = write(tmp_path, "conf: 2\n")
+    with pytest.raises(ConfigError) as e:
+        build_config(p, {"iou": 0.5}, flags=flags)
+    assert str(e.value).startswith(f"{p}: key 'conf': ") and "--conf" not in str(e.value)
+
+
 def test_values_are_never_evaluated(tmp_path):
     p = write(tmp_path, "model: \"__import__('os').system('touch pwned')\"\n")
     cfg = build_config(p)

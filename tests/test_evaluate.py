@@ -84,7 +84,7 @@ def test_eval_command(gt, tmp_path):
     p = predictions_from(gt, tmp_path / "p.jsonl")
     r = rtpipe("eval", p, gt, "--json", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
-    assert "mask mAP@.5:.95" in r.stderr and json.loads((tmp_path / "r.json").read_text())["box"]["mAP"] == pytest.approx(1.0)
+    assert "mask mAP@.5:.95" in r.stdout and json.loads((tmp_path / "r.json").read_text())["box"]["mAP"] == pytest.approx(1.0)
     r = rtpipe("eval", tmp_path / "missing.jsonl", gt)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not found" in r.stderr
 

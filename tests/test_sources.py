@@ -400,6 +400,39 @@ def test_a_run_over_a_folder_with_a_bad_image_finishes_and_says_so(tmp_path):
     assert "1 unreadable image(s) skipped" in r.stderr and "1.jpg" in r.stderr
 
 
+def test_the_image_decoders_own_stderr_lines_are_hidden_when_asked_and_nothing_else(tmp_path, capfd, monkeypatch):
+    import os
+
+    import pipeline.sources as sources
+    from tests.fakes import cut_images
+
+    jpg, png = cut_images(tmp_path)
+    monkeypatch.setattr(sources, "HIDE_DECODER_MESSAGES", False)
+    assert sources.read_image(jpg) is not None and sources.read_image(png) is None
+    err = capfd.readouterr().err
+    assert "Premature end of JPEG file" in err and "libpng error" in err  # written to fd 2, past OpenCV's log level
+    monkeypatch.setattr(sources, "HIDE_DECODER_MESSAGES", True)
+    assert sources.read_image(jpg) is not None and sources.read_image(png) is None
+    assert capfd.readouterr().err == ""
+
+    def imread(path, flags):  # another thread writes to stderr while an image decodes
+        os.write(2, b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\nanother thread's line\n")
+
+    monkeypatch.setattr(sources.cv2, "imread", imread)
+    assert sources.read_image(jpg) is None
+    assert capfd.readouterr().err == "another thread's line\n"
+
+
+def test_a_file_ffmpeg_cannot_read_is_named_once_with_what_is_wrong_and_no_errno(tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8)))
+    with pytest.raises(SourceError) as err:
+        open_source(str(bad))
+    text = str(err.value)
+    assert text.count("clip.mp4") == 1 and "Errno" not in text and "1094995529" not in text, text
+    assert "not a video file FFmpeg can read (invalid data found when processing input)" in text and "ffprobe" in text
+
+
 class Stalling(Reconnecting):
     """A live stream whose server stays up but stops sending: after ``good`` frames every read
     times out (the publisher died), every reopen succeeds; ``back_after`` reopens, frames flow again."""

@@ -117,8 +117,8 @@ class BatchJob:
         manifest = Manifest(self.out, self.settings(), restart)
         if not manifest.last and not restart:  # a new job: the folder's files are not its own
             found = [p for rec in self.recordings for p in self.outputs(rec).values() if p.exists()]
-            if found or manifest.path.stat().st_size:
-                manifest.close()
+            if found or (manifest.path.exists() and manifest.path.stat().st_size):
+                manifest.close(undo=True)
                 raise ConfigError(f"'{self.out}' already holds {found[0].name if found else MANIFEST} but no job's record of it: "
                                   "give an empty or new --out, or --overwrite to replace what this job writes")
         summary = JobSummary(total=len(self.recordings), manifest=manifest.path)
@@ -143,6 +143,9 @@ class BatchJob:
 
             if todo:
                 runner.run(self, todo, record, progress or (lambda done, entry: None))
+        except InputError:  # refused (a wrong model, Ray workers that cannot start): with no outcome yet, OUT is left as found
+            manifest.close(undo=True)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -178,8 +181,9 @@ class JobSummary:
 
     @property
     def left(self) -> int:
-        """Recordings neither done nor failed (a stopped job): a rerun does them."""
-        return self.total - self.skipped - self.done - self.failed
+        """Recordings a stopped job did not get to: a rerun does them, and the interrupted and failed ones.
+        skipped + done + failed + interrupted + left == total, each recording once (``retried`` counts worker deaths)."""
+        return self.total - self.skipped - self.done - self.failed - self.interrupted
 
 
 class Runner(Protocol):

@@ -10,8 +10,10 @@ keeps what it finished; a torn last line is ignored.
 Resume: a recording is skipped when its last line says done, its input has the same size and
 modification time, and all its outputs are there. A job whose settings differ from job.json's
 is refused (its outputs would mix two settings) unless it is started over (``--overwrite``);
-job.json is written with the first outcome, so a job that never got going (a wrong model)
-does not hold the folder to its settings. One job at a time in a folder (``OUT/.job.lock``).
+job.json and the manifest are written (with ``--overwrite``, started over) with the first
+outcome, so a job that never got going (a wrong model) does not hold the folder to its
+settings, and a job refused before its first outcome leaves OUT as it found it (``close(undo=True)``).
+One job at a time in a folder (``OUT/.job.lock``).
 """
 
 from __future__ import annotations
@@ -44,25 +46,25 @@ def stat_of(path: Path) -> tuple[int, float] | None:
 
 class Manifest:
     """The record of the job in ``out`` (created if needed); ``settings`` must match an earlier
-    job's there unless ``restart`` (which starts the record over). Holds the folder's lock until ``close``."""
+    job's there unless ``restart`` (which starts the record over with the first outcome). Holds the folder's lock until ``close``."""
 
     def __init__(self, out: Path, settings: dict, restart: bool = False):
         self.out = out
+        self._made = []  # the folders this job creates (out and the parents it lacks): close(undo=True) removes them
+        p = out
+        while not p.exists():
+            self._made.append(p)
+            p = p.parent
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder '{out}': {exc.strerror or exc}") from None
         self.path = out / MANIFEST
-        self._lock = open(out / LOCK, "a+")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            raise ConfigError(f"another rtpipe job is running in '{out}': wait for it, or give another --out") from None
-        if restart:
-            self.path.unlink(missing_ok=True)
+        self._made_lock = not (out / LOCK).exists()
+        self._lock = _hold(out / LOCK)  # held until close()
+        self._restart, self._file, self._recorded = restart, None, False
         self.last: dict[str, dict] = {}
-        text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.exists() else ""
+        text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.exists() and not restart else ""
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
@@ -76,13 +78,11 @@ class Manifest:
             except (OSError, ValueError, KeyError, TypeError):
                 before = None
             if before != settings:
-                self.close()
+                self.close(undo=True)
                 raise ConfigError(f"'{out}' holds a job run with other settings ({_difference(before, settings)}): "
                                   "give another --out, or --overwrite to start it over with these")
         self._job_written = bool(self.last)  # else job.json is (re)written with the first outcome
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - appended to until close()
-        if text and not text.endswith("\n"):  # a torn last line: the next entry starts on a line of its own
-            self._file.write("\n")
+        self._torn = bool(text) and not text.endswith("\n")  # the next entry starts on a line of its own
 
     def is_done(self, name: str, path: Path, outputs: dict[str, Path]) -> bool:
         """Whether the recording was done with this input (same size and time) and its outputs are all there."""
@@ -98,18 +98,51 @@ class Manifest:
         if not self._job_written:
             write_complete(self.job, json.dumps({"settings": self.settings, "started": now()}, indent=2) + "\n")
             self._job_written = True
+        if self._file is None:  # opened (started over, with restart) with the first outcome: a job with none leaves it as it was
+            self._file = open(self.path, "w" if self._restart else "a", encoding="utf-8")  # noqa: SIM115 - until close()
+            if self._torn:
+                self._file.write("\n")
+        self._recorded = True
         self.last[entry["name"]] = entry
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def close(self) -> None:
+    def close(self, undo: bool = False) -> None:
+        """Release the folder; ``undo`` (a job refused before its first outcome): also remove the lock
+        file and the folders this job created, so the folder is as the job found it."""
         if getattr(self, "_file", None) is not None:
             self._file.close()
             self._file = None
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        if self._lock.closed:
+            return
+        if undo and not self._recorded:
+            if self._made_lock:
+                (self.out / LOCK).unlink(missing_ok=True)  # (while held: see _hold)
+            for folder in self._made:  # deepest first; one that holds something now stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+
+def _hold(path: Path):
+    """The lock file ``path``, opened and locked (ConfigError when another job holds it)."""
+    while True:
+        lock = open(path, "a+")  # noqa: SIM115 - the caller holds it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise ConfigError(f"another rtpipe job is running in '{path.parent}': wait for it, or give another --out") from None
+        try:
+            if os.path.samestat(os.fstat(lock.fileno()), os.stat(path)):
+                return lock
+        except FileNotFoundError:
+            pass
+        lock.close()  # a refused job removed the file as this one opened it: lock the one there now
 
 
 def _difference(before: dict | None, now_: dict) -> str:

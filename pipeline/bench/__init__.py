@@ -102,12 +102,13 @@ def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgre
 
 def _model_key(cfg: BenchConfig) -> tuple:
     """What makes a different model; batch, sink and path do not."""
-    return cfg.model, cfg.backend, cfg.device, cfg.imgsz, cfg.rect
+    return (cfg.model, cfg.backend, cfg.device, cfg.imgsz, cfg.rect, cfg.conf, cfg.iou, cfg.max_det,
+            None if cfg.classes is None else tuple(cfg.classes), cfg.nms)
 
 
 def load(cfg: BenchConfig) -> Model:
-    return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, rect=cfg.rect,
-                      weights=weights_for(cfg.model, cfg.weights),
+    return load_model(cfg.model, backend=cfg.backend, device=cfg.device, imgsz=cfg.imgsz, rect=cfg.rect, conf=cfg.conf, iou=cfg.iou,
+                      max_det=cfg.max_det, classes=cfg.classes, nms=cfg.nms, weights=weights_for(cfg.model, cfg.weights),
                       trust_checkpoint=cfg.trust_checkpoint, trust_engine=cfg.trust_engine)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.backends import BACKENDS
-from pipeline.config import ConfigError, Device, InputSize, explain
+from pipeline.config import MAX_DET, ConfigError, Device, InputSize, explain
 
 SINKS = ("none", "jsonl", "video")
 SWEEPABLE = ("model", "backend", "device", "batch", "imgsz", "rect", "sink", "path")
@@ -28,6 +28,11 @@ class BenchConfig(BaseModel):
     batch: int = Field(1, ge=1, le=256)
     imgsz: InputSize | None = None
     rect: bool = True  # checkpoints: inputs fitted to each frame's shape, not the whole fixed input
+    conf: float = Field(0.25, ge=0.0, le=1.0)  # these four and nms decode as rtpipe run's settings of the same names do
+    iou: float = Field(0.45, ge=0.0, le=1.0)
+    max_det: int = Field(300, ge=1, le=MAX_DET)
+    classes: list[int] | None = None
+    nms: bool = False
     frames: int = Field(300, ge=1)
     warmup: int = Field(10, ge=0)
     sink: Literal[SINKS] = "jsonl"  # type: ignore[valid-type]

@@ -68,9 +68,25 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU time every process on the machine has used so far, summed over the cores, in seconds
+    (``/proc/stat``: user, nice, system, irq, softirq and steal; not idle or iowait). None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class Usage:
     """What this process used inside a ``with`` block: peak resident memory (MiB), CPU time
-    (as cores kept busy on average), and peak CUDA memory.
+    (as cores kept busy on average), and peak CUDA memory; and the CPU time of the whole machine
+    (``machine_cores_busy``, this process included; None without /proc/stat), to tell when
+    other programs competed for the cores.
 
     On Linux the kernel's high-water mark is reset on enter (``/proc/self/clear_refs``), so the
     peak belongs to the block alone (``rss_scope`` "run"); where that is not possible it is the
@@ -84,6 +100,7 @@ class Usage:
         self.rss_mb: float | None = None
         self.gpu_mb: float | None = None
         self.cores_busy: float | None = None
+        self.machine_cores_busy: float | None = None
         self.rss_scope = "process"
 
     def __enter__(self) -> Usage:
@@ -96,11 +113,14 @@ class Usage:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._cpu, self._wall = _cpu_seconds(), time.perf_counter()
+        self._cpu, self._machine, self._wall = _cpu_seconds(), machine_cpu_seconds(), time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.cores_busy = round((_cpu_seconds() - self._cpu) / max(time.perf_counter() - self._wall, 1e-9), 3)
+        wall, machine = max(time.perf_counter() - self._wall, 1e-9), machine_cpu_seconds()
+        self.cores_busy = round((_cpu_seconds() - self._cpu) / wall, 3)
+        if machine is not None and self._machine is not None:
+            self.machine_cores_busy = round((machine - self._machine) / wall, 3)
         kb = _rss_kb("VmHWM") if self.rss_scope == "run" else None
         if kb is None:  # no /proc: ru_maxrss is KiB on Linux, bytes on macOS
             kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)

@@ -38,11 +38,13 @@ Progress = Callable[[str], None]
 
 
 def build(spec: str, options: BuildOptions | None = None, out: str | Path = "engines", weights=None, trust_checkpoint: bool = False,
-          name: str | None = None, progress: Progress | None = None) -> Path:
+          name: str | None = None, progress: Progress | None = None, overwrite: bool = False) -> Path:
     """Build ``spec`` (checkpoint, torchvision:<arch>, ONNX or preset) into ``out``; returns the engine path.
 
     The engine is checked against the PyTorch module before it is kept; its sidecar NAME.json
-    is written beside it. Raises BuildError (one line, says what to change) on failure.
+    is written beside it. Raises BuildError (one line, says what to change) on failure, and
+    before any work when the engine or its sidecar exists, or ``out`` is rtpipe's own model
+    folder, unless ``overwrite`` (see ``check_out``).
     """
     from pipeline.models import ModelError, checkpoint_of, resolve
 
@@ -56,7 +58,7 @@ def build(spec: str, options: BuildOptions | None = None, out: str | Path = "eng
     if graph.engine is not None:
         raise BuildError(f"'{spec}' is already a built engine: build from the checkpoint or ONNX it came from")
     command = build_command(spec, options, out, weights, trust_checkpoint, name)
-    return build_graph(graph, options, Path(out), name, say, command)
+    return build_graph(graph, options, Path(out), name, say, command, overwrite)
 
 
 def engine_name(label: str, meta: EngineMeta, options: BuildOptions) -> str:
@@ -69,7 +71,7 @@ def engine_name(label: str, meta: EngineMeta, options: BuildOptions) -> str:
 
 
 def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None, say: Progress = lambda _m: None,
-                command: str | None = None) -> Path:
+                command: str | None = None, overwrite: bool = False) -> Path:
     """Build a resolved Network (see pipeline.models.resolve) into ``out``; see ``build``."""
     from pipeline.build import check
     from pipeline.build.samples import sample_inputs
@@ -77,8 +79,9 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
     started = time.perf_counter()
     meta = graph.meta
     options.check_against(meta, has_module=graph.module is not None)
-    out.mkdir(parents=True, exist_ok=True)
     engine = out / ((name or engine_name(graph.label, meta, options)) + SUFFIX[options.format])
+    check_out(engine, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     sizes = options.batch.check_sizes()
     say("rendering sample inputs")
     samples = [sample_inputs(meta, n, seed=i) for i, n in enumerate(sizes)]
@@ -138,6 +141,22 @@ def build_graph(graph, options: BuildOptions, out: Path, name: str | None = None
         record_built(engine, record["engine_sha256"])
     say(f"wrote {engine}")
     return engine
+
+
+def check_out(engine: Path, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an engine or its sidecar that exists (or a link at its
+    name), or to write into rtpipe's own model folder (the shipped models: a build there replaces
+    them, or adds files a reinstall deletes), unless ``overwrite``."""
+    from pipeline.models import ASSETS
+
+    if overwrite:
+        return
+    if engine.parent.resolve().is_relative_to(ASSETS.resolve()):
+        raise BuildError(f"'{engine.parent}' is rtpipe's own model folder (the shipped models): build into another folder "
+                         "(-o engines), or pass --overwrite to write there on purpose")
+    for path in (engine, sidecar_path(engine)):
+        if path.exists() or path.is_symlink():
+            raise BuildError(f"'{path}' exists: pass --overwrite to replace it (the engine and its sidecar), or give another -o or --name")
 
 
 def _make_engine(graph, meta: EngineMeta, options: BuildOptions, path: Path, say: Progress, calib: list | None = None):
@@ -227,6 +246,8 @@ def input_description(meta: EngineMeta, options: BuildOptions) -> dict:
 
 
 def build_command(spec, options: BuildOptions, out, weights, trust, name) -> str:
+    """The command that rebuilds the engine, as the sidecar records it (and refusals show it): a
+    rebuild replaces the engine it describes, so it carries --overwrite."""
     parts = ["rtpipe", "build", shlex.quote(str(spec)), *options.cli_args(), "-o", shlex.quote(str(out))]
     if weights is not None:
         parts += ["--weights", shlex.quote(str(weights))]
@@ -234,4 +255,4 @@ def build_command(spec, options: BuildOptions, out, weights, trust, name) -> str
         parts.append("--trust-checkpoint")
     if name:
         parts += ["--name", shlex.quote(name)]
-    return " ".join(parts)
+    return " ".join([*parts, "--overwrite"])

@@ -50,7 +50,7 @@ def cached_engine(graph, fmt: str, device: str, say=_notice) -> Path:
         say(f"building the {fmt} engine for {graph.label} at input {h}x{w} into {engine} (first use of this shape; reused afterwards)")
     else:
         say(f"engine {engine} is stale ({reason}): rebuilding")
-    return build_graph(graph, options, out, name, lambda m: say(f"build: {m}"))
+    return build_graph(graph, options, out, name, lambda m: say(f"build: {m}"), overwrite=True)  # the cache's own stale files
 
 
 def stale_reason(engine: Path, wanted: dict, device: str) -> str | None:

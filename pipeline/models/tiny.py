@@ -92,7 +92,10 @@ def build(path: str, seed: int = SEED, imgsz: int = IMGSZ, width: int = 32) -> N
 def _calibrate_class_bias(model, nc: int, per_frame: float = 1.5, conf: float = 0.25) -> None:
     """Set the class biases so that on synthetic scenes each class has about ``per_frame``
     anchors above ``conf`` per frame: a few detections that move with the scene, instead of
-    none or hundreds."""
+    none or hundreds.
+
+    The scenes are drawn at the input's width (16:9, so the fit only pads them): no resize and
+    no OpenCV drawing, so the same biases come out on every OpenCV version."""
     import onnxruntime as ort
     from onnx import numpy_helper
 
@@ -101,7 +104,7 @@ def _calibrate_class_bias(model, nc: int, per_frame: float = 1.5, conf: float = 
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     imgsz = sess.get_inputs()[0].shape[2]
-    frames = [SyntheticScene(1280, 720, seed).render(i * 10) for seed in range(4) for i in range(2)]
+    frames = [SyntheticScene(imgsz, imgsz * 9 // 16, seed).render(i * 10) for seed in range(4) for i in range(2)]
     batch = np.stack([prepare(f, (imgsz, imgsz))[0] for f in frames])
     scores = sess.run(["output0"], {"images": batch})[0][:, 4 : 4 + nc].astype(np.float64)  # (B, nc, N)
     logits = np.log(scores / (1 - scores)).transpose(1, 0, 2).reshape(nc, -1)

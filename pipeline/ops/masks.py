@@ -119,12 +119,39 @@ def rle_decode(rle: dict) -> np.ndarray:
     return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis, torch's bilinear rule (``align_corners=False``): output i samples the input
+    at ``max((i + 0.5) * n_in / n_out - 0.5, 0)``; returns (lower index, upper index, lower
+    weight, upper weight), weights float32."""
+    scale = np.float32(n_in / n_out)
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
+    lo = src.astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo.astype(np.float32)
+    return lo, hi, np.float32(1) - frac, frac
+
+
+def resize_bilinear(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 -> (h, w) float32, as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` computes it (half-pixel centres, edges clamped, no antialiasing;
+    along the width first, then the height, in float32).
+
+    Written here rather than taken from ``cv2.resize``, so that Mask R-CNN's masks, pasted with
+    it, are torchvision's on every OpenCV version: their parity does not rest on a library's
+    rounding."""
+    h, w = size_hw
+    x0, x1, wx0, wx1 = _bilinear_taps(image.shape[1], w)
+    y0, y1, wy0, wy1 = _bilinear_taps(image.shape[0], h)
+    rows = image[:, x0] * wx0 + image[:, x1] * wx1
+    return rows[y0] * wy0[:, None] + rows[y1] * wy1[:, None]
+
+
 def paste_masks(masks: np.ndarray, boxes: np.ndarray, frame_hw: tuple[int, int], threshold: float = 0.5) -> BoxMasks:
     """Mask R-CNN mask paste (torchvision ``paste_masks_in_image``), one crop per box.
 
     masks: (N, M, M) float probabilities on each box's grid. boxes: (N, 4) xyxy in frame pixels.
     As torchvision does, the mask gets a one-cell zero border, the box grows by (M + 2) / M and
-    is truncated to integers, the padded mask is resized bilinearly (half-pixel centres) to
+    is truncated to integers, the padded mask is resized bilinearly (``resize_bilinear``) to
     ``(y2 - y1 + 1, x2 - x1 + 1)`` and thresholded at ``> threshold``; the part inside the frame
     becomes region i. Only box regions are touched, never the whole frame.
     """
@@ -144,7 +171,7 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, frame_hw: tuple[int, int],
         bw, bh = max(int(bx2 - bx1 + 1), 1), max(int(by2 - by1 + 1), 1)
         x0, y0 = min(max(bx1, 0), w), min(max(by1, 0), h)
         x1, y1 = max(min(bx2 + 1, w), x0), max(min(by2 + 1, h), y0)
-        resized = cv2.resize(padded[i], (bw, bh), interpolation=cv2.INTER_LINEAR)
+        resized = resize_bilinear(padded[i], (bh, bw))
         crops.append(resized[y0 - by1 : y1 - by1, x0 - bx1 : x1 - bx1] > threshold)
         regions[i] = (x0, y0, x1, y1)
     return BoxMasks(tuple(crops), regions, (h, w))

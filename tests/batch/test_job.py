@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.batch import BatchJob
-from pipeline.batch.job import LocalRunner
+from pipeline.batch.job import JobSummary, LocalRunner, new_entry
 from pipeline.config import build_config
 from tests.conftest import make_clip, probe
 
@@ -147,7 +147,7 @@ def test_stop_keeps_the_running_recording_partial_and_a_rerun_finishes(tmp_path)
             runner.stop()
 
     summary = job.run(runner, progress=stop_in_first, handle_signals=False)
-    assert (summary.done, summary.interrupted, summary.left) == (0, 1, 2)
+    assert (summary.done, summary.interrupted, summary.left) == (0, 1, 1)  # each recording counted once
     out = tmp_path / "out"
     partial = {"a.jsonl.partial", "a.annotated.mp4.partial", "a.metrics.json.partial"}
     assert {p.name for p in out.glob("a*")} == partial  # nothing under a final name
@@ -283,3 +283,74 @@ def test_an_unreachable_ray_cluster_is_one_line_at_once(tmp_path, capsys):
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in err and err.strip().count("\n") == 0
     assert time.monotonic() - started < 30
     assert not (tmp_path / "out" / "job.json").exists()
+
+
+def counts(summary) -> tuple[int, ...]:
+    return summary.skipped, summary.done, summary.failed, summary.interrupted, summary.left
+
+
+def test_the_summary_counts_each_recording_once(tmp_path):
+    summary = JobSummary(total=6, manifest=tmp_path / "manifest.jsonl", skipped=1)
+    for status in ("done", "retried", "failed", "interrupted"):  # a worker death, then its retry never ran (stopped)
+        summary.add({"name": status, "status": status, "error": "x" if status == "failed" else None})
+    assert counts(summary) == (1, 1, 1, 1, 2) and sum(counts(summary)) == summary.total
+    assert summary.retried == 1  # worker deaths, not recordings
+
+
+class StoppedAfterTwo:
+    """A runner stopped (Ctrl-C) while its second recording ran: one done, one interrupted, the rest never started."""
+
+    def run(self, job, todo, record, progress):
+        record(new_entry(todo[0], 1, "here", "done"))
+        record(new_entry(todo[1], 1, "here", "interrupted", "the job was stopped"))
+
+    def stop(self):
+        pass
+
+    def describe(self):
+        return {"kind": "fake"}
+
+
+def test_a_stopped_job_counts_each_recording_once(tmp_path):
+    job = BatchJob.create([str(tmp_path / f"{n}.mp4") for n in "abcdef"], tmp_path / "out", build_config(None, {"model": "demo"}))
+    summary = job.run(StoppedAfterTwo(), handle_signals=False)
+    assert counts(summary) == (0, 1, 0, 1, 4) and sum(counts(summary)) == summary.total == 6
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_refused_model_leaves_the_output_folder_as_it_was(tmp_path, capsys, existing):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    out = tmp_path / "outs" / "out"  # (a parent it creates too)
+    if existing:
+        out.mkdir(parents=True)
+        (out / "notes.txt").write_text("mine\n")
+    argv = ["run", str(tmp_path / "a.mp4"), "--out", str(out), "--model", "nonexistent.onnx", "--quiet"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "model 'nonexistent.onnx' not found" in err and err.count("\n") == 1
+    if existing:
+        assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine\n"
+    else:
+        assert not (tmp_path / "outs").exists()
+
+
+def test_a_refused_job_leaves_an_earlier_jobs_folder_as_it_was(tmp_path, capsys):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for more in ([], ["--overwrite"]):  # started over: the record is replaced only with the first outcome
+        assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--model", "typo.onnx", "--quiet", *more]) == cli.EXIT_USAGE
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out)]) == 0  # the earlier job's record still holds
+    assert "1 of 1 recordings already done" in capsys.readouterr().err
+
+
+def test_a_folder_holding_files_of_no_job_is_left_as_it_was(tmp_path):
+    make_clip(tmp_path / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.jsonl").write_text("precious\n")
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == cli.EXIT_USAGE
+    assert [p.name for p in out.iterdir()] == ["a.jsonl"]

@@ -58,9 +58,10 @@ def test_other_settings_are_refused_unless_started_over(tmp_path):
         Manifest(out, {"conf": 0.5, "model": "demo"})
     assert "\n" not in str(err.value)
     m = Manifest(out, {"conf": 0.5, "model": "demo"}, restart=True)
-    assert not m.last and not (out / "manifest.jsonl").read_text()
+    assert not m.last and (out / "manifest.jsonl").read_text()  # started over with the first outcome, not before
     m.record(entry("a", src))
     m.close()
+    assert [json.loads(line)["status"] for line in (out / "manifest.jsonl").read_text().splitlines()] == ["done"]
     assert json.loads((out / "job.json").read_text())["settings"]["conf"] == 0.5
 
 
@@ -85,3 +86,17 @@ def test_one_job_at_a_time_in_a_folder(tmp_path):
     Manifest(tmp_path / "out", {}).close()  # free again
     assert (tmp_path / "out" / LOCK).exists()
 
+
+def test_undo_removes_only_what_a_job_without_outcomes_created(tmp_path):
+    src = tmp_path / "a.mp4"
+    src.write_bytes(b"abc")
+    Manifest(tmp_path / "new" / "out", {}).close(undo=True)
+    assert not (tmp_path / "new").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    Manifest(out, {}).close(undo=True)
+    assert not list(out.iterdir())
+    m = Manifest(out, {})
+    m.record(entry("a", src))
+    m.close(undo=True)  # it has an outcome: nothing is undone
+    assert sorted(p.name for p in out.iterdir()) == [".job.lock", "job.json", "manifest.jsonl"]

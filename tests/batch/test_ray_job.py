@@ -121,7 +121,7 @@ def test_a_worker_that_cannot_load_the_model_stops_the_job_with_one_line(local_r
     with pytest.raises(ConfigError, match=r"model '.*nothere.onnx' not found.*\(worker .*:\d+\)") as err:
         job.run(RayRunner(workers=2), handle_signals=False)
     assert "\n" not in str(err.value)
-    assert not lines(tmp_path / "out" / "manifest.jsonl")
+    assert not (tmp_path / "out").exists()  # refused: the folder is left as it was (absent)
 
 
 def test_refused_settings():
@@ -148,7 +148,8 @@ def test_stop_aborts_the_running_recordings_and_a_rerun_finishes(local_ray, reco
             runner.stop()
 
     summary = job_over(recordings, out).run(runner, progress=stop_when_running, handle_signals=False)
-    assert summary.interrupted >= 1 and summary.left >= 1 and summary.done + summary.failed + summary.left == 6
+    assert summary.interrupted >= 1 and summary.left >= 1
+    assert summary.done + summary.failed + summary.interrupted + summary.left == 6  # each recording counted once
     stopped = [e["name"] for e in lines(out / "manifest.jsonl") if e["status"] == "interrupted"]
     assert all((out / f"{name}.jsonl.partial").exists() and not (out / f"{name}.jsonl").exists() for name in stopped)
     again = job_over(recordings, out).run(RayRunner(workers=2), handle_signals=False)

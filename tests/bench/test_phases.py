@@ -97,7 +97,11 @@ def test_the_gpu_path_measures_the_same_way(tmp_path, clip):
         m, _ = run(source, make_sinks("video", tmp_path, tag, source, model.info.names))
         assert m["frames_out"] == 10
         outs[tag] = [json.loads(x)["detections"] for x in (tmp_path / f"{tag}.jsonl").read_text().splitlines()]
-    assert outs["seq"] == outs["pipe"]
+    assert len(outs["seq"]) == len(outs["pipe"])
+    for seq, pipe in zip(outs["seq"], outs["pipe"]):  # the same detections; torch's batch-1 and batch-2 kernels may differ in the last bits
+        assert [{**d, "score": None, "xyxy": None} for d in seq] == [{**d, "score": None, "xyxy": None} for d in pipe]
+        for a, b in zip(seq, pipe):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-4) and a["xyxy"] == pytest.approx(b["xyxy"], abs=0.05)
 
 
 def test_the_gpu_path_needs_a_tensor_backend(tiny_model):

@@ -28,3 +28,20 @@ def test_usage_peak_belongs_to_the_block():
     assert small.rss_scope == large.rss_scope == "run"
     assert large.rss_mb - small.rss_mb > 150  # the earlier 300 MB peak is not counted in either
     assert large.cores_busy > 0 and small.gpu_mb is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc")
+def test_usage_sees_the_cpu_other_processes_use():
+    import subprocess
+    import time
+
+    spin = "import time\nt = time.perf_counter() + 1.5\nwhile time.perf_counter() < t: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.2)  # the child is up and spinning
+        with Usage() as use:
+            time.sleep(1.0)  # this process idles; another burns a core
+    finally:
+        child.wait()
+    assert use.cores_busy < 0.2
+    assert use.machine_cores_busy - use.cores_busy > 0.5  # the spinning child, seen through /proc/stat

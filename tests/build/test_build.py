@@ -18,7 +18,7 @@ from pipeline.build.options import CheckFailed  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from pipeline.loader import load_model  # noqa: E402
 from pipeline.models import Network, resolve  # noqa: E402
-from pipeline.sidecar import sidecar_path  # noqa: E402
+from pipeline.sidecar import sha256, sidecar_path  # noqa: E402
 from pipeline.sources import SyntheticScene  # noqa: E402
 from tests.conftest import assert_same_detections, pick_conf  # noqa: E402
 from tests.fakes import baked_scale  # noqa: E402
@@ -135,3 +135,100 @@ def test_classifier_engines_pass_the_check_and_give_the_checkpoints_probabilitie
         want, got = reference.predict(image)[0].labels, model.predict(image)[0].labels
         assert list(got.class_id) == list(want.class_id)
         np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-3, atol=1e-6)
+
+
+def test_an_existing_engine_is_kept_without_overwrite(checkpoints, tmp_path, capsys, monkeypatch):
+    """An engine, its sidecar or a link at either name is refused in one line naming it, exit 2,
+    before any export work, and left as it was; the recorded rebuild command replaces it."""
+    import shlex
+
+    import pipeline.build.samples as samples
+
+    fresh = ["build", checkpoints["yolo"][0], "-o", str(tmp_path)]
+    assert main(fresh) == 0
+    engine = next(tmp_path.glob("*.onnx"))
+    sidecar = sidecar_path(engine)
+    capsys.readouterr()
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (engine, sidecar)}
+    command = json.loads(sidecar.read_text())["command"]
+    assert command.endswith(" --overwrite"), "the rebuild command replaces the engine it describes"
+    args = shlex.split(command)[1:]
+
+    def no_work(*_a, **_k):
+        raise AssertionError("export work started before the refusal")
+
+    with monkeypatch.context() as m:
+        m.setattr(samples, "sample_inputs", no_work)
+        assert main(fresh) == 2
+        err = capsys.readouterr().err
+        assert f"'{engine}' exists: pass --overwrite" in err and err.count("\n") == 1, err
+        engine.unlink()
+        engine.symlink_to(tmp_path / "elsewhere.onnx")  # a link at the name (dangling) counts as existing
+        assert main(fresh) == 2 and f"'{engine}' exists" in capsys.readouterr().err
+        engine.unlink()
+        assert main(fresh) == 2, "a sidecar alone (it would be replaced) is refused too"
+        assert f"'{sidecar}' exists: pass --overwrite" in capsys.readouterr().err
+        assert not (tmp_path / "elsewhere.onnx").exists()
+    engine.write_bytes(before[engine][0])
+    assert sidecar.read_bytes() == before[sidecar][0] and sidecar.stat().st_mtime_ns == before[sidecar][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([engine.name, sidecar.name])
+
+    assert main(args) == 0  # the recorded command, as it is
+    record = json.loads(sidecar.read_text())
+    assert record["engine_sha256"] == sha256(engine) and sidecar.stat().st_mtime_ns != before[sidecar][1]
+
+
+def test_the_package_model_folder_is_written_only_with_overwrite(checkpoints, tmp_path, capsys, monkeypatch):
+    """rtpipe's own model folder (pipeline/models/assets: the shipped demo models) is refused as an
+    output, also for a new name or a folder inside it, unless --overwrite. (The folder is
+    stood in for by a temporary one, so that a broken check cannot replace the shipped files.)"""
+    import pipeline.models
+
+    assets = tmp_path / "assets"
+    (assets / "sub").mkdir(parents=True)
+    monkeypatch.setattr(pipeline.models, "ASSETS", assets)
+    spec = checkpoints["yolo"][0]
+    for out in (assets, assets / "sub", tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(assets, target_is_directory=True)  # the same folder by another path
+        assert main(["build", spec, "-o", str(out), "--name", "new"]) == 2
+        err = capsys.readouterr().err
+        assert f"'{out}' is rtpipe's own model folder" in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in assets.rglob("*")) == ["sub"]
+    assert main(["build", spec, "-o", str(assets), "--name", "new", "--overwrite"]) == 0
+    assert (assets / "new.onnx").is_file() and (assets / "new.json").is_file()
+
+
+# A rebuilt demo sidecar may differ from the shipped one only in what depends on when and where it
+# was built: the engine file's bytes (the ONNX serialisation and its embedded metadata follow the
+# torch/onnx/rtpipe releases), the library versions and so the cache key, the self-check's measured
+# differences (numerics of this machine's runtimes), the command and checkpoint path (as given on
+# the command line), and the build time. Everything else (what the engine is) must be the same.
+MAY_DIFFER = {"engine_bytes", "engine_sha256", "versions", "cache_key", "check.outputs", "command", "checkpoint.path", "built_at",
+              "build_seconds"}
+
+
+def test_a_rebuilt_demo_sidecar_has_every_field_of_the_shipped_one(tmp_path):
+    from pipeline.models import BUILTIN, BUILTIN_CHECKPOINTS
+
+    shipped = json.loads(sidecar_path(BUILTIN["demo"]).read_text())
+    # the README's "Demo model" rebuild command, into a temporary folder
+    engine = build(str(BUILTIN_CHECKPOINTS["demo"]), BuildOptions(format="onnx", batch="1:1:16"), tmp_path, name="demo-seg")
+    rebuilt = json.loads(sidecar_path(engine).read_text())
+
+    def compare(want: dict, got: dict, where: str = "", values: bool = True) -> list[str]:
+        found = []
+        for key, value in want.items():
+            path = where + key
+            same = values and path not in MAY_DIFFER  # below a field that may differ, only the keys must be there
+            if key not in got:
+                found.append(f"{path} missing")
+            elif isinstance(value, dict) and isinstance(got[key], dict):
+                found += compare(value, got[key], path + ".", same)
+            elif same and got[key] != value:
+                found.append(f"{path}: {got[key]!r:.60} (shipped {value!r:.60})")
+        return found
+
+    assert compare(shipped, rebuilt) == []
+    assert (rebuilt["model"]["arch"], rebuilt["model"]["stride"]) == ("rtnet", 8)
+    assert set(rebuilt["check"]["outputs"]) == set(shipped["check"]["outputs"]), "the same outputs are checked"

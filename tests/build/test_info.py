@@ -17,7 +17,7 @@ def test_info_shows_the_sidecar(engines, capsys):
     engine = engines["yolo"]["aoti"]
     record = json.loads(sidecar_path(engine).read_text())
     assert main(["info", str(engine)]) == 0
-    text = capsys.readouterr().err
+    text = capsys.readouterr().out  # a result: stdout
     for expected in ("aoti  fp32", "yolo / rtnet", "car, pedestrian, cyclist, sign", "letterbox", "output0 [B, 40, 400]",
                      "1..4 (opt 2)", record["checkpoint"]["sha256"][:16], f"torch {record['versions']['torch']}", "rebuild", "runs here"):
         assert expected in text, f"'{expected}' missing from rtpipe info"

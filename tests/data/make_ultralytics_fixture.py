@@ -1,12 +1,15 @@
 """Make the Ultralytics fixture the yolo tests use (needs ``pip install ultralytics``; offline).
 
-    python tests/data/make_ultralytics_fixture.py tests/data
+    python tests/data/make_ultralytics_fixture.py tests/data [--reference-only]
 
 writes, from a seeded random-init YOLO11n-seg built from Ultralytics' bundled yaml:
 - yolo11n-seg-320.pt    the checkpoint, as Ultralytics saves it (pickled classes)
 - yolo11n-seg-320.onnx  Ultralytics' own ONNX export at 320x320
 - yolo11n-seg-320.reference.json  Ultralytics' predictor on the ONNX, on the scene image below:
   boxes, scores, classes, and masks as COCO RLE in frame pixels (retina_masks=True)
+
+``--reference-only`` keeps the committed ONNX and rewrites only the reference (after a change
+to the scene image).
 
 The convolutions are re-drawn (seeded) with unit gain: a fresh model's scores all sit at the
 same near-zero prior, which makes any comparison a matter of ties. Architecture and export are
@@ -59,6 +62,13 @@ def main(out: Path) -> None:
     yolo.save(str(pt))
     onnx_path = Path(YOLO(str(pt)).export(format="onnx", imgsz=IMGSZ, simplify=False, dynamic=False, opset=17))
     onnx_path.rename(out / "yolo11n-seg-320.onnx")
+    write_reference(out)
+
+
+def write_reference(out: Path) -> None:
+    """Ultralytics' predictor on the committed ONNX and the scene image -> the reference JSON."""
+    from ultralytics import YOLO
+
     image = scene_image()
     res = YOLO(str(out / "yolo11n-seg-320.onnx"), task="segment").predict(
         image, imgsz=IMGSZ, conf=CONF, iou=IOU, retina_masks=True, verbose=False
@@ -69,4 +79,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent))
+    args = [a for a in sys.argv[1:] if a != "--reference-only"]
+    folder = Path(args[0] if args else Path(__file__).parent)
+    write_reference(folder) if "--reference-only" in sys.argv else main(folder)

@@ -107,12 +107,12 @@ def test_demo_command_writes_everything_and_holds_the_accuracy_floor(tmp_path):
     acc = json.loads((out / "accuracy.json").read_text())
     assert acc["frames"] == 60 and acc["objects"] > 100
     assert acc["box"]["mAP"] >= FLOOR["box mAP"] and acc["mask"]["mAP50"] >= FLOOR["mask mAP50"], acc
-    assert "box mAP@.5:.95" in r.stderr and "end to end" in r.stderr  # accuracy and metrics tables
+    assert "box mAP@.5:.95" in r.stdout and "end to end" in r.stdout  # accuracy and metrics tables: stdout
     sem = acc["semantic"]  # the road model on the same clip
     assert sem["frames"] == 60 and sem["miou"] >= SEMANTIC_FLOOR["miou"] and sem["pixel_accuracy"] >= SEMANTIC_FLOOR["pixel"], sem
     assert {k: v >= SEMANTIC_FLOOR.get(k, SEMANTIC_FLOOR["class"]) for k, v in sem["per_class_iou"].items()} == dict.fromkeys(
         ("other", "sky", "road", "lane marking", "sidewalk"), True), sem
-    assert "semantic accuracy" in r.stderr
+    assert "semantic accuracy" in r.stdout
 
 
 # floors below what the bundled weights and the default tracker (botsort) score on the unseen
@@ -135,7 +135,7 @@ def test_demo_tracks_an_unseen_clip_above_the_floors(tmp_path):
     assert {e.name for e in events} == {"gate"}
     counted = json.loads((out / "metrics.json").read_text())["tracking"]["counts"]["gate"]  # the run's own count
     assert {k: v["all"] for k, v in counted.items()} == gate["counted"]
-    assert "HOTA" in r.stderr and "line counts against the true crossings" in r.stderr
+    assert "HOTA" in r.stdout and "line counts against the true crossings" in r.stdout
     records = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
     assert {type(d["tracker_id"]) for rec in records for d in rec["detections"]} == {int, type(None)}
 

@@ -28,10 +28,27 @@ def set_thresholds(model, conf: float) -> None:
 
 
 def reference(model, image: np.ndarray) -> dict:
+    """torchvision's detections; for Mask R-CNN also ``mask_probs`` (N, 1, 28, 28), the mask
+    head's probabilities before torchvision pastes them (``paste_masks_in_image``)."""
+    from torchvision.models.detection import transform
+
     t = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
-    with torch.no_grad():
-        out = model([t])[0]
-    return {k: v.numpy() for k, v in out.items()}
+    probs, paste = [], transform.paste_masks_in_image
+
+    def keep(masks, boxes, img_shape, padding=1):
+        probs.append(masks.clone())
+        return paste(masks, boxes, img_shape, padding=padding)
+
+    transform.paste_masks_in_image = keep
+    try:
+        with torch.no_grad():
+            out = model([t])[0]
+    finally:
+        transform.paste_masks_in_image = paste
+    ref = {k: v.numpy() for k, v in out.items()}
+    if probs:
+        ref["mask_probs"] = probs[0]
+    return ref
 
 
 @pytest.fixture(scope="module", params=list(tvf.ARCHS))
@@ -72,10 +89,18 @@ def assert_matches(ref: dict, det, masks_too: bool) -> None:
         ok = ((iou[i] >= 0.95) | same_corners[i]) & (det.class_id == ref["labels"][i]) & (np.abs(det.confidence - ref["scores"][i]) <= 1e-3)
         assert ok.any(), f"reference detection {i} ({rb[i]}, class {ref['labels'][i]}, {ref['scores'][i]:.4f}) unmatched"
         if masks_too:
+            # torchvision's mask at rtpipe's box: the boxes agree to ~1e-4 px, but the paste
+            # truncates the grown box to whole pixels, so a box that close to the grid pastes a
+            # pixel off, and a random-init mask head's probabilities sit near 0.5 (measured: half
+            # of a 182-pixel mask moved). At the same box, the mask head and the paste must agree.
+            from torchvision.models.detection.roi_heads import paste_masks_in_image
+
             j = int(np.flatnonzero(ok)[0])
-            want, got = ref["masks"][i, 0] > 0.5, det.mask.dense(j)
+            want = paste_masks_in_image(ref["mask_probs"][i : i + 1], torch.from_numpy(det.xyxy[j : j + 1]),
+                                        det.mask.frame_hw)[0, 0].numpy() > 0.5
+            got = det.mask.dense(j)
             union = (want | got).sum()
-            assert union == 0 or (want & got).sum() / union >= 0.95
+            assert union == 0 or (want & got).sum() / union >= 0.99, f"mask {i}: IoU {(want & got).sum() / union:.3f}"
     assert len(det.xyxy) == len(rb)
 
 
