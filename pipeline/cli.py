@@ -631,14 +631,15 @@ def cmd_bench(args, console: Console) -> int:
             "sink", "path", "weights", "trust_checkpoint", "trust_engine")
     base = {k: getattr(args, k) for k in keys}
     with progress_bar(console, args.quiet) as task:
-        done = bench.run(base, args.sweep, shlex.join(["rtpipe", *sys.argv[1:]]), task)
+        done = bench.run(base, args.sweep, shlex.join(["rtpipe", *sys.argv[1:]]), task,
+                         flags=as_flags(k for k, v in base.items() if v is not None))
     done.write(args.json_out, args.plot)
     if not args.quiet:
         for table in [render_sweep(done.reports, done.labels)] if args.sweep else render_report(done.reports[0]):
-            console.print(table)
+            results.print(table)
         for label, p in (("report", args.json_out), ("plot", args.plot)):
             if p:
-                console.print(f"{label}: {p}", highlight=False, markup=False)
+                results.print(f"{label}: {p}", highlight=False, markup=False)
     return EXIT_OK
 
 

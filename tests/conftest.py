@@ -32,6 +32,19 @@ atexit.register(shutil.rmtree, _HOME, True)
 os.environ["RTPIPE_STATE_DIR"] = str(_HOME / "state")
 os.environ["RTPIPE_CACHE_DIR"] = str(_HOME / "cache")
 
+def pytest_report_header(config):
+    """The versions the parity tests ran with (they are parametrized by what is installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+    names = ("numpy", "opencv-python-headless", "av", "onnxruntime", "torch", "torchvision", "ultralytics")
+    return "rtpipe deps: " + ", ".join(f"{n} {v(n)}" for n in names)
+
+
 
 def make_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction | int = 25) -> Path:
     """Write an H.264 MP4 of the synthetic scene (frame index drawn on it)."""

@@ -670,3 +670,26 @@ def test_debug_tracebacks_do_not_show_credentials():
     r = rtpipe("run", "rtsp://admin:S3cret@127.0.0.1:1/x?token=abc", "--reconnect", "0", "--debug")
     assert r.returncode == 2 and "Traceback" in r.stdout + r.stderr
     assert "S3cret" not in r.stdout + r.stderr and "token=abc" not in r.stdout + r.stderr
+
+
+@pytest.mark.parity
+def test_synthetic_scenes_are_drawn_without_opencv(monkeypatch):
+    """Tests, references and the tiny model's calibration rest on these pixels: they must be the
+    same on every OpenCV version (5.1 moved putText's), so no OpenCV drawing makes them."""
+    import cv2
+
+    from pipeline.sources import SyntheticScene
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("SyntheticScene drew with OpenCV")
+
+    for name in ("putText", "line", "rectangle", "circle", "fillPoly", "fillConvexPoly", "polylines", "resize", "warpAffine"):
+        monkeypatch.setattr(cv2, name, refuse)
+    for w, h in ((640, 360), (400, 300), (270, 480)):
+        a, b = SyntheticScene(w, h, 3), SyntheticScene(w, h, 3)
+        frame = a.render(5)
+        assert frame.shape == (h, w, 3) and frame.dtype == np.uint8
+        assert np.array_equal(frame, b.render(5)) and not np.array_equal(frame, a.render(6))
+        colours = {o["color"] for o in a.objects}
+        assert sum((frame == c).all(-1).any() for c in colours) >= 3  # the shapes are painted
+        assert (frame[8:23, 8:17] == 255).all(-1).any()  # the frame number's first digit

@@ -74,13 +74,15 @@ def check_outputs(json_path: str | None, plot_path: str | None, overwrite: bool 
         require_matplotlib()
 
 
-def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgress | None = None) -> BenchRun:
+def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgress | None = None,
+        flags: dict[str, str] | None = None) -> BenchRun:
     """Measure ``base`` settings (BenchConfig's keys), or every combination ``--sweep`` terms make
     of them. Every model is loaded (and its path checked) before any timing, so a bad value fails
-    in seconds, not after hours. ``progress(label, total)`` is called per loading step and phase."""
+    in seconds, not after hours. ``progress(label, total)`` is called per loading step and phase.
+    ``flags``: key -> the command-line flag a base value came from, so its error names the flag."""
     progress = progress or (lambda phase, total: None)
     axes = parse_sweep(sweep) if sweep else {}
-    configs = expand(base, axes) if axes else [make_config(base)]
+    configs = expand(base, axes) if axes else [make_config(base, flags=flags)]
     for cfg in configs:
         weights_for(cfg.model, cfg.weights)  # a torchvision spec must say which weights
     labels = [c.label(tuple(axes)) for c in configs] if axes else [configs[0].label()]

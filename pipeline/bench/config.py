@@ -46,11 +46,11 @@ class BenchConfig(BaseModel):
         return " ".join(f"{k}={getattr(self, k)}" for k in keys)
 
 
-def make_config(values: dict, origin: str = "command line") -> BenchConfig:
+def make_config(values: dict, origin: str = "command line", flags: dict[str, str] | None = None) -> BenchConfig:
     try:
         return BenchConfig(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(explain(exc, origin)) from None
+        raise ConfigError(explain(exc, origin, flags)) from None
 
 
 def parse_sweep(terms: list[str]) -> dict[str, list[str]]:

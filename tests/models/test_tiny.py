@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 
 from pipeline.loader import load_model
 from pipeline.models.tiny import build
 from pipeline.sources import SyntheticScene
+
+pytestmark = pytest.mark.parity  # the shipped file must be what the code makes, whatever the installed libraries
 
 
 def test_regenerated_model_matches_the_shipped_one(tmp_path, tiny_model):

@@ -237,6 +237,7 @@ def clear_of_all(scores: list[np.ndarray]) -> float:
     return float(mids[np.argmax(np.where(usable, gaps, -1))])
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_two_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect(two_stage, backend):
     """Faster / Mask R-CNN: the input is the frame resized as torchvision's transform does; the

@@ -128,6 +128,7 @@ def assert_mask_close(want: np.ndarray, got: np.ndarray, label: str, min_iou: fl
         assert (want & got).sum() / union >= min_iou, label
 
 
+@pytest.mark.parity
 def test_ultralytics_onnx_export_matches_its_predictor():
     """The committed ONNX is Ultralytics' own export; the reference is its predictor's output."""
     ref = json.loads(FIXTURE.with_suffix(".reference.json").read_text())

@@ -8,6 +8,8 @@ from pipeline.ops import masks_from_prototypes, rle_encode, rle_encode_crop
 from pipeline.ops.masks import rle_decode
 from pipeline.preprocess.host import letterbox
 
+pytestmark = pytest.mark.parity  # pins a reference's output: also run on the newest allowed dependencies (.ci/run)
+
 
 def masks_reference(coef, protos, boxes, frame_hw, input_hw, meta):
     """Whole-frame route: upsample the mixed logits to the input, undo the letterbox, crop."""

@@ -16,6 +16,8 @@ from pipeline.preprocess.host import (
 )
 from pipeline.types import Fit
 
+pytestmark = pytest.mark.parity  # fits pinned to Ultralytics' and torchvision's own
+
 
 @pytest.mark.parametrize(
     "frame_hw, input_hw, resized_hw, pad_xy",
