@@ -4,12 +4,12 @@
 # several OpenCV releases, in the test venv: each release is unpacked into its own folder and put
 # first on PYTHONPATH, so nothing in the venv changes.
 #
-#   bash benchmarks/opencv_parity.sh [VERSION ...]   (default: 4.12.0.88 5.0.0.93 5.1.0.95)
+#   bash benchmarks/opencv_parity.sh [VERSION ...]   (default: 4.10.0.84 5.0.0.93 5.1.0.95: the oldest allowed, the last two)
 #
 # Run from the repository root inside the README's test venv; needs the package registry.
 set -euo pipefail
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(4.12.0.88 5.0.0.93 5.1.0.95)
+[ ${#versions[@]} -gt 0 ] || versions=(4.10.0.84 5.0.0.93 5.1.0.95)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 status=0

@@ -106,4 +106,16 @@ def test_stream_fitted_inputs_get_one_engine_per_shape(tmp_path, monkeypatch, ca
     Pipeline(Frames(frames), again, [keep], batch=3, path=GpuPath(again)).run(handle_sigint=False)
     assert [i for i, _, _ in keep.got] == [0, 1, 2]
     for ref, (_, got, _) in zip(reference, keep.got):
-        assert_same_detections(ref, got)
+        assert_same_away_from_the_threshold(ref, got, conf)
+
+
+def assert_same_away_from_the_threshold(ref, got, conf: float, tol: float = 1e-2) -> None:
+    """The GPU path fits frames with torch, within 1.5/255 of OpenCV's fit: scores move a little,
+    so a detection within ``tol`` of the threshold may come or go; every other one is in both."""
+    from pipeline.ops import box_iou
+
+    assert len(ref) > 0
+    for a, b in ((ref, got), (got, ref)):
+        for i in np.flatnonzero(a.confidence >= conf + tol):
+            same = (box_iou(a.xyxy[i : i + 1], b.xyxy)[0] >= 0.9) & (b.class_id == a.class_id[i])
+            assert (same & (np.abs(b.confidence - a.confidence[i]) <= tol)).any(), f"detection {i} unmatched"
