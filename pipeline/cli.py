@@ -615,7 +615,7 @@ def cmd_build(args, console: Console) -> int:
                 say(step)
 
         engine = build(args.spec, options, args.out, weights, bool(args.trust_checkpoint), args.name, progress, args.overwrite)
-    console.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",
+    results.print(f"built {engine} in {time.perf_counter() - started:.1f} s (metadata: {engine.with_suffix('.json')})",
                   highlight=False, soft_wrap=True, markup=False)
     return EXIT_OK
 

@@ -182,7 +182,7 @@ def check_device(engine: str | Path, device: str) -> None:
     found = problems(record, None, device)
     if found:
         hint = f"use --device {record['device']} or rebuild it with: " if record.get("device") != device else "rebuild it with: "
-        raise SidecarError(f"engine '{engine}' cannot run on {device}: {'; '.join(found)}; {hint}{record['command']}")
+        raise SidecarError(f"engine '{engine}' cannot run on {device}: {'; '.join(found)}; {hint}{rebuild_command(record)}")
 
 
 def load_checked(engine: str | Path, device: str | None = None) -> dict:
@@ -191,5 +191,12 @@ def load_checked(engine: str | Path, device: str | None = None) -> dict:
     record = read(engine)
     found = problems(record, engine, device)
     if found:
-        raise SidecarError(f"engine '{engine}' cannot be used: {'; '.join(found)}; rebuild it with: {record['command']}")
+        raise SidecarError(f"engine '{engine}' cannot be used: {'; '.join(found)}; rebuild it with: {rebuild_command(record)}")
     return record
+
+
+def rebuild_command(record: dict) -> str:
+    """The recorded build command, as one that replaces the engine: records written before
+    ``rtpipe build`` refused existing outputs lack ``--overwrite``."""
+    command = record["command"]
+    return command if "--overwrite" in command.split() else command + " --overwrite"

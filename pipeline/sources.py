@@ -7,6 +7,7 @@ at their own pace; the runtime keeps only the newest frames and counts what it d
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import os
 import re
@@ -473,8 +474,9 @@ def read_image(path: str | Path) -> np.ndarray | None:
             os.close(saved)
             caught.seek(0)
             rest = _DECODER_MESSAGE.sub(b"", caught.read())
-            while rest:
-                rest = rest[os.write(2, rest):]
+            with contextlib.suppress(OSError):  # stderr closed or a closed pipe: nothing to pass on
+                while rest:
+                    rest = rest[os.write(2, rest):]
 
 
 class ImageSource(Source):

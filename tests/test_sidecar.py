@@ -139,3 +139,15 @@ def test_info_on_the_bundled_model_says_it_runs_here_with_a_note_for_another_onn
     row = next(line for line in out.splitlines() if "runs here" in line)
     assert "yes" in row and "no:" not in row, out
     assert "built with onnxruntime 1.0.0" in out and "fine" in out and sc.problems(json.loads(sidecar_path(engine).read_text())) == []
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("rtpipe build m.pt --format onnx -o engines --name m", "rtpipe build m.pt --format onnx -o engines --name m --overwrite"),
+    ("rtpipe build m.pt -o engines --overwrite", "rtpipe build m.pt -o engines --overwrite"),
+])
+def test_the_rebuild_command_shown_replaces_the_engine(command, shown):
+    """rtpipe build refuses an existing engine without --overwrite: a rebuild hint must carry it,
+    also from records written before that rule (the shipped demo sidecar is one)."""
+    from pipeline.sidecar import rebuild_command
+
+    assert rebuild_command({"command": command}) == shown

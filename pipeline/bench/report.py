@@ -16,7 +16,7 @@ from pipeline.bench.system import Usage
 from pipeline.text import safe
 
 PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
-OTHERS_SHARE = 0.1  # other processes used at least this share of the cores ...
+OTHERS_SHARE = 0.25  # other processes used at least this share of the cores (not background noise) ...
 FULL_SHARE = 0.8    # ... and the machine as a whole at least this share: the run competed for the CPU
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from pipeline.preprocess.host import PAD_VALUE
-from pipeline.sidecar import notes
+from pipeline.sidecar import notes, rebuild_command
 from pipeline.text import safe
 from pipeline.trust import is_recorded
 from pipeline.types import EngineMeta, Fit
@@ -97,7 +97,7 @@ def render(engine: Path, record: dict, problems: list[str]) -> Table:
         ("versions", "  ".join(f"{k} {v}" for k, v in record["versions"].items() if v)),
         ("checked", _check_line(record.get("check", {}))),
         ("built", f"{record.get('built_at')} in {record.get('build_seconds')} s"),
-        ("rebuild", safe(record["command"]) if record["format"] == "onnx" or is_recorded(engine)
+        ("rebuild", safe(rebuild_command(record)) if record["format"] == "onnx" or is_recorded(engine)
                     else "(not shown: rtpipe did not build this engine on this account, so its sidecar is not believed)"),
         ("runs here", "yes" if not problems else "no: " + safe("; ".join(problems))),
     ]

@@ -88,6 +88,7 @@ def lr_at(step: int, steps: int, warmup: int = 200) -> float:
 
 
 def train(args) -> Path:
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # snapshots are written beside it as training goes
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     hw = tuple(args.imgsz)
@@ -135,7 +136,6 @@ def train(args) -> Path:
     training = {"command": "python -m pipeline.demo.train " + " ".join(sys.argv[1:]), "config": config, "seed": args.seed,
                 "steps_done": step if stopped is None else stopped, "minutes": round(minutes, 1), "torch": str(torch.__version__),
                 "data": f"generated clips, seeds {data.TRAIN_SEED_BASE + args.seed * 100_000} and up, 1280x720, every 3rd frame"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     ema.net.float()
     path = rtnet.save(ema.net, args.out, training=training)
     args.out.with_suffix(".partial.pt").unlink(missing_ok=True)

@@ -115,10 +115,12 @@ def as_bgr(image) -> np.ndarray:
     is an InputError saying what is accepted."""
     import cv2
 
+    from pipeline.sources import read_image
+
     if isinstance(image, (str, Path)):
         path = Path(image)
         try:
-            read = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+            read = read_image(path) if path.is_file() else None
         except cv2.error:  # over OpenCV's image size limit (see pipeline.sources.MAX_FRAME_PIXELS)
             read = None
         if read is None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.models import classify
 from pipeline.preprocess.host import prepare
+from pipeline.sources import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -40,7 +40,7 @@ def read_folder(folder: str | Path) -> tuple[list[np.ndarray], np.ndarray, list[
     for k, name in enumerate(names):
         for path in sorted((folder / name).iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                img = read_image(path)
                 if img is None:
                     raise ValueError(f"'{path}' is not a readable image")
                 images.append(img)

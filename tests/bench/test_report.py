@@ -4,7 +4,7 @@ import os
 import pytest
 
 from pipeline.bench import load, make_config, measure
-from pipeline.bench.report import bottleneck, render_report, render_sweep, stage_table
+from pipeline.bench.report import OTHERS_SHARE, bottleneck, render_report, render_sweep, stage_table
 from pipeline.runtime import STAGES
 from tests.conftest import make_clip
 from tests.fakes import SlowModel
@@ -56,7 +56,8 @@ def test_a_slow_engine_is_named_as_the_bottleneck(tmp_path, tiny_model):
     cfg = make_config({"source": str(clip), "frames": 8, "warmup": 0, "sink": "none"})
     r = measure(cfg, SlowModel(tiny_model, 0.04), "rtpipe bench")
     assert r["bottleneck"]["stage"] == "infer" and r["bottleneck"]["limit"] != "cpu"  # sleeping takes no CPU
-    assert r["bottleneck"]["limit"] == "stage" or r["bottleneck"]["other_cores_busy"] > 0  # unless other programs' load is seen
+    b = r["bottleneck"]  # a stage, unless other programs' load is seen
+    assert b["limit"] == "stage" or (b["limit"] == "machine" and b["other_cores_busy"] >= OTHERS_SHARE * b["cores"])
     assert r["stages"]["infer"]["busy_ms_per_frame"] >= 40 and r["engine"]["latency_ms"]["p50_ms"] >= 40
 
 
@@ -121,11 +122,12 @@ def test_sweep_table_fits_80_columns_with_every_configuration_readable():
 
 def test_sweep_table_wraps_long_labels_and_shows_drops_within_80_columns():
     labels = ["model=yolo11n.pt backend=onnxruntime sink=video", "model=/models/yolo11n-seg-640x640-int8.onnx backend=aoti sink=video"]
-    lines = _at_80_columns(render_sweep([_sweep_row(1, dropped=12), _sweep_row(2, limit="machine")], labels))
+    lines = _at_80_columns(render_sweep([_sweep_row(1, dropped=987), _sweep_row(2, limit="machine")], labels))
     assert max(map(len, lines)) <= 80 and "…" not in "\n".join(lines)
     folded = "".join(line.split()[0] for line in lines if line[:1].strip())  # the configuration column, wrapped
     assert "".join(labels[0].split()) in folded and "".join(labels[1].split()) in folded
-    assert "12" in "\n".join(lines) and "other load" in "\n".join(lines)  # a live source's drops; a busy machine named
+    text = "\n".join(lines)
+    assert "dropped" in text and "987" in text and "other load" in text  # a live source's drops; a busy machine named
 
 
 def test_report_tables_fit_80_columns(report):
@@ -139,6 +141,7 @@ def test_report_tables_fit_80_columns(report):
     (0.5, 1.0, "stage", 0.5),       # others ran, but cores were left idle: the stage still limits
     (0.38, None, "stage", None),    # no /proc/stat: as before
     (1.0, 0.95, "stage", 0.0),      # the two clocks disagree a little: nobody else
+    (1.5, 1.7, "stage", 0.2),       # background noise beside a busy run: the stage keeps the blame
 ])
 def test_bottleneck_takes_the_machines_load_into_account(own, whole, limit, others):
     stages = {"grab": {"busy_ms_per_frame": 9.0}, "infer": {"busy_ms_per_frame": 4.0}}

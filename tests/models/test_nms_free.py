@@ -163,6 +163,7 @@ def assert_every_reference_detection_matched(det, ref: dict, frame_hw) -> None:
             assert_mask_close(rle_decode(ref["masks"][i]), det.mask.dense(j), f"mask {i}", min_iou=None, radius=2)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", ["yolo26n", "yolo26n-seg"])
 @pytest.mark.parametrize("end2end", [True, False])
 def test_yolo26_matches_ultralytics_predictor(nms_free, name, end2end):
@@ -184,6 +185,7 @@ def test_yolo26_matches_ultralytics_predictor(nms_free, name, end2end):
             assert_every_reference_detection_matched(model.predict([image])[0], ref, image.shape[:2])
 
 
+@pytest.mark.parity
 def test_rtdetr_matches_ultralytics_predictor(nms_free):
     from ultralytics import RTDETR
 

@@ -57,6 +57,7 @@ def case(request, tmp_path_factory):
     return {"arch": arch, "weights": path, "images": images, "refs": refs}
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_class_maps_match_torchvision_at_every_aspect(case, backend):
     """At least 99.9 % of the pixels get torchvision's class, on frames of each aspect (each frame

@@ -104,6 +104,7 @@ def assert_matches(ref: dict, det, masks_too: bool) -> None:
     assert len(det.xyxy) == len(rb)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_predict_matches_torchvision(case, backend):
     model = load(case, backend)
@@ -189,6 +190,7 @@ ONE_STAGE_FPN = [a for a, k in tvf.ARCHS.items() if k in ("retinanet", "fcos")]
 ASPECTS = ((640, 480), (640, 360), (360, 640))  # 4:3, 16:9, portrait
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("arch", ONE_STAGE_FPN)
 def test_one_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect(arch, backend, tmp_path):
@@ -253,6 +255,7 @@ def test_two_stage_inputs_follow_the_frame_and_match_torchvision_at_every_aspect
         assert_matches(ref, rt.predict(image)[0], masks_too="masks" in ref)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch", [a for a, k in tvf.ARCHS.items() if k == "ssd"])
 def test_ssd_stretches_every_aspect_as_torchvision_does(arch, tmp_path):
     """SSD resizes every frame to its fixed size (a stretch), whatever its aspect: rtpipe's

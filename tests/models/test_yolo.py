@@ -166,6 +166,7 @@ def ultralytics_fixture(tmp_path_factory):
     return out / "yolo11n-seg-320"
 
 
+@pytest.mark.parity
 def test_pt_checkpoint_matches_ultralytics_predictor(ultralytics_fixture):
     """With the package installed: the .pt on the torch backend vs Ultralytics' predictor on it.
 
