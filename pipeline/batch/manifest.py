@@ -95,13 +95,14 @@ class Manifest:
 
     def record(self, entry: dict) -> None:
         """Append one outcome (and make it durable: a crash right after keeps it)."""
+        if self._file is None:  # opened (started over, with restart) with the first outcome: a job with none leaves it as it was
+            self._file = open(self.path, "w" if self._restart else "a", encoding="utf-8")  # noqa: SIM115 - until close()
+            os.fsync(self._file.fileno())  # the old outcomes are gone before job.json names the new settings
+            if self._torn:
+                self._file.write("\n")
         if not self._job_written:
             write_complete(self.job, json.dumps({"settings": self.settings, "started": now()}, indent=2) + "\n")
             self._job_written = True
-        if self._file is None:  # opened (started over, with restart) with the first outcome: a job with none leaves it as it was
-            self._file = open(self.path, "w" if self._restart else "a", encoding="utf-8")  # noqa: SIM115 - until close()
-            if self._torn:
-                self._file.write("\n")
         self._recorded = True
         self.last[entry["name"]] = entry
         self._file.write(json.dumps(entry) + "\n")
@@ -131,7 +132,11 @@ class Manifest:
 def _hold(path: Path):
     """The lock file ``path``, opened and locked (ConfigError when another job holds it)."""
     while True:
-        lock = open(path, "a+")  # noqa: SIM115 - the caller holds it
+        try:
+            lock = open(path, "a+")  # noqa: SIM115 - the caller holds it
+        except FileNotFoundError:  # a refused job removed the folder it had made as this one came: make it again
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

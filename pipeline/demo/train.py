@@ -25,7 +25,7 @@ from pipeline.demo.scenes import CLASSES
 from pipeline.models import rtnet
 from pipeline.preprocess.host import to_tensor
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "models" / "assets" / "demo-seg.pt"
+DEFAULT_OUT = Path("demo-train") / "demo-seg.pt"  # never the shipped weights: copy them there on purpose
 
 
 class Samples(torch.utils.data.IterableDataset):
@@ -67,7 +67,7 @@ class Ema:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m pipeline.demo.train",
                                  description="Train the demo detection + segmentation model on generated scenes.")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint to write (default {DEFAULT_OUT.name} in pipeline/models/assets)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint to write (default {DEFAULT_OUT})")
     ap.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     ap.add_argument("--batch", type=int, default=16, help="frames per step (default 16)")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
