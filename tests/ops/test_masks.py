@@ -105,3 +105,26 @@ def test_paste_masks_outside_the_frame_is_empty():
 
     got = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[300, 300, 320, 330]], np.float32), (100, 100))
     assert not got.dense().any() and got.crops[0].size == 0
+
+
+@pytest.mark.parametrize("h, w", [(360, 640), (480, 640), (640, 360)])  # 16:9, 4:3, portrait
+def test_paste_masks_matches_torchvision_at_every_aspect_and_box_size(h, w):
+    """Boxes from a pixel to most of the frame (the 30x30 padded mask shrunk and grown 20x),
+    inside and across the frame's edges: rtpipe's paste is torchvision's, pixel for pixel, except
+    where torchvision's own probability is within 1e-5 of the threshold (float rounding)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from pipeline.ops import paste_masks
+
+    rng = np.random.default_rng(h + w)
+    n = 60
+    masks = torch.nn.functional.avg_pool2d(torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(w)), 5, 1, 2)[:, 0].numpy()
+    size = np.exp(rng.uniform(np.log(0.8), np.log(0.9 * min(h, w)), (n, 2)))
+    centre = rng.uniform(0, [w, h], (n, 2))
+    boxes = np.hstack([centre - size / 2, centre + size / 2]).clip(0, [w, h, w, h]).astype(np.float32)
+    prob = paste_masks_in_image(torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), (h, w))[:, 0].numpy()
+    got = paste_masks(masks, boxes, (h, w)).dense()
+    differ = got != (prob > 0.5)
+    assert not (differ & (np.abs(prob - 0.5) > 1e-5)).any(), f"{int(differ.sum())} pixels differ"
