@@ -601,7 +601,7 @@ class SyntheticScene:
             y = int(o["y"] + o["vy"] * index)
             r = int(o["size"] / 2)
             if o["kind"] == 0:
-                _fill(img, (x - r, y - r // 2, x + r, y + r // 2), o["color"], lambda xs, ys: np.ones((len(ys), len(xs)), bool))
+                _fill(img, (x - r, y - r // 2, x + r, y + r // 2), o["color"], lambda xs, ys: np.True_)
             elif o["kind"] == 1:
                 q = r // 2
                 _fill(img, (x - q, y - q, x + q, y + q), o["color"], lambda xs, ys, x=x, y=y, q=q: (xs - x) ** 2 + (ys - y) ** 2 <= q * q)
@@ -618,8 +618,9 @@ def _fill(img: np.ndarray, box: tuple[int, int, int, int], color, inside) -> Non
     x1, y1, x2, y2 = max(box[0], 0), max(box[1], 0), min(box[2], w - 1), min(box[3], h - 1)
     if x2 < x1 or y2 < y1:
         return
-    xs, ys = np.arange(x1, x2 + 1)[None, :], np.arange(y1, y2 + 1)[:, None]
-    img[y1 : y2 + 1, x1 : x2 + 1][np.broadcast_to(inside(xs, ys), (len(ys), xs.shape[1]))] = color
+    xs, ys = np.arange(x1, x2 + 1, dtype=np.int32)[None, :], np.arange(y1, y2 + 1, dtype=np.int32)[:, None]
+    where = np.broadcast_to(inside(xs, ys), (len(ys), xs.shape[1]))[:, :, None]
+    np.copyto(img[y1 : y2 + 1, x1 : x2 + 1], np.asarray(color, np.uint8), where=where)
 
 
 def _triangle(a, b, c):
@@ -642,10 +643,10 @@ _GLYPHS = {d: np.array([c == "#" for c in g]).reshape(5, 3) for d, g in zip("012
 def _digits(img: np.ndarray, text: str, x: int, y: int, cell: int, color) -> None:
     """Write ``text`` (digits) at (x, y) in blocky 3x5 glyphs of ``cell``-pixel squares."""
     for k, ch in enumerate(text):
-        glyph = np.kron(_GLYPHS[ch], np.ones((cell, cell), bool))
+        glyph = _GLYPHS[ch].repeat(cell, 0).repeat(cell, 1)[:, :, None]
         x0 = x + k * 4 * cell
         region = img[y : y + glyph.shape[0], x0 : x0 + glyph.shape[1]]
-        region[glyph[: region.shape[0], : region.shape[1]]] = color
+        np.copyto(region, np.asarray(color, np.uint8), where=glyph[: region.shape[0], : region.shape[1]])
 
 
 def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu", stall: float = STALL_S) -> Source:
