@@ -423,7 +423,8 @@ def run_batch(args, overrides: dict, console: Console) -> int:
         def progress(done: float, entry: dict | None) -> None:
             bar["update"](done)
             if entry is not None and entry["status"] == "failed":
-                say(f"failed: {entry['input']}: {entry['error']}")
+                error = entry["error"]  # most errors name the recording already: name it once
+                say(f"failed: {error}" if entry["input"] in error else f"failed: {entry['input']}: {error}")
             for warning in (entry or {}).get("warnings", []):
                 say(f"warning: {entry['input']}: {warning}")
 

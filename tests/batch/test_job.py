@@ -79,7 +79,10 @@ def test_rerun_does_only_what_is_missing(first_job, capsys):
     assert cli.main(["run", str(rec), "--out", str(out)]) == cli.EXIT_FAILED
     redone = [e["name"] for e in lines(out / "manifest.jsonl")[before:]]
     assert sorted(redone) == ["corrupt", "cut"]  # failures are tried again, done ones skipped
-    assert "2 of 4 recordings already done" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 of 4 recordings already done" in err
+    failed = next(line for line in err.splitlines() if "failed: " in line and "corrupt.mp4" in line)
+    assert failed.count("corrupt.mp4") == 1 and "Errno" not in failed  # one path, no errno noise
 
     (out / "a.jsonl").unlink()  # an output lost
     make_clip(rec / "day2" / "b.mp4", frames=8, size=(180, 320))  # a recording replaced
