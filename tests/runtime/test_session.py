@@ -88,8 +88,10 @@ def test_a_failing_stage_is_raised_in_the_callers_loop(tmp_path):
     with pytest.raises(StageError, match="stage 'infer' failed"):
         for r in session.stream():
             seen.append(r.frame.index)
-    assert len(seen) < 50
-    assert session.kept_partial() == [tmp_path / "o.mp4.partial"] and not (tmp_path / "o.mp4").exists()
+    assert len(seen) < 50 and not (tmp_path / "o.mp4").exists()
+    # the frames that reached the video before the failure stay, as .partial (on a loaded machine
+    # infer can fail before any frame reached the sink, which then never opened its file)
+    assert session.kept_partial() == ([tmp_path / "o.mp4.partial"] if seen else [])
 
 
 @pytest.mark.parametrize(
