@@ -368,6 +368,7 @@ def test_bench_sweep_measures_every_configuration(tmp_path):
     (["--sweep", "speed=1,2"], "'speed' cannot be swept"),
     (["--model", "nope.onnx"], "model 'nope.onnx' not found"),
     (["--frames", "0"], "--frames: "),
+    (["--conf", "2", "--sweep", "batch=1,2"], "--conf: "),  # a bad flag is not blamed on the sweep
     (["--json", "missing/r.json"], "give a file name in an existing folder"),
     (["--backend", "aoti", "--model", "tiny-seg"], "aoti"),
 ])

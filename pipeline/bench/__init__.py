@@ -82,7 +82,7 @@ def run(base: dict, sweep: list[str] | None, command: str, progress: PhaseProgre
     ``flags``: key -> the command-line flag a base value came from, so its error names the flag."""
     progress = progress or (lambda phase, total: None)
     axes = parse_sweep(sweep) if sweep else {}
-    configs = expand(base, axes) if axes else [make_config(base, flags=flags)]
+    configs = expand(base, axes, flags) if axes else [make_config(base, flags=flags)]
     for cfg in configs:
         weights_for(cfg.model, cfg.weights)  # a torchvision spec must say which weights
     labels = [c.label(tuple(axes)) for c in configs] if axes else [configs[0].label()]

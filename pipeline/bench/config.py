@@ -69,8 +69,10 @@ def parse_sweep(terms: list[str]) -> dict[str, list[str]]:
     return axes
 
 
-def expand(base: dict, axes: dict[str, list[str]]) -> list[BenchConfig]:
-    """Every combination of the swept values over the base settings, in the order given, validated."""
+def expand(base: dict, axes: dict[str, list[str]], flags: dict[str, str] | None = None) -> list[BenchConfig]:
+    """Every combination of the swept values over the base settings, in the order given, validated
+    (the base first, so a bad flag is named as the flag, not as a swept configuration)."""
+    make_config({k: v for k, v in base.items() if k not in axes}, flags=flags)
     configs = []
     for combo in itertools.product(*axes.values()):
         over = dict(zip(axes, combo))
