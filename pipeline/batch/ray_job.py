@@ -9,7 +9,8 @@ manifest and shows the progress.
   driver runs on a node of the cluster.
 - A worker that dies (killed, out of memory, its node lost) is restarted by Ray; each recording
   it held goes back to the queue and the next idle worker takes it, up to ``retries`` times
-  (the manifest says ``retried``, then the outcome); after that it is ``failed``.
+  (the manifest says ``retried``, then the outcome); after that it is ``failed``. The restarted
+  worker gets recordings again once it answers (so none is charged for a call it never got).
 - Workers read the inputs and write the outputs themselves: on a cluster both must be on
   storage every node mounts at the same path (each worker checks it sees the output folder).
 - Ray is an extra (``pip install 'rtpipe[ray]'``).
@@ -126,13 +127,13 @@ class RayRunner:
         self._stopped = False
         self.timings: dict = {}
         self._busy: dict = {}  # ref -> (worker, recording), while a job runs
-        self._where: dict = {}  # worker -> host:pid (of its first start)
+        self._where: dict = {}  # worker -> host:pid (of its last start)
 
     def stop(self) -> None:
         self._stopped = True
 
     def running(self) -> dict[str, str]:
-        """The recordings being processed now, by name, and the worker (host:pid) each is on."""
+        """The recordings being processed now, by name, and the worker (host:pid, since its last start) each is on."""
         return {rec.name: self._where.get(w, "?") for w, rec in list(self._busy.values())}
 
     def describe(self) -> dict:
@@ -213,9 +214,13 @@ class RayRunner:
         attempts: dict[str, int] = {}
         busy = self._busy
         idle = list(workers)
+        # a worker that died is given recordings again only once it answers ready() (a call that reaches
+        # it while Ray restarts it fails, and would be charged to a recording that never started)
+        restarting: dict = {}  # ref of its ready() call -> (worker, when it died)
+        asking: dict = {}  # worker -> (when to call ready() again, when it died), after a call it missed
         done = 0
         try:
-            while (queue and not self._stopped) or busy:
+            while (queue and not self._stopped and (idle or busy or restarting or asking)) or busy:
                 while idle and queue and not self._stopped:
                     w, rec = idle.pop(0), queue.popleft()
                     attempts[rec.name] = attempts.get(rec.name, 0) + 1
@@ -223,17 +228,30 @@ class RayRunner:
                 if self._stopped:
                     self._abort(ray, busy, record)
                     return
-                ready, _ = ray.wait(list(busy), num_returns=1, timeout=POLL_S)
+                now = time.perf_counter()
+                for w, (at, died) in list(asking.items()):
+                    if now >= at:
+                        del asking[w]
+                        restarting[w.ready.remote()] = (w, died)
+                if not busy and not restarting:
+                    time.sleep(POLL_S)
+                    continue
+                ready, _ = ray.wait([*busy, *restarting], num_returns=1, timeout=POLL_S)
                 for ref in ready:
+                    if ref in restarting:
+                        self._back(ray, ref, restarting, asking, idle)
+                        continue
                     w, rec = busy.pop(ref)
-                    idle.append(w)  # a dead worker is restarted by Ray: calls wait until it is back
                     try:
                         entry = ray.get(ref)
+                        idle.append(w)
                     except ray.exceptions.RayActorError as exc:
                         entry = self._lost(rec, attempts[rec.name], exc)
                         if entry["status"] == "retried":
                             queue.appendleft(rec)
+                        restarting[w.ready.remote()] = (w, time.perf_counter())
                     except ray.exceptions.RayError as exc:  # the worker raised (process() records a bad recording itself)
+                        idle.append(w)
                         cause = " ".join(str(getattr(exc, "cause", None) or exc).split())[:300]
                         entry = new_entry(rec, attempts[rec.name], None, error=f"its worker failed: {cause}")
                     record(entry)
@@ -241,10 +259,30 @@ class RayRunner:
                         done += 1
                         progress(done, entry)
                 progress(done + self._fractions(ray, busy), None)
+            if queue and not self._stopped:  # every worker died and none came back
+                for rec in queue:
+                    done += 1
+                    entry = new_entry(rec, attempts.get(rec.name, 0), None, error=f"no Ray worker left: every worker died and none "
+                                      f"was back within {READY_TIMEOUT_S:.0f} s")
+                    record(entry)
+                    progress(done, entry)
         finally:
             self.timings["run_s"] = round(time.perf_counter() - started, 3)
             for w in workers:
                 ray.kill(w)
+
+    def _back(self, ray, ref, restarting: dict, asking: dict, idle: list) -> None:
+        """A dead worker's ready() answered: it is idle again (at its new host:pid), or is asked again
+        shortly, or after READY_TIMEOUT_S without an answer is not used again."""
+        w, died = restarting.pop(ref)
+        try:
+            where, _, _ = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            if time.perf_counter() - died < READY_TIMEOUT_S:
+                asking[w] = (time.perf_counter() + POLL_S, died)
+            return
+        self._where[w] = where
+        idle.append(w)
 
     def _fractions(self, ray, busy: dict) -> float:
         """How far the running recordings are, summed (each 0..1; one that does not answer at once counts 0)."""
