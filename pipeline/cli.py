@@ -345,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "default: random (seeded) -- only for trying it out")
     ft.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _flags(ft, "quiet", "debug")
+
+    from pipeline.service.command import add_parser as add_serve
+
+    add_serve(sub)
     return parser
 
 
@@ -685,6 +689,12 @@ def cmd_info(args, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args, console: Console) -> int:
+    from pipeline.service.command import serve
+
+    return serve(args, say, lambda line: results.print(line, markup=False, highlight=False, soft_wrap=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
@@ -694,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.types import InputError
 
     commands = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "build": cmd_build, "bench": cmd_bench, "info": cmd_info,
-                "finetune": cmd_finetune}
+                "finetune": cmd_finetune, "serve": cmd_serve}
     try:
         return commands[args.command](args, console)
     except CheckFailed as exc:

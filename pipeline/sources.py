@@ -193,6 +193,11 @@ class Reconnecting(Source):
                 wait = min(wait * 2, BACKOFF_S[1])
         return None
 
+    @property
+    def outage(self) -> dict | None:
+        """The outage going on (after which frame, why, opens tried), or None while frames come."""
+        return self._outage
+
     def _gap(self, ended: bool) -> dict:
         return {**self._outage, "seconds": round(time.monotonic() - self._on_time_at, 3), **({} if ended else {"ended": False})}
 

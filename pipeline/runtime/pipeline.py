@@ -131,7 +131,6 @@ class Pipeline:
             self.shared_sinks, self.source_sinks = list(sinks), {}
         # per source: the sinks its frames go to, and whether one of them needs the drawn picture
         self._routes = [self.shared_sinks + self.source_sinks.get(i, []) for i in range(len(self.sources))]
-        self._annotate = [any(s.needs_image for s in route) for route in self._routes]
         live = [s.live for s in self.sources]
         if max_latency_ms is None and any(live):
             max_latency_ms = 100.0
@@ -307,7 +306,7 @@ class Pipeline:
     def _overlay(self) -> None:
         inq, out, stats = self.metrics.queues["overlay"], self.metrics.queues["sink"], self.metrics.stage("overlay")
         while (item := inq.get()) is not END:
-            if self._annotate[item.frame.source_id]:
+            if any(s.needs_image for s in self._routes[item.frame.source_id]):  # (a view may want pictures only while watched)
                 t0 = time.perf_counter()
                 hud = None
                 if self.hud:

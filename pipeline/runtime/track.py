@@ -52,10 +52,21 @@ class TrackStage:
         item.detections = dets = self._trackers[sid].update(item.detections, now, item.frame.image)
         if len(dets):
             self._last_id[sid] = max(self._last_id[sid], int(dets.tracker_id.max()))
-        item.events = self._analytics[sid].update(item.frame, dets, now)
-        item.counts = self._analytics[sid].counts()
+        analytics, events = self._analytics[sid], self._events[sid]  # (set_shapes may replace both meanwhile)
+        item.events = analytics.update(item.frame, dets, now)
+        item.counts = analytics.counts()
         for e in item.events:
-            self._events[sid][(e.name, e.event, e.class_name)] += 1
+            events[(e.name, e.event, e.class_name)] += 1
+
+    def set_shapes(self, shapes: list[Shape]) -> None:
+        """New lines and zones for every source, from any thread: counting starts again from zero
+        at the next frame (the trackers keep their tracks)."""
+        analytics = [Analytics(shapes, a.names, t.memory_s) for a, t in zip(self._analytics, self._trackers)]
+        self.shapes, self._analytics, self._events = shapes, analytics, [Counter() for _ in analytics]
+
+    def counts(self, sid: int = 0) -> dict:
+        """Source ``sid``'s counts now (``Analytics.counts``)."""
+        return self._analytics[sid].counts()
 
     def summary(self) -> dict:
         """For the metrics: the tracker and its settings, the tracks started per source, the
