@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -307,3 +309,94 @@ def demo_frames() -> list[np.ndarray]:
 def demo_torch() -> object:
     """The bundled demo model (detection + masks) on the torch backend, CPU."""
     return load_model("demo", backend="torch", conf=0.25)
+
+
+# ---- the service: a real MQTT broker and a webhook receiver
+
+MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (.ci/run installs it)")
+
+
+class Mosquitto:
+    """A Mosquitto broker on 127.0.0.1 (a free port), persistent in ``folder``, so that QoS 1 messages
+    queued for a subscriber survive ``stop()``/``start()``, as a production broker's do."""
+
+    def __init__(self, folder: Path):
+        self.port, self.folder = free_port(), folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {folder}/\nlog_dest none\n"
+                             + ("user root\n" if os.geteuid() == 0 else ""))  # (as root it would switch to a user that cannot write here)
+        self.proc = None
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Subscriber:
+    """An MQTT client keeping what arrives on ``topic`` (QoS 1, a persistent session, reconnecting):
+    ``messages`` is [(record, dup flag)]."""
+
+    def __init__(self, broker: Mosquitto, topic: str = "rtpipe/#"):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[dict, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{broker.port}", clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = lambda c, u, m: self.messages.append((json.loads(m.payload), bool(m.dup)))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 keeping every POSTed JSON body in ``bodies``; while ``failing`` it
+    answers 503 (and keeps nothing)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.bodies: list[dict] = []
+        self.failing = False
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.failing:
+                    self.send_response(503)
+                else:
+                    receiver.bodies.append(json.loads(body))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from pipeline.runtime.session import Models, load_models
 from pipeline.service.outbox import DEFAULT_TOPIC, Mqtt, Outbox, Webhook
 from pipeline.service.streams import Stream, StreamSpec, run_config
 
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt", "rtp")
 MODEL_KEYS = ("model", "conf", "iou", "imgsz", "max_det", "classes", "backend", "device", "trust_checkpoint", "trust_engine")
 
 
@@ -67,9 +69,13 @@ def locked(infer, lock: threading.Lock):
 
 
 class Service:
-    def __init__(self, config: ServiceConfig):
+    """``destinations``: where events go, instead of the config's MQTT broker and webhooks (each has
+    ``name``, ``deliver(record, payload)`` raising ``outbox.DeliveryError``, and ``close()``)."""
+
+    def __init__(self, config: ServiceConfig, destinations: list | None = None):
         self.config = config
-        destinations = ([Mqtt(config.mqtt, config.mqtt_topic)] if config.mqtt else []) + [Webhook(u) for u in config.webhook]
+        if destinations is None:
+            destinations = ([Mqtt(config.mqtt, config.mqtt_topic)] if config.mqtt else []) + [Webhook(u) for u in config.webhook]
         self.outbox = Outbox(destinations, config.spool, int(config.spool_mb * 2**20))
         self.streams: dict[str, Stream] = {}
         self._models: dict[tuple, Models] = {}
@@ -162,10 +168,12 @@ class Service:
 
     def _check_source(self, source: str) -> None:
         """A source that is a local path must lie inside ``allow_files`` (a caller of the API cannot read the disk)."""
-        if "://" in source or source.isdigit() or source.startswith(("synthetic:", "/dev/video")):
-            if source.startswith("file:"):
-                raise ConfigError("source file:...: give the file's path (inside --allow-files)")
+        scheme = source.partition("://")[0].lower() if "://" in source else None
+        if scheme in NETWORK_SCHEMES or source.isdigit() or re.fullmatch(r"/dev/video\d+|synthetic:.*", source):
             return
+        if scheme is not None or source.startswith("file:"):
+            raise ConfigError(f"source '{source}': the service opens {', '.join(NETWORK_SCHEMES)} URLs, cameras, synthetic: "
+                              "and files inside --allow-files")
         allowed = self.config.allow_files
         if allowed is None:
             raise ConfigError(f"source '{source}' is a local file: the service opens files only inside the folder given "
@@ -173,6 +181,8 @@ class Service:
         path, root = Path(source).expanduser().resolve(), allowed.expanduser().resolve()
         if not path.is_relative_to(root):
             raise ConfigError(f"source '{source}' is outside the folder --allow-files allows ({root})")
+        if not path.is_file():
+            raise ConfigError(f"source '{source}' is not a file in {root}")
 
     def _model_for(self, config) -> Models:
         key = tuple(str(getattr(config, k)) for k in MODEL_KEYS)
