@@ -109,6 +109,9 @@ class Stream:
 
     def _run(self) -> None:
         try:
+            for out in (self.config.save, self.config.json_path):
+                if out is not None:
+                    out.parent.mkdir(parents=True, exist_ok=True)
             self.session = session = Session(self.config, self.models)
             if self._stop.is_set():
                 session.close()
