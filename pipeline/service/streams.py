@@ -3,7 +3,7 @@
 stream added, removed or failing never holds the others.
 
 A stream's outputs (``save``, ``json``) are files the service names under its output folder:
-``OUTPUTS/NAME/START.mp4`` and ``.jsonl`` (START: the UTC time the stream began), so callers of
+``OUTPUTS/NAME/START.mp4`` and ``.jsonl`` (START: the UTC time the stream began, to the ms), so callers of
 the API never choose a path on the service's disk, and a restarted stream never meets its
 earlier outputs. Removing a stream finalises its outputs as Ctrl-C does for ``rtpipe run``.
 """
@@ -56,7 +56,7 @@ class ShapesPatch(BaseModel):
 
 def run_config(spec: StreamSpec, defaults: dict, outputs: Path, started: datetime) -> RunConfig:
     """The RunConfig of a stream: the service's defaults under the stream's own settings."""
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    stamp = f"{started:%Y%m%dT%H%M%S}.{started.microsecond // 1000:03d}Z"
     folder = outputs / spec.name
     settings = {**defaults, "source": spec.source, "model": spec.model, "conf": spec.conf, "lines": spec.lines,
                 "zones": spec.zones, "track": spec.track, "reconnect": spec.reconnect,
