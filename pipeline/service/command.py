@@ -5,6 +5,7 @@ or SIGHUP finalise every stream's outputs, then exit 130, 143 or 129 (as ``rtpip
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import signal
@@ -40,7 +41,8 @@ def add_parser(sub) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--config", metavar="YAML", help="service settings (keys: the flags' names, and streams: a list of streams)")
     s.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT", help="where the API listens (default 127.0.0.1:8000)")
-    s.add_argument("--token", help="the API's bearer token (required off loopback: generated and printed when not given)")
+    s.add_argument("--token", help="the API's bearer token (default $RTPIPE_TOKEN; required off loopback: generated and printed "
+                                   "when not given)")
     s.add_argument("--state", metavar="JSON", help="keep the streams in this file; a restarted service brings them back")
     s.add_argument("--model", help="the streams' default model (default demo)")
     s.add_argument("--conf", type=float, help="the streams' default minimum score (default 0.25)")
@@ -100,7 +102,8 @@ def serve(args, say: Callable[[str], None], print_line: Callable[[str], None]) -
     sock = listen_on(args.listen)
     host, port = sock.getsockname()[:2]
     loopback = is_loopback(host)
-    token = args.token or (None if loopback else secrets.token_urlsafe(24))
+    given = args.token or os.environ.get("RTPIPE_TOKEN") or None
+    token = given or (None if loopback else secrets.token_urlsafe(24))
     got: list[str] = []
     stop = threading.Event()
 
@@ -121,7 +124,7 @@ def serve(args, say: Callable[[str], None], print_line: Callable[[str], None]) -
         if not args.quiet:
             print_line(f"rtpipe serve: http://{shown}:{port} (API docs at /docs), {len(service.streams)} stream(s), "
                        f"events to {', '.join(d['destination'] for d in service.outbox.stats()) or 'no destination'}")
-        if token is not None and args.token is None:
+        if token is not None and given is None:
             print_line(f"token (send 'Authorization: Bearer TOKEN'): {token}")
         while not stop.wait(0.5):
             if not thread.is_alive():

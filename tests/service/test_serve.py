@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Mosquitto, Publisher, Subscriber, WebhookReceiver, free_port, make_clip, needs_ffmpeg, \
-    needs_mosquitto, probe
+from tests.conftest import Mosquitto, Publisher, Subscriber, WebhookReceiver, free_port, make_clip, needs_ffmpeg, needs_mosquitto, probe
 
 pytest.importorskip("fastapi", reason="rtpipe serve needs its extra (pip install 'rtpipe[serve]')")
 

@@ -1,0 +1,202 @@
+"""The service under load: many live streams on one model, streams added and removed all the
+while, events to a webhook. Two phases, one JSON object (also written to --out):
+
+    python benchmarks/serve_load.py --streams 16 --seconds 600 --cycles 200 --out benchmarks/results/serve-load.json
+
+1. ``pause``: --steady streams the CPU can keep up with, their frame intervals measured first
+   alone (--pause-seconds), then while another stream is added and removed --pause-cycles
+   times. Reported: each phase's interval p50/p99 and their ratio, in frame periods.
+2. ``soak``: --streams live synthetic streams (--size at --fps, with a counting line), the
+   bundled demo model shared by all, for --seconds, with --cycles add/remove cycles of one more
+   stream spread over the run. RSS, threads and open descriptors are sampled every 5 s; after
+   the warm-up (the first fifth, at most 2 minutes) their growth is reported. Per stream: frames
+   out and FPS (a starved stream would show ~0); events made, delivered to the webhook and lost.
+
+The Service runs in this process (as ``rtpipe serve`` does, less the HTTP layer) with a
+webhook receiver on 127.0.0.1. Exit 1 if a check fails: growth >= 5 %, a stream with no frames
+in the last minute, an event not delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.bench.system import rss_mb  # noqa: E402
+from pipeline.service import Service, ServiceConfig  # noqa: E402
+from pipeline.service.outbox import Webhook  # noqa: E402
+
+
+class Receiver:
+    def __init__(self):
+        ids: set[str] = set()
+        self.ids, self.duplicates = ids, 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if record["id"] in ids:
+                    receiver.duplicates += 1
+                ids.add(record["id"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Clock:
+    """Per stream name: the monotonic time of every frame out (fed by the service's latency hook)."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = defaultdict(list)
+
+    def __call__(self, name: str, seconds: float) -> None:
+        self.times[name].append(time.monotonic())
+
+    def intervals(self, names, since: float, until: float) -> np.ndarray:
+        out = []
+        for n in names:
+            t = np.array([x for x in self.times[n] if since <= x <= until])
+            out.append(np.diff(t))
+        return np.concatenate(out) if out else np.array([])
+
+
+def spec(name: str, size: str, fps: int) -> dict:
+    return {"source": f"synthetic:{size}@{fps}", "name": name, "lines": ["mid=0,0.5,1,0.5"]}
+
+
+def percentiles(x: np.ndarray, period: float) -> dict:
+    if len(x) == 0:
+        return {"n": 0}
+    p50, p99 = np.percentile(x, [50, 99])
+    return {"n": int(len(x)), "p50_periods": round(p50 / period, 3), "p99_periods": round(p99 / period, 3),
+            "max_periods": round(float(x.max()) / period, 3)}
+
+
+def pause_phase(args, tmp: Path) -> dict:
+    service = Service(ServiceConfig(outputs=tmp / "o1", spool=tmp / "s1"), destinations=[])
+    clock = Clock()
+    service.on_latency = clock
+    service.start()
+    period = 1 / args.fps
+    steady = [f"steady{i}" for i in range(args.steady)]
+    for name in steady:
+        service.add(spec(name, args.size, args.fps))
+    time.sleep(10)  # warm-up
+    t0 = time.monotonic()
+    time.sleep(args.pause_seconds)
+    t1 = time.monotonic()
+    for i in range(args.pause_cycles):
+        sid = service.add(spec(f"extra{i}", args.size, args.fps))
+        time.sleep(0.2)
+        service.remove(sid)
+    t2 = time.monotonic()
+    service.stop()
+    alone, cycling = clock.intervals(steady, t0, t1), clock.intervals(steady, t1, t2)
+    a, c = percentiles(alone, period), percentiles(cycling, period)
+    return {"steady_streams": args.steady, "cycles": args.pause_cycles, "cycle_seconds": round(t2 - t1, 1),
+            "alone": a, "while_cycling": c,
+            "p99_ratio": round(c["p99_periods"] / a["p99_periods"], 3) if a.get("n") and c.get("n") else None}
+
+
+def sample() -> dict:
+    return {"rss_mb": round(rss_mb(), 1), "threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd"))}
+
+
+def soak_phase(args, tmp: Path) -> dict:
+    receiver = Receiver()
+    service = Service(ServiceConfig(outputs=tmp / "o2", spool=tmp / "s2"), destinations=[Webhook(receiver.url)])
+    clock = Clock()
+    service.on_latency = clock
+    service.start()
+    names = [f"cam{i:02d}" for i in range(args.streams)]
+    for name in names:
+        service.add(spec(name, args.size, args.fps))
+    started = time.monotonic()
+    samples: list[dict] = []
+    every = args.seconds / max(args.cycles, 1)
+    next_cycle, next_sample, cycles = started + every, started, 0
+    while (now := time.monotonic()) < started + args.seconds:
+        if now >= next_sample:
+            samples.append({"t": round(now - started, 1), **sample()})
+            next_sample += 5
+        if now >= next_cycle and cycles < args.cycles:
+            service.remove(service.add(spec("extra", args.size, args.fps)), timeout=10)
+            cycles += 1
+            next_cycle += every
+        time.sleep(0.05)
+    end = time.monotonic()
+    per_stream = {n: {"frames": len(clock.times[n]), "fps": round(len(clock.times[n]) / (end - started), 2),
+                      "frames_last_minute": sum(1 for t in clock.times[n] if t > end - 60)} for n in names}
+    service.stop()
+    time.sleep(1)
+    made = service.events
+    stats = service.outbox.stats()[0]
+    warm = min(args.seconds / 5, 120)
+    after = [s for s in samples if s["t"] >= warm]
+    first, last = after[0], after[-1]
+    growth = {k: round((last[k] - first[k]) / first[k], 4) for k in ("rss_mb", "threads", "fds")}
+    fps = [v["fps"] for v in per_stream.values()]
+    return {"streams": args.streams, "seconds": args.seconds, "cycles_done": cycles, "size": args.size, "fps_asked": args.fps,
+            "warmup_s": warm, "first_after_warmup": first, "last": last, "growth": growth,
+            "max_rss_mb": max(s["rss_mb"] for s in samples), "max_threads": max(s["threads"] for s in samples),
+            "stream_fps": {"min": min(fps), "max": max(fps), "sum": round(sum(fps), 2)},
+            "starved": [n for n, v in per_stream.items() if v["frames_last_minute"] == 0],
+            "events": {"made": made, "delivered": len(receiver.ids), "duplicates": receiver.duplicates,
+                       "spooled_at_end": stats["spooled"], "dropped": stats["dropped"]},
+            "per_stream": per_stream, "samples": samples}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=600)
+    ap.add_argument("--cycles", type=int, default=200)
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--steady", type=int, default=2)
+    ap.add_argument("--pause-seconds", type=float, default=30)
+    ap.add_argument("--pause-cycles", type=int, default=100)
+    ap.add_argument("--skip-pause", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                  "command": " ".join(sys.argv)}
+        if not args.skip_pause:
+            result["pause"] = pause_phase(args, Path(tmp))
+            print(json.dumps(result["pause"]), flush=True)
+        result["soak"] = soak_phase(args, Path(tmp))
+    soak = result["soak"]
+    ok = all(v < 0.05 for v in soak["growth"].values()) and not soak["starved"] and \
+        soak["events"]["delivered"] == soak["events"]["made"] and soak["events"]["dropped"] == 0
+    result["ok"] = ok
+    text = json.dumps(result, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(json.dumps({k: v for k, v in soak.items() if k not in ("samples", "per_stream")}, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
