@@ -3,7 +3,7 @@ while, events to a webhook. Two phases, one JSON object (also written to --out):
 
     python benchmarks/serve_load.py --streams 16 --seconds 600 --cycles 200 --out benchmarks/results/serve-load.json
 
-1. ``pause``: --steady streams the CPU can keep up with, their frame intervals measured first
+1. ``pause``: --steady streams the CPU can keep up with (--pause-size), their frame intervals measured first
    alone (--pause-seconds), then while another stream is added and removed --pause-cycles
    times. Reported: each phase's interval p50/p99 and their ratio, in frame periods.
 2. ``soak``: --streams live synthetic streams (--size at --fps, with a counting line), the
@@ -101,20 +101,20 @@ def pause_phase(args, tmp: Path) -> dict:
     period = 1 / args.fps
     steady = [f"steady{i}" for i in range(args.steady)]
     for name in steady:
-        service.add(spec(name, args.size, args.fps))
+        service.add(spec(name, args.pause_size, args.fps))
     time.sleep(10)  # warm-up
     t0 = time.monotonic()
     time.sleep(args.pause_seconds)
     t1 = time.monotonic()
     for i in range(args.pause_cycles):
-        sid = service.add(spec(f"extra{i}", args.size, args.fps))
+        sid = service.add(spec(f"extra{i}", args.pause_size, args.fps))
         time.sleep(0.2)
         service.remove(sid)
     t2 = time.monotonic()
     service.stop()
     alone, cycling = clock.intervals(steady, t0, t1), clock.intervals(steady, t1, t2)
     a, c = percentiles(alone, period), percentiles(cycling, period)
-    return {"steady_streams": args.steady, "cycles": args.pause_cycles, "cycle_seconds": round(t2 - t1, 1),
+    return {"steady_streams": args.steady, "size": args.pause_size, "cycles": args.pause_cycles, "cycle_seconds": round(t2 - t1, 1),
             "alone": a, "while_cycling": c,
             "p99_ratio": round(c["p99_periods"] / a["p99_periods"], 3) if a.get("n") and c.get("n") else None}
 
@@ -175,6 +175,7 @@ def main() -> int:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--steady", type=int, default=2)
+    ap.add_argument("--pause-size", default="320x180", help="frame size of the pause phase (small: the CPU keeps up)")
     ap.add_argument("--pause-seconds", type=float, default=30)
     ap.add_argument("--pause-cycles", type=int, default=100)
     ap.add_argument("--skip-pause", action="store_true")

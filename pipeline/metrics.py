@@ -72,6 +72,10 @@ class RunMetrics:
         t = self._out_times
         return None if len(t) < 2 or t[-1] == t[0] else (len(t) - 1) / (t[-1] - t[0])
 
+    def dropped(self) -> int:
+        """Frames dropped so far (by the sources and the newest-only queues), without the percentiles ``to_dict`` computes."""
+        return self.source_drops + sum(q.stats()["drops"] for q in self.queues.values())
+
     def to_dict(self) -> dict:
         end = self.ended or time.monotonic()
         wall = max(end - self.started, 1e-9)

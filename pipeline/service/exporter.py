@@ -43,12 +43,11 @@ class ServiceCollector:
             drops.add_metric([name], s["dropped"])
             reconnects.add_metric([name], s["reconnects"])
             pipeline = stream.session.pipeline if stream is not None and stream.session is not None else None
-            if pipeline is not None:
-                m = pipeline.metrics.to_dict()
-                for k, v in m["stages"].items():
-                    stage.add_metric([name, k], v["mean_ms"] or 0.0)
-                for k, v in m["queues"].items():
-                    depth.add_metric([name, k], v["mean_depth"])
+            if pipeline is not None:  # (means only: percentiles of every stage at each scrape would cost more than they say)
+                for k, v in list(pipeline.metrics.stages.items()):
+                    stage.add_metric([name, k], v.total_ms / v.count if v.count else 0.0)
+                for k, q in list(pipeline.metrics.queues.items()):
+                    depth.add_metric([name, k], q.stats()["mean_depth"])
         yield from gauges.values()
         yield from (frames, drops, reconnects, stage, depth)
         published = CounterMetricFamily("rtpipe_events_published", "events the destination acknowledged", labels=["destination"])

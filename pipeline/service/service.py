@@ -81,7 +81,8 @@ class Service:
         self._models: dict[tuple, Models] = {}
         self._lock = threading.RLock()
         self.on_latency = None  # set by the exporter: (stream name, seconds) per frame
-        self.events = 0
+        self.events = 0  # made by the streams (each published to every destination)
+        self._counting = threading.Lock()
         self.started = False
 
     # ---- life -----------------------------------------------------------------------------
@@ -195,7 +196,8 @@ class Service:
     # ---- events, state --------------------------------------------------------------------
 
     def _emit(self, record: dict) -> None:
-        self.events += 1
+        with self._counting:
+            self.events += 1
         self.outbox.publish(record)
 
     def _latency(self, name: str):

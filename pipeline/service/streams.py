@@ -192,14 +192,13 @@ class Stream:
         if state == "up" and source is not None and getattr(source, "outage", None) is not None:
             state = "reconnecting"
         metrics = pipeline.metrics if pipeline is not None else None
-        m = metrics.to_dict() if metrics is not None else {}
         tracking = pipeline.tracking if pipeline is not None else None
         return {
             "id": self.id, "name": self.spec.name, "source": source.uri if source is not None else self.spec.source,
             "state": state, "error": self.error, "started": round(self.started, 3),
             "frames": self.frames, "fps": None if metrics is None else metrics.recent_fps(),
-            "dropped": m.get("dropped", 0), "last_frame_at": self.last_frame_at,
-            "latency_ms": m.get("e2e_latency", {}).get("p50_ms"),
+            "dropped": 0 if metrics is None else metrics.dropped(), "last_frame_at": self.last_frame_at,
+            "latency_ms": None if metrics is None else metrics.e2e.last(),  # the last frame's, capture to output
             "gaps": len(getattr(source, "gaps", []) or []), "reconnects": len(getattr(source, "gaps", []) or []),
             "counts": tracking.counts() if tracking is not None else {},
             "outputs": [str(s.path) for _, s in session.outputs()] if session is not None else [],
