@@ -72,6 +72,14 @@ class Exporter:
         self.latency = Histogram("rtpipe_stream_latency_seconds", "capture to written, per frame", ["stream"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         service.on_latency = lambda name, seconds: self.latency.labels(name).observe(seconds)
+        service.on_removed = self._forget
+
+    def _forget(self, name: str) -> None:
+        """A removed stream's histogram goes with it (names that come and go would otherwise pile up)."""
+        try:
+            self.latency.remove(name)
+        except KeyError:
+            pass
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -81,6 +81,7 @@ class Service:
         self._models: dict[tuple, Models] = {}
         self._lock = threading.RLock()
         self.on_latency = None  # set by the exporter: (stream name, seconds) per frame
+        self.on_removed = None  # set by the exporter: (stream name) once a stream is removed
         self.events = 0  # made by the streams (each published to every destination)
         self._counting = threading.Lock()
         self.started = False
@@ -140,6 +141,8 @@ class Service:
             stream = self.streams.pop(self._find(sid).id)
             self._save_state()
         stream.stop(timeout)
+        if self.on_removed is not None and not any(s.spec.name == stream.spec.name for s in self.streams.values()):
+            self.on_removed(stream.spec.name)
         return stream.status()
 
     def update(self, sid: str, lines: list[str] | None, zones: list[str] | None) -> dict:

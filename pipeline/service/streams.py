@@ -17,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.config import RunConfig, build_config
 from pipeline.runtime.session import Models, Session
+from pipeline.service.restream import Restream, check_url
 from pipeline.sinks import Sink
 from pipeline.types import Detections, Frame
 
@@ -43,6 +44,12 @@ class StreamSpec(BaseModel):
     save: bool = Field(False, description="write the annotated video under the service's output folder")
     json_out: bool = Field(False, alias="json", description="write the detections (JSONL) under the service's output folder")
     reconnect: float = Field(RECONNECT_S, ge=0.0, le=RECONNECT_S, description="seconds a dropped stream is retried")
+    restream: str | None = Field(None, description="push the annotated video to this rtsp://, rtmp:// or srt:// URL")
+
+    @field_validator("restream")
+    @classmethod
+    def _restream(cls, v: str | None) -> str | None:
+        return v if v is None else check_url(v)
 
 
 class ShapesPatch(BaseModel):
@@ -95,6 +102,7 @@ class Stream:
         self.frames, self.detections, self.last_frame_at = 0, 0, None
         self.viewers = 0
         self.session: Session | None = None
+        self.restream: Restream | None = None
         self._picture = threading.Condition()
         self._image: np.ndarray | None = None
         self._seq = 0
@@ -118,6 +126,9 @@ class Stream:
                 self.state = "stopped"
                 return
             session.sinks[0].append(Probe(self))
+            if self.spec.restream is not None:
+                self.restream = Restream(self.spec.restream, session.sources[0].fps)
+                session.sinks[0].append(self.restream)
             self.state = "up"
             self.emit({"event": "stream_up", "time": round(time.time(), 3)})
             session.run(handle_sigint=False)
@@ -202,5 +213,6 @@ class Stream:
             "gaps": len(getattr(source, "gaps", []) or []), "reconnects": len(getattr(source, "gaps", []) or []),
             "counts": tracking.counts() if tracking is not None else {},
             "outputs": [str(s.path) for _, s in session.outputs()] if session is not None else [],
+            "restream": None if self.restream is None else self.restream.stats(),
             "settings": self.spec.model_dump(by_alias=True, exclude_defaults=True),
         }

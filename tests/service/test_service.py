@@ -129,7 +129,7 @@ def test_a_file_stream_runs_to_its_end_with_its_outputs_complete(service, tmp_pa
     ({"source": LIVE, "name": "x", "conf": 2}, "conf"),
     ({"source": LIVE, "name": "x", "save": "/etc/cron.d/x"}, "save"),
     ({"source": LIVE, "name": "x", "lines": ["0,0,0,0"]}, "the two points are the same"),
-    ({"source": LIVE, "name": "x", "restream": "rtsp://h/x"}, "restream"),
+    ({"source": LIVE, "name": "x", "restream": "file:///tmp/x.mp4"}, "restream"),
 ])
 def test_what_the_service_refuses(service, spec, error):
     svc, _ = service()
