@@ -54,8 +54,7 @@ class Restream(Sink):
     def _open(self, w: int, h: int) -> None:
         import av
 
-        options = {"rtsp_transport": "tcp"} if self.format == "rtsp" else {}
-        container = av.open(self.url, mode="w", format=self.format, options=options, timeout=OPEN_TIMEOUT_S)
+        container = av.open(self.url, mode="w", format=self.format, timeout=OPEN_TIMEOUT_S)  # (RTSP: FFmpeg's default, UDP)
         try:
             stream = container.add_stream("libx264", rate=self.fps)
             stream.width, stream.height = w, h
