@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -39,30 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.bench.system import rss_mb  # noqa: E402
 from pipeline.service import Service, ServiceConfig  # noqa: E402
 from pipeline.service.outbox import Webhook  # noqa: E402
-
-
-class Receiver:
-    def __init__(self):
-        ids: set[str] = set()
-        self.ids, self.duplicates = ids, 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if record["id"] in ids:
-                    receiver.duplicates += 1
-                ids.add(record["id"])
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from tests.conftest import WebhookReceiver  # noqa: E402
 
 
 class Clock:
@@ -133,7 +109,7 @@ def sample() -> dict:
 
 
 def soak_phase(args, tmp: Path) -> dict:
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     service = Service(ServiceConfig(outputs=tmp / "o2", spool=tmp / "s2"), destinations=[Webhook(receiver.url)])
     clock = Clock()
     service.on_latency = clock
@@ -171,7 +147,8 @@ def soak_phase(args, tmp: Path) -> dict:
             "max_rss_mb": max(s["rss_mb"] for s in samples), "max_threads": max(s["threads"] for s in samples),
             "stream_fps": {"min": min(fps), "max": max(fps), "sum": round(sum(fps), 2)},
             "starved": [n for n, v in per_stream.items() if v["frames_last_minute"] == 0],
-            "events": {"made": made, "delivered": len(receiver.ids), "duplicates": receiver.duplicates,
+            "events": {"made": made, "delivered": len({b["id"] for b in receiver.bodies}),
+                       "duplicates": len(receiver.bodies) - len({b["id"] for b in receiver.bodies}),
                        "spooled_at_end": stats["spooled"], "dropped": stats["dropped"]},
             "per_stream": per_stream, "samples": samples}
 

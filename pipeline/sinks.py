@@ -106,6 +106,12 @@ def check_writable(path: Path, overwrite: bool = True) -> Path:
     return path
 
 
+def flush(stream, container) -> None:
+    """The frames a PyAV encoder still holds, muxed into ``container``."""
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
 class VideoSink(Sink):
     """Annotated H.264 video through PyAV: the input's size, at the source's frame rate.
 
@@ -175,8 +181,7 @@ class VideoSink(Sink):
         if self.container is None:
             return
         try:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+            flush(self.stream, self.container)
         finally:
             self.container.close()
             self.container = None

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from pipeline.sinks import Sink
+from pipeline.sinks import Sink, flush
 from pipeline.sources import redact
 from pipeline.types import Detections, Frame
 
@@ -117,8 +117,7 @@ class Restream(Sink):
         if self.container is None:
             return
         try:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+            flush(self.stream, self.container)
         except Exception:  # noqa: BLE001 - the server went away while the stream ended
             pass
         self._close_quietly()

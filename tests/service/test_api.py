@@ -46,6 +46,7 @@ def test_streams_are_added_listed_changed_and_removed(service):
     gone = api.delete(f"/streams/{sid}")
     assert gone.status_code == 200 and gone.json()["state"] == "stopped"
     assert api.get(f"/streams/{sid}").status_code == 404 and api.get("/streams").json() == []
+    assert 'stream="gate"' not in api.get("/metrics").text  # a removed stream's series go with it
 
 
 @pytest.mark.parametrize("body, field", [

@@ -141,3 +141,22 @@ def test_the_service_end_to_end(tmp_path):
         sub.close()
         hook.close()
         broker.stop()
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--listen", "nope:port"], "--listen 'nope:port': give HOST:PORT"),
+    (["--mqtt", "http://broker:1883"], "--mqtt 'http://broker:1883': give mqtt://HOST"),
+    (["--spool-mb", "0"], "--spool-mb"),
+    (["--config", "missing.yaml"], "config file 'missing.yaml' not found"),
+    (["taken"], "cannot listen there"),
+])
+def test_bad_settings_stop_serve_with_one_line(tmp_path, args, error):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        if args == ["taken"]:
+            args = ["--listen", f"127.0.0.1:{busy.getsockname()[1]}"]
+        r = subprocess.run([sys.executable, "-m", "pipeline", "serve", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and error in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
