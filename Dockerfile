@@ -1,5 +1,5 @@
 # rtpipe serve in a container (not built on the project's machines: no Docker daemon there).
-#   docker build -t rtpipe . && docker run -p 8000:8000 -v rtpipe:/data -e RTPIPE_TOKEN=... rtpipe
+#   docker build -t rtpipe . && docker run --stop-timeout 60 -p 8000:8000 -v rtpipe:/data -e RTPIPE_TOKEN=... rtpipe
 # It listens on 0.0.0.0 inside the container, so the API needs a token: RTPIPE_TOKEN, or one is
 # generated and printed at start. `docker stop` sends SIGTERM: every stream's outputs are finalised.
 FROM python:3.11-slim

@@ -11,7 +11,8 @@
     GET    /metrics              Prometheus text format
 
 Guarded as the browser view is: with a token every request must carry it (``Authorization:
-Bearer TOKEN``, or ``?token=`` for a view opened in a browser), compared in constant time; on a
+Bearer TOKEN``, or ``?token=`` for a view opened in a browser), compared in constant time, but
+/health, /docs and /openapi.json (a liveness probe, and the API's own description); on a
 loopback address the ``Host`` header must name a loopback host (no DNS rebinding); request
 bodies are capped at ``MAX_BODY`` bytes. Errors are one line: ``{"detail": "..."}``.
 """
@@ -27,20 +28,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipeline.browser_view import host_name, is_loopback
-from pipeline.config import ConfigError
 from pipeline.service.exporter import CONTENT_TYPE, Exporter
 from pipeline.service.service import Service, StreamNotFound
 from pipeline.service.streams import ShapesPatch, StreamSpec
+from pipeline.types import InputError
 
 MAX_BODY = 64 * 1024
 MAX_VIEWERS = 8  # per stream
 BOUNDARY = b"frame"
+OPEN_PATHS = ("/health", "/docs", "/openapi.json")  # no token: a liveness probe, and the API's own description
 
 
 def one_line(exc: RequestValidationError) -> str:
     e = exc.errors()[0]
+    if e["type"] == "json_invalid":
+        return f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'cannot be parsed')})"
     where = ".".join(str(p) for p in e["loc"] if p != "body") or "body"
-    return f"{where}: {e['msg']}"
+    return f"{where}: {e['msg'].removeprefix('Value error, ')}"
 
 
 def make_app(service: Service, token: str | None = None, loopback: bool = True) -> FastAPI:
@@ -51,8 +55,9 @@ def make_app(service: Service, token: str | None = None, loopback: bool = True) 
     async def guard(request: Request, call_next):
         if loopback and not is_loopback(host_name(request.headers.get("host", ""))):
             return JSONResponse({"detail": "this service answers only requests to a loopback host name"}, status_code=403)
-        if token is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or request.query_params.get("token", "")
+        if token is not None and request.url.path not in OPEN_PATHS:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            given = value.strip() if scheme.lower() == "bearer" else request.query_params.get("token", "")
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN'"}, status_code=401)
         size = request.headers.get("content-length")
@@ -65,8 +70,8 @@ def make_app(service: Service, token: str | None = None, loopback: bool = True) 
     async def invalid(request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": one_line(exc)}, status_code=422)
 
-    @app.exception_handler(ConfigError)
-    async def refused(request: Request, exc: ConfigError):
+    @app.exception_handler(InputError)
+    async def refused(request: Request, exc: InputError):  # settings, models, sources: what the caller can fix
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(StreamNotFound)
@@ -89,7 +94,9 @@ def make_app(service: Service, token: str | None = None, loopback: bool = True) 
     def patch(sid: str, change: ShapesPatch):
         try:
             return service.update(sid, change.lines, change.zones)
-        except ValueError as exc:
+        except InputError:  # a bad line or zone: 422
+            raise
+        except ValueError as exc:  # the stream counts nothing, or is not running
             return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.delete("/streams/{sid}")
@@ -99,6 +106,8 @@ def make_app(service: Service, token: str | None = None, loopback: bool = True) 
     @app.get("/streams/{sid}/view")
     async def view(sid: str):
         stream = service._find(sid)
+        if not stream.alive:
+            return JSONResponse({"detail": f"stream '{stream.spec.name}' is {stream.state}: nothing to show"}, status_code=409)
         if stream.viewers >= MAX_VIEWERS:
             return JSONResponse({"detail": f"{MAX_VIEWERS} viewers already watch this stream"}, status_code=503)
 

@@ -114,10 +114,11 @@ def serve(args, say: Callable[[str], None], print_line: Callable[[str], None]) -
     for name in SIGNAL_EXIT:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), on_signal)
-    service = Service(config)
+    service, server, thread = Service(config), None, None
     try:
         service.start()
-        server = uvicorn.Server(uvicorn.Config(make_app(service, token, loopback), log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(make_app(service, token, loopback), log_level="warning", access_log=False,
+                                               timeout_graceful_shutdown=2))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rtpipe-api", daemon=True)
         thread.start()
         shown = f"[{host}]" if ":" in host else host
@@ -129,10 +130,11 @@ def serve(args, say: Callable[[str], None], print_line: Callable[[str], None]) -
         while not stop.wait(0.5):
             if not thread.is_alive():
                 raise ConfigError("the API server stopped by itself (see the lines above)")
-        server.should_exit = True
-        thread.join(10)
     finally:
-        service.stop()
+        service.stop()  # first: the streams finalise their outputs, and their views end
+        if server is not None:
+            server.should_exit = True
+            thread.join(10)
         sock.close()
     say(f"stopped by {got[0]}: every stream's outputs finalised")
     return SIGNAL_EXIT[got[0]]

@@ -34,6 +34,8 @@ class ServiceCollector:
         reconnects = CounterMetricFamily("rtpipe_stream_reconnects", "outages the stream came back from", labels=["stream"])
         stage = GaugeMetricFamily("rtpipe_stage_mean_ms", "mean time of a pipeline stage per call", labels=["stream", "stage"])
         depth = GaugeMetricFamily("rtpipe_queue_mean_depth", "mean depth of a queue in front of a stage", labels=["stream", "queue"])
+        pushed = CounterMetricFamily("rtpipe_restream_frames", "frames re-streamed", labels=["stream"])
+        unpushed = CounterMetricFamily("rtpipe_restream_dropped_frames", "frames not re-streamed (the server down)", labels=["stream"])
         for s, stream in running:
             name = s["name"]
             gauges["up"].add_metric([name], 1.0 if s["state"] == "up" else 0.0)
@@ -42,6 +44,9 @@ class ServiceCollector:
             frames.add_metric([name], s["frames"])
             drops.add_metric([name], s["dropped"])
             reconnects.add_metric([name], s["reconnects"])
+            if s["restream"] is not None:
+                pushed.add_metric([name], s["restream"]["sent"])
+                unpushed.add_metric([name], s["restream"]["dropped"])
             pipeline = stream.session.pipeline if stream is not None and stream.session is not None else None
             if pipeline is not None:  # (means only: percentiles of every stage at each scrape would cost more than they say)
                 for k, v in list(pipeline.metrics.stages.items()):
@@ -49,7 +54,7 @@ class ServiceCollector:
                 for k, q in list(pipeline.metrics.queues.items()):
                     depth.add_metric([name, k], q.stats()["mean_depth"])
         yield from gauges.values()
-        yield from (frames, drops, reconnects, stage, depth)
+        yield from (frames, drops, reconnects, stage, depth, pushed, unpushed)
         published = CounterMetricFamily("rtpipe_events_published", "events the destination acknowledged", labels=["destination"])
         failed = CounterMetricFamily("rtpipe_events_failed_tries", "deliveries that failed (each is retried)", labels=["destination"])
         spooled = GaugeMetricFamily("rtpipe_events_spooled", "events waiting on disk for the destination", labels=["destination"])

@@ -26,10 +26,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.config import ConfigError, explain
+from pipeline.config import ConfigError, build_config, explain
 from pipeline.runtime.session import Models, load_models
 from pipeline.service.outbox import DEFAULT_TOPIC, Mqtt, Outbox, Webhook
 from pipeline.service.streams import Stream, StreamSpec, run_config
+from pipeline.types import InputError
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt", "rtp")
 MODEL_KEYS = ("model", "conf", "iou", "imgsz", "max_det", "classes", "backend", "device", "trust_checkpoint", "trust_engine")
@@ -73,12 +74,15 @@ class Service:
     ``name``, ``deliver(record, payload)`` raising ``outbox.DeliveryError``, and ``close()``)."""
 
     def __init__(self, config: ServiceConfig, destinations: list | None = None):
+        if config.state is not None and not config.state.expanduser().resolve().parent.is_dir():
+            raise ConfigError(f"--state '{config.state}': its folder does not exist: create it, or give another path")
         self.config = config
         if destinations is None:
             destinations = ([Mqtt(config.mqtt, config.mqtt_topic)] if config.mqtt else []) + [Webhook(u) for u in config.webhook]
         self.outbox = Outbox(destinations, config.spool, int(config.spool_mb * 2**20))
         self.streams: dict[str, Stream] = {}
         self._models: dict[tuple, Models] = {}
+        self._default: Models | None = None  # the service's own model settings' (loaded at start, kept)
         self._lock = threading.RLock()
         self.on_latency = None  # set by the exporter: (stream name, seconds) per frame
         self.on_removed = None  # set by the exporter: (stream name) once a stream is removed
@@ -89,13 +93,21 @@ class Service:
     # ---- life -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start delivering events and bring back the configured streams and those of the state file."""
+        """Load the default model, start delivering events, and bring back the streams of the state
+        file (or, before there is one, the configured ``streams``). A stream that cannot start (its
+        file moved, its model gone) is listed as failed with its reason; the others start."""
+        self._model_for(build_config(None, {"source": "synthetic:64x64@1", "model": self.config.model, "conf": self.config.conf,
+                                            "device": self.config.device}, origin="serve"))
         self.outbox.start()
         self.started = True
         saved = self._read_state()
-        for spec in [*self.config.streams, *saved]:
-            if not any(s.spec.name == spec.name for s in self.streams.values()):
+        for spec in saved if saved is not None else self.config.streams:
+            try:
                 self.add(spec, save=False)
+            except InputError as exc:
+                stream = Stream(uuid.uuid4().hex[:12], spec, None, None, self._emit)
+                stream.state, stream.error = "failed", " ".join(str(exc).split())[:500]
+                self.streams[stream.id] = stream
         self._save_state()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -118,7 +130,8 @@ class Service:
                 spec = StreamSpec.model_validate(spec)
             except ValidationError as exc:
                 raise ConfigError(explain(exc, "stream")) from None
-        self._check_source(spec.source)
+        if (local := self._check_source(spec.source)) is not None:
+            spec = spec.model_copy(update={"source": str(local)})  # (kept so: a restart from another folder finds it)
         with self._lock:
             if any(s.spec.name == spec.name and s.alive for s in self.streams.values()):
                 raise ConfigError(f"a stream is already called '{spec.name}': remove it first, or choose another name")
@@ -141,6 +154,9 @@ class Service:
             stream = self.streams.pop(self._find(sid).id)
             self._save_state()
         stream.stop(timeout)
+        with self._lock:  # a model no stream uses any more is let go (each conf/imgsz/... is its own copy)
+            used = {id(s.models) for s in self.streams.values()} | {id(self._default)}
+            self._models = {k: m for k, m in self._models.items() if id(m) in used}
         if self.on_removed is not None and not any(s.spec.name == stream.spec.name for s in self.streams.values()):
             self.on_removed(stream.spec.name)
         return stream.status()
@@ -170,11 +186,12 @@ class Service:
             raise StreamNotFound(sid)
         return named[0]
 
-    def _check_source(self, source: str) -> None:
-        """A source that is a local path must lie inside ``allow_files`` (a caller of the API cannot read the disk)."""
+    def _check_source(self, source: str) -> Path | None:
+        """A source that is a local path must lie inside ``allow_files`` (a caller of the API cannot read the
+        disk); returns that file's absolute path, or None for a URL, a camera or synthetic frames."""
         scheme = source.partition("://")[0].lower() if "://" in source else None
         if scheme in NETWORK_SCHEMES or source.isdigit() or re.fullmatch(r"/dev/video\d+|synthetic:.*", source):
-            return
+            return None
         if scheme is not None or source.startswith("file:"):
             raise ConfigError(f"source '{source}': the service opens {', '.join(NETWORK_SCHEMES)} URLs, cameras, synthetic: "
                               "and files inside --allow-files")
@@ -187,6 +204,7 @@ class Service:
             raise ConfigError(f"source '{source}' is outside the folder --allow-files allows ({root})")
         if not path.is_file():
             raise ConfigError(f"source '{source}' is not a file in {root}")
+        return path
 
     def _model_for(self, config) -> Models:
         key = tuple(str(getattr(config, k)) for k in MODEL_KEYS)
@@ -194,6 +212,8 @@ class Service:
             models = load_models(config)
             models.model.infer = locked(models.model.infer, threading.Lock())
             self._models[key] = models
+            if self._default is None:
+                self._default = models
         return self._models[key]
 
     # ---- events, state --------------------------------------------------------------------
@@ -206,10 +226,11 @@ class Service:
     def _latency(self, name: str):
         return lambda seconds: self.on_latency is not None and self.on_latency(name, seconds)
 
-    def _read_state(self) -> list[StreamSpec]:
+    def _read_state(self) -> list[StreamSpec] | None:
+        """The streams of the state file; None when there is none (yet)."""
         path = self.config.state
         if path is None or not path.exists():
-            return []
+            return None
         try:
             data = json.loads(path.read_text())
             return [StreamSpec.model_validate(s) for s in data["streams"]]
@@ -225,7 +246,7 @@ class Service:
         with self._lock:
             specs = [s.spec.model_dump(by_alias=True, exclude_defaults=True) for s in self.streams.values()]
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # (camera URLs may hold passwords)
             json.dump({"streams": specs}, f, indent=2)
             f.flush()
             os.fsync(f.fileno())

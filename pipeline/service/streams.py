@@ -10,6 +10,7 @@ earlier outputs. Removing a stream finalises its outputs as Ctrl-C does for ``rt
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from pipeline.config import RunConfig, build_config
 from pipeline.runtime.session import Models, Session
 from pipeline.service.restream import Restream, check_url
 from pipeline.sinks import Sink
+from pipeline.sources import redact
 from pipeline.types import Detections, Frame
 
-NAME = r"^[A-Za-z0-9][\w.\-]{0,63}$"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 RECONNECT_S = 86_400.0  # a camera of the service is retried for a day before its stream counts as failed
 
 
@@ -35,7 +37,7 @@ class StreamSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     source: str = Field(description="stream URL (rtsp://, http://, tcp://, srt://), camera index, video file or synthetic:WxH@FPS")
-    name: str = Field(pattern=NAME, description="the stream's name: letters, digits, '_', '-', '.' (at most 64)")
+    name: str = Field(description="the stream's name: ASCII letters, digits, '_', '-', '.' (at most 64; a letter or digit first)")
     model: str | None = Field(None, description="model spec (default: the service's)")
     conf: float | None = Field(None, ge=0.0, le=1.0, description="minimum detection score (default: the service's)")
     lines: list[str] = Field(default_factory=list, description="counting lines, [NAME=]x1,y1,x2,y2")
@@ -45,6 +47,14 @@ class StreamSpec(BaseModel):
     json_out: bool = Field(False, alias="json", description="write the detections (JSONL) under the service's output folder")
     reconnect: float = Field(RECONNECT_S, ge=0.0, le=RECONNECT_S, description="seconds a dropped stream is retried")
     restream: str | None = Field(None, description="push the annotated video to this rtsp://, rtmp:// or srt:// URL")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.fullmatch(v):
+            raise ValueError("use ASCII letters, digits, '_', '-' and '.', at most 64, starting with a letter or digit (it names "
+                             "the output folder and the metrics)")
+        return v
 
     @field_validator("restream")
     @classmethod
@@ -129,8 +139,6 @@ class Stream:
             if self.spec.restream is not None:
                 self.restream = Restream(self.spec.restream, session.sources[0].fps)
                 session.sinks[0].append(self.restream)
-            self.state = "up"
-            self.emit({"event": "stream_up", "time": round(time.time(), 3)})
             session.run(handle_sigint=False)
             self.state = "stopped" if self._stop.is_set() else "ended"
             self.emit({"event": "stream_down", "time": round(time.time(), 3), "reason": self.state})
@@ -142,6 +150,9 @@ class Stream:
                 self._picture.notify_all()
 
     def _frame(self, frame: Frame, detections: int, image: np.ndarray | None) -> None:
+        if self.frames == 0 and self.state == "starting":  # up once frames come, not when the source is opened
+            self.state = "up"
+            self.emit({"event": "stream_up", "time": round(time.time(), 3)})
         self.frames += 1
         self.detections = detections
         self.last_frame_at = time.time()
@@ -165,7 +176,9 @@ class Stream:
     def set_shapes(self, lines: list[str], zones: list[str]) -> None:
         """New lines and zones for the running stream (its tracker keeps going; the counts start from zero)."""
         pipeline = self.session.pipeline if self.session is not None else None
-        if pipeline is None or pipeline.tracking is None:
+        if pipeline is None:
+            raise ValueError(f"stream '{self.spec.name}' is {self.state}, not running: try again once it is up")
+        if pipeline.tracking is None:
             raise ValueError(f"stream '{self.spec.name}' runs no tracker: add it with lines, zones or track to count")
         from pipeline.analytics import parse_shapes
         from pipeline.overlay.tracks import CountsAnnotator
@@ -200,7 +213,7 @@ class Stream:
         source = session.sources[0] if session is not None else None
         pipeline = session.pipeline if session is not None else None
         state = self.state
-        if state == "up" and source is not None and getattr(source, "outage", None) is not None:
+        if state in ("starting", "up") and source is not None and getattr(source, "outage", None) is not None:
             state = "reconnecting"
         metrics = pipeline.metrics if pipeline is not None else None
         tracking = pipeline.tracking if pipeline is not None else None
@@ -214,5 +227,6 @@ class Stream:
             "counts": tracking.counts() if tracking is not None else {},
             "outputs": [str(s.path) for _, s in session.outputs()] if session is not None else [],
             "restream": None if self.restream is None else self.restream.stats(),
-            "settings": self.spec.model_dump(by_alias=True, exclude_defaults=True),
+            "settings": {k: redact(v) if k in ("source", "restream") else v
+                         for k, v in self.spec.model_dump(by_alias=True, exclude_defaults=True).items()},
         }

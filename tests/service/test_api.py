@@ -38,6 +38,7 @@ def test_streams_are_added_listed_changed_and_removed(service):
         time.sleep(0.1)
     assert api.get("/ready").json() == {"ready": True, "streams": 1, "up": 1}
     assert [s["id"] for s in api.get("/streams").json()] == [sid]
+    assert api.patch("/streams/gate", json={"lines": ["bad"]}).status_code == 422
     changed = api.patch("/streams/gate", json={"lines": ["in=0.5,0,0.5,1"]})
     assert changed.status_code == 200 and changed.json()["settings"]["lines"] == ["in=0.5,0,0.5,1"]
     metrics = api.get("/metrics")
@@ -55,6 +56,8 @@ def test_streams_are_added_listed_changed_and_removed(service):
     ({"source": LIVE}, "name"),
     ({"source": LIVE, "name": "x", "zones": ["0,0,1,1"]}, "--zone"),
     ({"source": "/etc/passwd", "name": "x"}, "allow-files"),
+    ({"source": LIVE, "name": "x", "model": "no-such-model"}, "no-such-model"),
+    ({"source": LIVE, "name": "cäm"}, "name: use ASCII letters"),
 ])
 def test_bad_settings_are_a_422_with_one_line_naming_the_field(service, body, field):
     answer = client(service).post("/streams", json=body)
@@ -77,6 +80,8 @@ def test_unknown_streams_and_streams_without_a_tracker(service):
 def test_a_token_is_required_when_set(service):
     api = client(service, token="s3cret")
     assert api.get("/streams").status_code == 401
+    assert api.get("/health").status_code == 200 and api.get("/openapi.json").status_code == 200  # probes and docs
+    assert api.get("/streams", headers={"Authorization": "bearer s3cret"}).status_code == 200  # (the scheme is case-blind)
     assert api.get("/streams", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert api.get("/streams", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert api.get("/streams?token=s3cret").status_code == 200
@@ -93,3 +98,8 @@ def test_a_loopback_service_answers_only_loopback_host_names(service):
 def test_request_bodies_are_capped(service):
     answer = client(service).post("/streams", content=b"{" + b" " * MAX_BODY + b"}", headers={"Content-Type": "application/json"})
     assert answer.status_code == 413 and not service.streams
+
+
+def test_a_body_that_is_not_json_is_one_line(service):
+    answer = client(service).post("/streams", content=b"{source: x", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("the body is not valid JSON")

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +73,16 @@ def mjpeg_part(url: str) -> bytes:
         return answer.read(size)
 
 
+def watch(url: str) -> None:
+    """Read an MJPEG view until the server ends it."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            while answer.read(65536):
+                pass
+    except OSError:
+        pass
+
+
 @needs_mosquitto
 @needs_ffmpeg
 def test_the_service_end_to_end(tmp_path):
@@ -112,7 +123,12 @@ def test_the_service_end_to_end(tmp_path):
             serve.wait(lambda: serve.stream("cam")["frames"] >= before + 15, what="cam to go on")
             assert serve.stream("cam")["state"] == "up" and serve.call("GET", "/streams/net")[0] == 404
 
+        watching = threading.Thread(target=watch, args=(f"{serve.base}/streams/cam/view",), daemon=True)
+        watching.start()  # a viewer still watching when SIGTERM comes does not hold the shutdown
+        time.sleep(0.5)
         assert serve.terminate() == 143
+        watching.join(5)
+        assert not watching.is_alive()
         outputs = sorted((tmp_path / "out").rglob("*"))
         assert not [p for p in outputs if p.name.endswith(".partial")]
         video = next(p for p in outputs if p.parent.name == "cam" and p.suffix == ".mp4")

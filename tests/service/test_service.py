@@ -81,15 +81,24 @@ def test_streams_come_and_go_while_the_others_run_on_one_model(service, tmp_path
 
 def test_a_restarted_service_brings_its_streams_back(service, tmp_path):
     state = tmp_path / "state.json"
-    first, _ = service(state=state)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = make_clip(videos / "clip.mp4", frames=200)
+    first, _ = service(state=state, allow_files=videos, streams=[{"source": LIVE, "name": "seeded"}])
     first.add({"source": LIVE, "name": "cam1", "zones": ["door=0,0,0.5,0,0.5,1,0,1"], "conf": 0.3})
-    first.add({"source": LIVE, "name": "cam2"})
+    first.add({"source": "rtsp://admin:s3cret@127.0.0.1:9/live", "name": "cam2"})
+    first.add({"source": str(clip), "name": "rec"})
+    first.remove("seeded")
+    assert state.stat().st_mode & 0o077 == 0  # private: it holds camera URLs
     first.stop(timeout=10)
-    second, _ = service(state=state)
+    clip.unlink()  # the recording went away meanwhile
+    second, _ = service(state=state, allow_files=videos, streams=[{"source": LIVE, "name": "seeded"}])
     streams = {s["name"]: s for s in second.list()}
-    assert set(streams) == {"cam1", "cam2"}
+    assert set(streams) == {"cam1", "cam2", "rec"}  # the state file, not the seed list, once it exists
     assert streams["cam1"]["settings"]["zones"] == ["door=0,0,0.5,0,0.5,1,0,1"] and streams["cam1"]["settings"]["conf"] == 0.3
-    wait_until(lambda: all(s["frames"] > 0 for s in second.list()))
+    assert streams["rec"]["state"] == "failed" and "not a file" in streams["rec"]["error"]  # and the others start
+    assert streams["cam2"]["settings"]["source"] == "rtsp://***@127.0.0.1:9/live"
+    wait_until(lambda: second.get("cam1")["frames"] > 0)
 
 
 def test_lines_and_zones_change_while_the_stream_runs(service):
