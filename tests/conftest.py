@@ -358,7 +358,9 @@ class Subscriber:
         self.messages: list[tuple[dict, bool]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{broker.port}", clean_session=False)
         self.client.reconnect_delay_set(0.2, 1)
+        self.subscribed = threading.Event()  # set once the broker confirmed the subscription
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append((json.loads(m.payload), bool(m.dup)))
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()

@@ -126,6 +126,7 @@ class Stream:
         self._emit({"stream": self.spec.name, "stream_id": self.id, **record})
 
     def _run(self) -> None:
+        reason = None
         try:
             for out in (self.config.save, self.config.json_path):
                 if out is not None:
@@ -141,17 +142,23 @@ class Stream:
                 session.sinks[0].append(self.restream)
             session.run(handle_sigint=False)
             self.state = "stopped" if self._stop.is_set() else "ended"
-            self.emit({"event": "stream_down", "time": round(time.time(), 3), "reason": self.state})
+            reason = self.state
         except Exception as exc:  # noqa: BLE001 - a stream that fails ends only itself, and says why
             self.state, self.error = "failed", " ".join(str(exc).split())[:500]
-            self.emit({"event": "stream_down", "time": round(time.time(), 3), "reason": self.error})
+            reason = self.error
         finally:
+            # stream_down pairs with stream_up; a stream that fails before its first frame says stream_failed
+            if self.frames:
+                self.emit({"event": "stream_down", "time": round(time.time(), 3), "reason": reason})
+            elif self.state == "failed":
+                self.emit({"event": "stream_failed", "time": round(time.time(), 3), "reason": reason})
             with self._picture:
                 self._picture.notify_all()
 
     def _frame(self, frame: Frame, detections: int, image: np.ndarray | None) -> None:
-        if self.frames == 0 and self.state == "starting":  # up once frames come, not when the source is opened
-            self.state = "up"
+        if self.frames == 0:  # up once frames come, not when the source is opened (also the frames a stop drains)
+            if self.state == "starting":
+                self.state = "up"
             self.emit({"event": "stream_up", "time": round(time.time(), 3)})
         self.frames += 1
         self.detections = detections

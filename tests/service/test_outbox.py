@@ -87,8 +87,7 @@ def test_mqtt_every_record_once_across_a_broker_restart(tmp_path):
         box = Outbox([Mqtt(broker.url, "rtpipe/{stream}/{event}")], tmp_path / "spool", cap_bytes=1 << 20)
         box.start()
         try:
-            wait_until(lambda: sub.client.is_connected())
-            time.sleep(0.3)  # (the subscription is made once connected)
+            wait_until(sub.subscribed.is_set)
             sent = [box.publish({"stream": "gate", "event": "line_in", "n": i}) for i in range(10)]
             wait_until(lambda: len(sub.messages) == 10)
             broker.stop()

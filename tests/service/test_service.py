@@ -160,3 +160,12 @@ def test_files_outside_the_allowed_folder_and_names_in_use_are_refused(service, 
     svc.add({"source": LIVE, "name": "x"})
     with pytest.raises(ConfigError, match="already called 'x'"):
         svc.add({"source": LIVE, "name": "x"})
+
+
+def test_a_stream_that_fails_before_its_first_frame_says_so(service):
+    svc, out = service()
+    sid = svc.add({"source": "rtsp://127.0.0.1:9/none", "name": "bad", "reconnect": 0})
+    wait_until(lambda: svc.get(sid)["state"] == "failed")
+    assert "rtsp://127.0.0.1:9/none" in svc.get(sid)["error"]
+    wait_until(lambda: any(r["event"] == "stream_failed" for r in out.records))
+    assert [r["event"] for r in out.records if r["stream"] == "bad"] == ["stream_failed"]  # no up, so no down
