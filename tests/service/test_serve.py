@@ -2,7 +2,8 @@
 HTTP, /metrics and the MJPEG view read, line events received through a real Mosquitto broker
 (stopped and started again in the middle) and a webhook, a stream removed while the other runs
 on, SIGTERM (exit 143, every output playable), and a restart that brings the streams back and
-delivers what was still spooled: every event arrives at both destinations exactly once."""
+delivers what was still spooled: no event is lost at either destination, none arrives twice by
+webhook, and over MQTT at most the one publish in flight when the broker stopped (QoS 1)."""
 
 from __future__ import annotations
 
