@@ -117,7 +117,10 @@ class VideoSink(Sink):
 
     Frames are timed by their order (every frame of a file source is kept), or with
     ``live=True`` by their pts, so a live recording whose frames were dropped still plays at
-    the speed it happened.
+    the speed it happened. Each frame takes the slot (frame period) its pts falls in, or the
+    next free one; a frame that would land more than one period after its pts (frames that
+    arrived bunched, e.g. a reopened stream's backlog) is left out of the video and counted in
+    ``left_out``: the video never runs ahead of the time it covers by more than one frame.
     """
 
     needs_image = True
@@ -137,6 +140,7 @@ class VideoSink(Sink):
         self._last_slot = -1
         self.container = None
         self.frames = 0
+        self.left_out = 0
         self.size: tuple[int, int] | None = None
 
     def _open(self, w: int, h: int) -> None:
@@ -164,13 +168,17 @@ class VideoSink(Sink):
             self._open(w, h)
         elif (w, h) != self.size:  # e.g. a folder of images of mixed sizes
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
-        vf = av.VideoFrame.from_ndarray(img, format="bgr24")
         slot = self.frames
         if self.live:  # the frame's time, in frame periods since the first frame, strictly increasing
             if self._first_pts is None:
                 self._first_pts = frame.pts
-            slot = max(round((frame.pts - self._first_pts) * self.fps), self._last_slot + 1)
+            exact = float((frame.pts - self._first_pts) * self.fps)
+            slot = max(round(exact), self._last_slot + 1)
+            if slot - exact > 1:  # its slot is taken and the next is more than a period late: left out
+                self.left_out += 1
+                return
         self._last_slot = slot
+        vf = av.VideoFrame.from_ndarray(img, format="bgr24")
         vf.pts = slot
         vf.time_base = 1 / self.fps
         for packet in self.stream.encode(vf):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import glob as globlib
 import os
+import queue
 import re
 import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
@@ -103,36 +104,84 @@ class Source(ABC):
 
 class LiveClock:
     """The pts of a live stream: its own clock while that keeps within ``tolerance`` seconds
-    of the wall clock, the wall clock where it does not.
+    of the wall clock, the wall clock where it does not, and its own clock for frames that
+    arrive late in a burst.
 
     A stream's clock cannot be trusted across what a live source lives through: a reopened
-    stream (or a restarted publisher on the same connection) starts from any value; a stalled
-    one sends nothing and then a burst; a frame held in the decoder comes out late at a read
-    timeout; no clock at all (``None``, cameras). So each frame's pts is the previous one plus
-    the stream's own step, unless that lands more than ``tolerance`` from the wall clock (or
-    goes backwards, or the stream is new): then it is the wall time since the first frame, kept
-    just after the previous pts. pts always go forward and stay within ``tolerance`` of the
-    wall time: the video of a live source lasts as long as the time it covers, and a gap shows
-    as much time as it lasted, once.
+    stream (or a restarted publisher on the same connection) starts from any value; a frame
+    held in the decoder comes out late at a read timeout; no clock at all (``None``, cameras).
+    So each frame's pts is the previous one plus the stream's own step, unless that lands more
+    than ``tolerance`` from the wall clock (or goes backwards, or the stream is new): then it is
+    the wall time since the first frame, kept just after the previous pts.
+
+    One exception: frames that come late in a burst (a stalled stream, or a paused publisher,
+    letting out its backlog) keep their own step while they catch up with the wall clock, so
+    they fill the time in which they were captured instead of piling up at the moment they
+    arrived. A late frame that does not catch up (the stream's clock lost the time for good)
+    goes back to the wall clock. pts always go forward; the video of a live source lasts as long
+    as the time it covers, and time in which no frame was captured shows once, as one gap.
     """
 
     def __init__(self, tolerance: float):
         self.tolerance = tolerance
         self.origin: tuple[float, float] | None = None  # (wall time, pts) of the first frame
-        self.last: tuple[float | None, float] | None = None  # (the stream's own pts, ours) of the last frame
+        self.last: tuple[float | None, float, float] | None = None  # the last frame: (the stream's own pts, ours, its lateness)
 
     def place(self, raw: float | None, now: float, fresh: bool = False) -> float:
         """The pts of a frame that arrived at ``now`` with the stream's own pts ``raw``;
         ``fresh``: the first frame of a (re)opened stream, whose clock says nothing of the gap."""
         if self.origin is None:
             pts = 0.0 if raw is None else raw
-            self.origin, self.last = (now, pts), (raw, pts)
+            self.origin, self.last = (now, pts), (raw, pts, 0.0)
             return pts
-        (last_raw, last_pts), wall = self.last, self.origin[1] + now - self.origin[0]
+        (last_raw, last_pts, last_late), wall = self.last, self.origin[1] + now - self.origin[0]
         own = None if fresh or raw is None or last_raw is None or raw <= last_raw else last_pts + raw - last_raw
-        pts = own if own is not None and abs(own - wall) <= self.tolerance else max(wall, last_pts + 1e-3)
-        self.last = (raw, pts)
+        late = 0.0 if own is None else wall - own
+        catching_up = own is not None and late > self.tolerance and (last_late <= self.tolerance or late < last_late - (raw - last_raw) / 2)
+        if own is not None and (abs(late) <= self.tolerance or catching_up):
+            pts = own
+        else:
+            pts, late = max(wall, last_pts + 1e-3), 0.0
+        self.last = (raw, pts, late)
         return pts
+
+
+class _Abandoned(Exception):
+    """A call given up on (a stop, or the outage's deadline) while it still runs in its thread."""
+
+
+def _call_in_thread(fn: Callable[[], object], cleanup: Callable[[object], None], stop: threading.Event,
+                    deadline: float | None, name: str) -> object:
+    """``fn()`` in a thread of its own, waited for until it returns (its result, or what it
+    raised), ``stop`` is set or ``deadline`` (monotonic) passes (``_Abandoned``; what ``fn``
+    returns later is handed to ``cleanup``). FFmpeg's blocking calls cannot be cancelled from
+    outside: this way they cannot hold up a stop either."""
+    lock, done, box = threading.Lock(), threading.Event(), {}
+
+    def work():
+        try:
+            result = (True, fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result = (False, exc)
+        with lock:
+            if box.get("abandoned"):
+                if result[0]:
+                    cleanup(result[1])
+                return
+            box["result"] = result
+        done.set()
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    while not done.wait(0.05):
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            with lock:
+                if "result" not in box:
+                    box["abandoned"] = True
+                    raise _Abandoned
+    ok, value = box["result"]
+    if not ok:
+        raise value
+    return value
 
 
 class Reconnecting(Source):
@@ -145,14 +194,20 @@ class Reconnecting(Source):
     ``_handle``: the open handle, or None when the first open failed: the stream then starts
     in an outage, retried like a dropped one (a camera down at start does not stop the others).
 
+    A live source opens and reads in threads of its own (``_opened``, ``_pump``), waited for
+    here: a stop (``interrupt()``, or the ``stop`` event given) ends a stream that is opening or
+    waiting for its first bytes at once, however long FFmpeg would wait, and so does the end
+    of an outage's time.
+
     An outage lasts from the last frame that arrived on time (not ``held_back``: a demuxer
-    lets out what it holds when a read times out, a second before the error) to the first one after it, whatever happens
-    in between (reopens that fail, reopens that succeed but bring nothing): at most
-    ``reconnect`` seconds of it, and then the source ends with a SourceError (one reopen is
-    always tried). Each outage is one line on stderr when it starts and when it ends, and one
-    entry in ``gaps`` (reported in the run's metrics under ``source``): after which frame, why,
-    how many opens were tried, its seconds, and ``ended`` False for one still open when the
-    run stopped. Frame indices keep counting; pts follow ``LiveClock``.
+    lets out what it holds when a read times out, a second before the error) to the first one
+    after it, whatever happens in between (reads that wait, reopens that fail, reopens that
+    succeed but bring nothing). ``reconnect`` seconds after that last frame the source ends
+    with a SourceError, whatever the read timeout: a stream that stays silent is given up on
+    time. Each outage is one line on stderr when it starts and when it ends, and one entry in
+    ``gaps`` (reported in the run's metrics under ``source``): after which frame, why, how many
+    opens were tried, its seconds, and ``ended`` False for one still open when the run stopped.
+    Frame indices keep counting; pts follow ``LiveClock``.
     """
 
     reconnect: float = 0.0
@@ -161,10 +216,12 @@ class Reconnecting(Source):
     held_back = False
     down_at_start: str | None = None  # why the first open failed, when it did (the stream then starts in an outage)
 
-    def __init__(self):
+    def __init__(self, stop: threading.Event | None = None):
         self.gaps: list[dict] = []
         self._outage: dict | None = None  # the outage going on: after which frame, why, opens tried
         self._on_time_at = time.monotonic()  # when the last frame that was on time arrived
+        if stop is not None:
+            self._stop = stop
 
     def _open(self):
         raise NotImplementedError
@@ -175,23 +232,92 @@ class Reconnecting(Source):
     def _close(self, handle) -> None:
         raise NotImplementedError
 
+    def _deadline(self) -> float | None:
+        """When the stream is given up if no frame comes (None: never, while the reads wait)."""
+        return self._on_time_at + self.reconnect if self.live and self.reconnect > 0 else None
+
+    def _opened(self, deadline: float | None = None):
+        """``_open()``, left at once when the source is stopped (or ``deadline`` passes): then
+        ``_Abandoned`` (the open ends in its thread by itself, its handle closed)."""
+        if not self.live:
+            return self._open()
+        return _call_in_thread(self._open, self._close, self._interrupted(), deadline, f"rtpipe-open-{self.source_id}")
+
+    def _given_up(self) -> SourceError:
+        outage = self._outage
+        what = "was down from the start" if outage["after_frame"] == 0 and self.down_at_start else "dropped"
+        return SourceError(f"'{self.uri}' {what} ({outage['reason']}) and did not come back in {self.reconnect:g} s "
+                           f"({outage['attempts']} attempts): check the source, or raise --reconnect")
+
     def _reopen(self):
-        """A new handle; None when interrupted; SourceError when the outage (since the last
-        frame on time) has lasted ``reconnect`` seconds and a reopen was tried."""
+        """A new handle; None when interrupted; SourceError once the outage (since the last
+        frame on time) has lasted ``reconnect`` seconds."""
         stop, wait, outage = self._interrupted(), BACKOFF_S[0], self._outage
         while not stop.is_set():
-            left = self._on_time_at + self.reconnect - time.monotonic()
-            if left <= 0 and outage["attempts"]:
-                what = "was down from the start" if outage["after_frame"] == 0 and self.down_at_start else "dropped"
-                raise SourceError(f"'{self.uri}' {what} ({outage['reason']}) and did not come back in {self.reconnect:g} s "
-                                  f"({outage['attempts']} attempts): check the source, or raise --reconnect")
+            deadline = self._deadline()
+            if time.monotonic() >= deadline:
+                raise self._given_up()
             outage["attempts"] += 1
             try:
-                return self._open()
+                return self._opened(deadline)
+            except _Abandoned:
+                continue  # stopped, or out of time: the loop says which
             except SourceError:
-                stop.wait(max(min(wait, left), 0.0))
+                stop.wait(max(min(wait, deadline - time.monotonic()), 0.0))
                 wait = min(wait * 2, BACKOFF_S[1])
         return None
+
+    def _pump(self, handle, out: queue.Queue, quit: threading.Event) -> None:
+        """Read ``handle`` into ``out`` as (image, pts, arrival time, held back), then one
+        exception or None for the end; close it. Stops when ``quit`` is set."""
+        def put(item) -> None:
+            while not quit.is_set():
+                with contextlib.suppress(queue.Full):
+                    out.put(item, timeout=0.1)
+                    return
+
+        end = None
+        try:
+            for img, pts in self._read(handle):
+                put((img, pts, time.monotonic(), self.held_back))
+                if quit.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            end = exc
+        finally:
+            self._close(handle)
+        put(end)
+
+    def _frames_of(self, handle) -> Iterator[tuple[np.ndarray, float | None, float, bool]]:
+        """The frames of one open handle as (image, pts, arrival, held back); raises what the
+        read raised; returns at its end or when the source is stopped. A live handle is read by
+        ``_pump`` in a thread of its own, so that a stop, or the outage's deadline, ends the wait
+        for a frame at once (the deadline with a SourceError)."""
+        if not self.live:
+            try:
+                for img, pts in self._read(handle):
+                    yield img, pts, time.monotonic(), False
+            finally:
+                self._close(handle)
+            return
+        stop, out, quit = self._interrupted(), queue.Queue(maxsize=2), threading.Event()
+        threading.Thread(target=self._pump, args=(handle, out, quit), name=f"rtpipe-read-{self.source_id}", daemon=True).start()
+        try:
+            while not stop.is_set():
+                try:
+                    item = out.get(timeout=0.05)
+                except queue.Empty:
+                    deadline = self._deadline()
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise _OutOfTime(f"nothing received for {self.reconnect:g} s") from None
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            quit.set()  # the pump ends (and closes the handle) when its read returns
 
     @property
     def outage(self) -> dict | None:
@@ -201,10 +327,11 @@ class Reconnecting(Source):
     def _gap(self, ended: bool) -> dict:
         return {**self._outage, "seconds": round(time.monotonic() - self._on_time_at, 3), **({} if ended else {"ended": False})}
 
-    def _down(self, reason: str) -> None:
+    def _down(self, reason: str, quiet: bool = False) -> None:
         self._outage = {"after_frame": self._index, "reason": reason, "attempts": 0}
-        warnings.warn(f"'{self.uri}' is down after frame {self._index} ({reason}): reopening for up "
-                      f"to {self.reconnect:g} s", stacklevel=3)
+        if not quiet:
+            warnings.warn(f"'{self.uri}' is down after frame {self._index} ({reason}): reopening for up "
+                          f"to {self.reconnect:g} s", stacklevel=3)
 
     def _back(self) -> None:
         gap = self._gap(ended=True)
@@ -214,23 +341,24 @@ class Reconnecting(Source):
                       f"{gap['attempts']} attempt(s))", stacklevel=3)
 
     def frames(self) -> Iterator[Frame]:
-        handle, self._index = self._handle, 0
+        handle, self._index, stop = self._handle, 0, self._interrupted()
         start = self._on_time_at = time.monotonic()
         clock = LiveClock(tolerance=2 / float(self.fps) if self.fps else 0.1)
         try:
             if handle is None:  # down at start
+                if stop.is_set():
+                    return
                 self._down(self.down_at_start or "it could not be opened")
                 handle = self._reopen()
             while handle is not None:
-                fresh = True
+                fresh, reader = True, self._frames_of(handle)
                 try:
-                    for img, pts in self._read(handle):
-                        now = time.monotonic()
+                    for img, pts, now, held_back in reader:
                         if self._outage is not None:
                             self._back()
                         if self.live:
                             pts = clock.place(pts, now, fresh)
-                            if not self.held_back:
+                            if not held_back:
                                 self._on_time_at = now
                         elif pts is None:
                             pts = now - start
@@ -238,10 +366,17 @@ class Reconnecting(Source):
                         yield Frame(img, self._index, pts, now, self.source_id)
                         self._index += 1
                     reason = None
+                except _OutOfTime as exc:  # silent until the outage's time ran out
+                    if self._outage is None:
+                        self._down(str(exc), quiet=True)
+                    raise self._given_up() from None
                 except SourceError as exc:
                     reason = str(exc)
-                self._close(handle)
+                finally:
+                    reader.close()  # (closes the handle, or lets the pump close it)
                 handle = None
+                if stop.is_set():
+                    return
                 if not self.live or self.reconnect <= 0 or (reason is None and self.finite):
                     if reason is not None:
                         raise SourceError(reason)
@@ -253,13 +388,15 @@ class Reconnecting(Source):
             if self._outage is not None:  # the run stopped (or gave up) during an outage: it is in the metrics too
                 self.gaps.append(self._gap(ended=False))
                 self._outage = None
-            if handle is not None:
-                self._close(handle)
 
     def describe(self) -> dict:
         gaps = self.gaps + ([self._gap(ended=False)] if self._outage is not None else [])  # one the reader is still in
         return {**super().describe(), "reconnect_s": self.reconnect, "gaps": gaps,
                 "gap_s": round(sum(g["seconds"] for g in gaps), 3)}
+
+
+class _OutOfTime(SourceError):
+    """No frame in the outage's whole time (``reconnect`` seconds since the last one on time)."""
 
 
 def too_large(uri: str, width: int, height: int) -> str:
@@ -287,8 +424,8 @@ class PyAVSource(Reconnecting):
     """
 
     def __init__(self, uri: str, live: bool, source_id: int = 0, open_timeout: float = 10.0, reconnect: float = RECONNECT_S,
-                 hwaccel: str | None = None):
-        super().__init__()
+                 hwaccel: str | None = None, stop: threading.Event | None = None):
+        super().__init__(stop)
         self.uri, self.live, self.source_id = redact(uri), live, source_id  # uri: what is shown (no credentials)
         self._location = uri  # what is opened
         if self.uri != uri:
@@ -298,7 +435,10 @@ class PyAVSource(Reconnecting):
         self.corrupt_packets = 0
         self.missing_frames = 0  # frames the container declares but the file did not give (truncated, damaged)
         try:
-            self._handle = self._open()
+            self._handle = self._opened()
+        except _Abandoned:  # stopped while opening: the run ends before it begins
+            self.down_at_start = "stopped while it was being opened"
+            return
         except SourceError as exc:
             if not (live and self.reconnect > 0) or _permanent(exc):
                 raise
@@ -426,8 +566,8 @@ class CameraSource(Reconnecting):
 
     live = True
 
-    def __init__(self, uri: str, source_id: int = 0, reconnect: float = RECONNECT_S):
-        super().__init__()
+    def __init__(self, uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, stop: threading.Event | None = None):
+        super().__init__(stop)
         self.uri, self.source_id, self.reconnect = uri, source_id, reconnect
         self._handle = self._open()
         fps = self._handle.get(cv2.CAP_PROP_FPS)
@@ -654,7 +794,8 @@ def _digits(img: np.ndarray, text: str, x: int, y: int, cell: int, color) -> Non
         np.copyto(region, np.asarray(color, np.uint8), where=glyph[: region.shape[0], : region.shape[1]])
 
 
-def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu", stall: float = STALL_S) -> Source:
+def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, device: str = "cpu", stall: float = STALL_S,
+                stop: threading.Event | None = None) -> Source:
     """Open any supported source by its URI; raises SourceError with a fix when it cannot.
 
     - ``0``, ``1``, ``/dev/video0``: a camera (OpenCV)
@@ -665,6 +806,7 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
 
     reconnect: seconds a dropped camera or network stream is retried before the run ends (0: never).
     stall: seconds a network stream may take to open or send nothing before it counts as down.
+    stop: once set, a camera or network stream stops waiting (to open, for a frame, to reconnect).
     device: where the model runs; with ``cuda`` videos and streams are decoded on the GPU
     (FFmpeg's cuda hwaccel, frames then copied to host memory) where FFmpeg can, else on the CPU.
     """
@@ -673,10 +815,10 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
     if uri.startswith("synthetic:"):
         return SyntheticSource(uri, source_id)
     if uri.isdigit() or uri.startswith("/dev/video"):
-        return CameraSource(uri, source_id, reconnect)
+        return CameraSource(uri, source_id, reconnect, stop=stop)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
-        return PyAVSource(uri, live=True, source_id=source_id, open_timeout=stall, reconnect=reconnect, hwaccel=hwaccel)
+        return PyAVSource(uri, live=True, source_id=source_id, open_timeout=stall, reconnect=reconnect, hwaccel=hwaccel, stop=stop)
     if scheme:
         raise SourceError(f"unsupported source scheme '{scheme}://': use one of {', '.join(NETWORK_SCHEMES)}")
     path = Path(uri).expanduser()

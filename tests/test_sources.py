@@ -693,3 +693,57 @@ def test_synthetic_scenes_are_drawn_without_opencv(monkeypatch):
         colours = {o["color"] for o in a.objects}
         assert sum((frame == c).all(-1).any() for c in colours) >= 3  # the shapes are painted
         assert (frame[8:23, 8:17] == 255).all(-1).any()  # the frame number's first digit
+
+
+def _video_span(path) -> float:
+    """Seconds a video covers: from its first frame's start to its last frame's end."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = sorted(float(f.pts * f.time_base) for f in c.decode(s))
+        return pts[-1] - pts[0] + 1 / float(s.average_rate or s.guessed_rate)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind, stall", [("tcp", 5.0), pytest.param("rtsp", 1.0, marks=needs_rtsp_server)])
+def test_a_backlog_that_arrives_in_a_burst_keeps_its_spacing_and_the_video_covers_the_wall_time(tmp_path, kind, stall):
+    """The publisher stops for 2.5 s (SIGSTOP) and then lets out its backlog at once. On one
+    connection (tcp, the stall timeout not reached) the late frames keep their own spacing and
+    fill the time they were captured in: no gap at all. Through a reopened connection (rtsp,
+    stall 1 s) the time shows once, as one gap; either way the saved video lasts as long as
+    the time it covers (its pts, within one frame period; they within two of the wall time),
+    not one slot per late frame longer (before: 92 late frames, 3.7 s too long)."""
+    import os
+    import signal
+
+    from pipeline.sinks import VideoSink
+    from pipeline.types import Detections
+
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, kind) as pub, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = open_when_up(pub.url, reconnect=20, stall=stall)
+
+        def pause():
+            os.kill(pub.proc.pid, signal.SIGSTOP)
+            time.sleep(2.5)
+            os.kill(pub.proc.pid, signal.SIGCONT)
+
+        got, down, up = _timeline(src, pause, after_s=2.0)
+    period = 1 / 25
+    pts = [f.pts for f in got]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    jumps = [b - a for a, b in zip(pts, pts[1:]) if b - a > 2 * period]
+    if kind == "tcp":
+        assert jumps == [] and src.gaps == []  # every frame came, late: none of the time was lost
+    else:
+        assert len(jumps) == 1 and jumps[0] == pytest.approx(src.gaps[0]["seconds"], abs=2 * period)
+    sink = VideoSink(tmp_path / "out.mp4", fps=25, live=True)
+    for f in got:
+        sink.write(f, Detections.empty(), None)
+    sink.close(True)
+    wall = got[-1].captured_at - got[0].captured_at + period
+    covered = pts[-1] - pts[0] + period
+    assert covered == pytest.approx(wall, abs=2 * period)  # the stream's own clock, kept within LiveClock's tolerance
+    assert _video_span(tmp_path / "out.mp4") == pytest.approx(covered, abs=period)  # and the video within a frame of it

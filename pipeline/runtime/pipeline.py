@@ -21,8 +21,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +34,7 @@ from pipeline.metrics import RunMetrics
 from pipeline.models import Model
 from pipeline.paths import Item, ModelPath, path_for
 from pipeline.runtime.queues import END, WAIT, QueueGroup, SourceEnd, StageQueue, Stopped
+from pipeline.runtime.signals import STOP_SIGNALS, StopSignals  # noqa: F401  (STOP_SIGNALS: the batch job's)
 from pipeline.sinks import Sink
 from pipeline.sources import Source
 
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from pipeline.runtime.classify import CropClassifier
 
 STAGES = ("grab", "preprocess", "infer", "postprocess", "overlay", "sink")  # in pipeline order
-# what `docker stop`, systemd and a closed terminal send: each drains like the first Ctrl-C
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # (with tracking, a "track" stage follows postprocess in the metrics, with --classify-crops a "classify" one;
 # both run in the postprocess thread)
 FEEDER_STAGES, FEEDER_NICE = ("grab", "preprocess", "postprocess"), 10
@@ -144,6 +143,7 @@ class Pipeline:
         self._drained_at = 0.0
         self._aborted = False
         self.stopped_by: str | None = None  # the signal that drained the run, if one did
+        self._close_errors: list[StageError] = []
         self._errors: list[StageError] = []
         self._failures: list[tuple[int, str, BaseException]] = []
         self._threads: list[threading.Thread] = []
@@ -162,9 +162,11 @@ class Pipeline:
 
     # ---- control -------------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Stop taking frames; finish the ones in flight and finalise the outputs."""
+    def drain(self, signal_name: str | None = None) -> None:
+        """Stop taking frames; finish the ones in flight and finalise the outputs. ``signal_name``:
+        the signal that asked for it (``metrics["signal"]``)."""
         if not self._drain.is_set():
+            self.stopped_by = signal_name
             self._drained_at = time.monotonic()
         self._drain.set()
         for s in self.sources:
@@ -355,10 +357,22 @@ class Pipeline:
                 self.metrics.stage("classify")
             if name == "postprocess" and self.tracking is not None:
                 self.metrics.stage("track")
-        previous = {}
-        if handle_sigint and threading.current_thread() is threading.main_thread():
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        signals = StopSignals(self.drain, lambda name: self.abort()) if handle_sigint else contextlib.nullcontext()
         self.metrics.started = time.monotonic()
+        with signals:
+            self._run(bodies)
+        result = self._result()
+        if self._errors or self._close_errors:
+            error = (self._errors or self._close_errors)[0]
+            error.metrics = result
+            raise error from error.error
+        if self._failures:
+            failed = SourceFailed(self._failures, len(self.sources) > 1, result)
+            raise failed from failed.error
+        return result
+
+    def _run(self, bodies) -> None:
+        """Start the stages, wait for them, close the sinks (``_close_errors``: the ones that failed)."""
         try:
             for name, body, thread_name in bodies:
                 self._stage(name, body, thread_name).start()
@@ -366,24 +380,13 @@ class Pipeline:
                 for t in self._threads:
                     t.join(WAIT)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self._stop.set()
             for t in self._threads:
                 t.join(READ_GRACE_S if self._is_reader(t) else None)
             self.metrics.ended = time.monotonic()
             self.metrics.source_drops = sum(s.drops for s in self.sources)
             self.metrics.frames_in = sum(c["frames_in"] for c in self._counts)
-            close_errors = self._close_sinks(complete=not self._errors and not self._aborted)
-        result = self._result()
-        if self._errors or close_errors:
-            error = (self._errors or close_errors)[0]
-            error.metrics = result
-            raise error from error.error
-        if self._failures:
-            failed = SourceFailed(self._failures, len(self.sources) > 1, result)
-            raise failed from failed.error
-        return result
+            self._close_errors = self._close_sinks()
 
     def _result(self) -> dict:
         result = self.metrics.to_dict()
@@ -402,19 +405,14 @@ class Pipeline:
         result["tracking"] = None if self.tracking is None else self.tracking.summary()
         return result
 
-    def _on_signal(self, signum, frame) -> None:
-        if not self._drain.is_set():
-            self.stopped_by = signal.Signals(signum).name
-            self.drain()
-        else:
-            self.abort()
-
-    def _close_sinks(self, complete: bool) -> list[StageError]:
-        """Close every sink; a failed source's own sinks (and, then, the shared ones) as incomplete."""
+    def _close_sinks(self) -> list[StageError]:
+        """Close every sink; as incomplete after an error or an abort (one that comes while the
+        sinks are closing too: the ones not closed yet), and a failed source's own sinks (and,
+        then, the shared ones)."""
         failed = {sid for sid, _, _ in self._failures}
         errors = []
         for sid, sinks in [(None, self.shared_sinks), *self.source_sinks.items()]:
-            ok = complete and (not failed if sid is None else sid not in failed)
+            ok = not self._errors and not self._aborted and (not failed if sid is None else sid not in failed)
             for s in sinks:
                 try:
                     s.close(ok)

@@ -93,20 +93,26 @@ class Session:
     """One run's model, sources and sinks, set up from validated settings (nothing is read yet).
     ``models``: already loaded ones (``load_models``) to use instead of loading them again.
 
+    ``stop``: an Event that, once set, makes the sources stop waiting (a stream being opened is
+    left at once, a reconnection not tried): ``drain()`` sets it, and a caller that may stop the
+    run while the Session is still being made (a signal handler) can set it sooner.
+
     Raises ConfigError (settings), ModelError, SourceError or SinkError with a one-line message
     (sinks made before a failing one are closed again).
     """
 
-    def __init__(self, config: RunConfig, models: Models | None = None):
+    def __init__(self, config: RunConfig, models: Models | None = None, stop: threading.Event | None = None):
         if config.source is None:
             raise ConfigError("no source: give one, e.g. 'rtpipe run clip.mp4' or 'rtpipe run synthetic:1280x720@30'")
         check_outputs(config)
         config.check_tracking()
         self.config = config
+        self.stop = stop if stop is not None else threading.Event()
+        self._drain: tuple[str | None] | None = None  # (signal name,) once drain() came before the pipeline existed
         self.models = models if models is not None else load_models(config)
         self.model, self.classify = self.models.model, self.models.classify
-        self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout)
-                        for i, uri in enumerate(config.sources)]
+        self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout,
+                                    stop=self.stop) for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
                                 serve=config.serve_address(), token=config.token, events=config.events, overwrite=config.overwrite)
         self.pipeline: Pipeline | None = None
@@ -148,9 +154,19 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def drain(self, signal_name: str | None = None) -> None:
+        """Stop taking frames, from any thread (before the run starts too): the frames in flight
+        are finished and the outputs finalised. ``signal_name``: the signal that asked for it."""
+        self.stop.set()
+        if self._drain is None:
+            self._drain = (signal_name,)
+        if self.pipeline is not None:
+            self.pipeline.drain(signal_name)
+
     def abort(self) -> None:
         """Stop the run now, from any thread (before it starts too): its outputs are kept only as ``.partial``."""
         self._abort = True
+        self.stop.set()
         if self.pipeline is not None:
             self.pipeline.abort()
 
@@ -178,6 +194,8 @@ class Session:
         self.pipeline = Pipeline(self.sources, self.model, sinks, batch=c.batch, max_latency_ms=c.max_latency_ms,
                                  max_frames=c.frames, hud=c.hud, on_frame=on_frame, tracking=tracking, overlay=overlay,
                                  classify=self.classify)
+        if self._drain is not None:  # drain() came before the pipeline existed
+            self.pipeline.drain(*self._drain)
         if self._abort:  # abort() came before the pipeline existed
             self.pipeline.abort()
         written = None

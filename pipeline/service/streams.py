@@ -131,7 +131,7 @@ class Stream:
             for out in (self.config.save, self.config.json_path):
                 if out is not None:
                     out.parent.mkdir(parents=True, exist_ok=True)
-            self.session = session = Session(self.config, self.models)
+            self.session = session = Session(self.config, self.models, stop=self._stop)  # a stop leaves a stream being opened
             if self._stop.is_set():
                 session.close()
                 self.state = "stopped"
@@ -206,8 +206,8 @@ class Stream:
         deadline, drained = time.monotonic() + timeout, False
         while self._thread.is_alive() and time.monotonic() < deadline:
             session = self.session
-            if not drained and session is not None and session.pipeline is not None:
-                session.pipeline.drain()  # (also before its run began: the run then ends at once)
+            if not drained and session is not None:
+                session.drain()  # (also before its run began: the run then ends at once)
                 drained = True
             self._thread.join(0.05)
         if self._thread.is_alive() and self.session is not None:
