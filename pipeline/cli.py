@@ -1,7 +1,8 @@
 """``rtpipe`` command line: parse, call the library, print, map errors to exit codes.
 
 Exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (Ctrl-C), 143 stopped by
-SIGTERM, 129 by SIGHUP (the outputs finalised with the frames done, as for Ctrl-C).
+SIGTERM, 129 by SIGHUP (the outputs finalised with the frames done, as for Ctrl-C). A second
+signal aborts (outputs kept as .partial) with the first one's code.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pipeline.text import plain
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}  # 128 + the signal, as a shell reports it
+# whether a run's signal handlers stay after it (the rtpipe program: a signal while it exits must
+# not kill it and lose its exit code) or are given back (main() called with arguments: tests, embedding)
+_KEEP_SIGNALS = False
 DEMO_SEED = 7
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -467,12 +471,41 @@ def render_summary(summary):
 
 
 def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
-    """Run the library session ``cfg`` describes, with progress and the metrics table; returns the exit code."""
+    """Run the library session ``cfg`` describes, with progress and the metrics table; returns the exit code.
+
+    The stop signals are this function's from its first line: the first (SIGINT, SIGTERM,
+    SIGHUP) drains the run, also while the model loads or a stream is being opened (which is
+    then left at once), a second aborts it, at any moment until the process ends."""
+    import threading
+
+    from pipeline.runtime.signals import StopSignals
+
+    stop, sessions = threading.Event(), []
+
+    def first(name: str) -> None:
+        stop.set()  # a source being opened stops waiting
+        for s in sessions:
+            s.drain(name)
+
+    def second(name: str) -> None:
+        for s in sessions:
+            s.abort()
+
+    with StopSignals(first, second, restore=not _KEEP_SIGNALS) as signals:
+        return _run_session(cfg, console, quiet, debug, signals, stop, sessions)
+
+
+def _run_session(cfg, console: Console, quiet: bool, debug: bool, signals, stop, sessions: list) -> int:
     from pipeline.metrics import render_counts, render_table
     from pipeline.runtime import StageError
     from pipeline.runtime.session import Session
 
-    session = Session(cfg)
+    session = Session(cfg, stop=stop)
+    sessions.append(session)
+    if signals.first is not None:  # it came while the session was being made: the run ends before it starts
+        session.drain(signals.first)
+    if signals.count > 1:
+        session.abort()
     for url in (s.url for own in session.sinks.values() for s in own if s.url is not None):
         console.print(f"browser view: {url}", markup=False, highlight=False)
 
@@ -488,7 +521,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
     with progress_bar(console, quiet, eta=True) as task:
         update = task(first if len(cfg.sources) == 1 else f"{len(cfg.sources)} sources", session.total_frames)
         try:
-            session.run(on_frame=update)
+            session.run(on_frame=update, handle_sigint=False)
         except StageError as exc:  # a stage, or a source (SourceFailed: the others ran to their end, reported below)
             error = exc
     metrics = session.metrics
@@ -515,13 +548,15 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
             say(f"warning: {s['corrupt_packets']} damaged packet(s) skipped in '{s['uri']}' (their frames are not in the outputs)")
     if error is not None:
         return failed(error)
+    by = {"SIGTERM": " by SIGTERM", "SIGHUP": " by SIGHUP"}.get(signals.first, "")
     if metrics["aborted"]:
-        say("aborted; outputs kept only as .partial files")
-        return EXIT_INTERRUPTED
-    if metrics["interrupted"]:
-        by = {"SIGTERM": " by SIGTERM", "SIGHUP": " by SIGHUP"}.get(metrics.get("signal"), "")
+        partial = session.kept_partial()
+        say(f"aborted{by} (a second signal) after {metrics['frames_out']} frames; "
+            + (f"outputs kept only as .partial files: {', '.join(p.name for p in partial)}" if partial else "no output was finalised"))
+        return signals.exit_code or EXIT_INTERRUPTED
+    if metrics["interrupted"] or signals.first is not None:
         say(f"interrupted{by} after {metrics['frames_out']} frames; the outputs hold those frames")
-        return EXIT_SIGNAL.get(metrics.get("signal"), EXIT_INTERRUPTED)
+        return signals.exit_code or EXIT_SIGNAL.get(metrics.get("signal"), EXIT_INTERRUPTED)
     return EXIT_OK
 
 
@@ -696,6 +731,8 @@ def cmd_serve(args, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _KEEP_SIGNALS
+    _KEEP_SIGNALS = argv is None  # the program itself (see _KEEP_SIGNALS)
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     native_logging(getattr(args, "debug", False))

@@ -263,6 +263,35 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+class SilentServer:
+    """An HTTP server on 127.0.0.1 that answers every request with 200 and its headers, and then
+    sends nothing, holding the connection open: a stream that opens but never speaks."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/live.ts"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n")
+            self.held.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
 def open_when_up(url: str, reconnect: float, timeout: float = 15.0, **kwargs):
     """open_source(url), retried until the publisher is up (a listening ffmpeg takes a moment):
     a source that opened, not one that starts in an outage."""

@@ -223,6 +223,66 @@ def test_a_stop_signal_leaves_playable_outputs_of_the_frames_done_and_the_metric
     assert metrics["interrupted"] and metrics["signal"] == sig and metrics["frames_out"] == done
 
 
+@pytest.mark.parametrize("sig, gap_ms", [("SIGTERM", g) for g in (0, 10, 20, 30, 40, 60, 100, 150, 200, 300)] + [("SIGINT", 30)])
+def test_a_second_signal_at_any_moment_aborts_with_the_first_ones_code(tmp_path, sig, gap_ms):
+    """A second signal ``gap_ms`` after the first, whatever the run is doing by then (draining,
+    finalising the video, writing the metrics, printing): the exit code is the first signal's,
+    the last line says what happened, the metrics are written, and every output is either
+    finalised or kept as .partial, never lost (before: 130 instead of 143, killed by the
+    signal itself with no metrics and a 48-byte .partial, or the last line cut)."""
+    out, js, mj = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "m.json"
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "synthetic:640x360@30", "--model", "tiny-seg", "--save", str(out),
+                          "--json", str(js), "--metrics-json", str(mj)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial, deadline = tmp_path / "o.jsonl.partial", time.monotonic() + 60
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 2000):
+        time.sleep(0.02)
+    p.send_signal(getattr(signal, sig))
+    time.sleep(gap_ms / 1000)
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], err
+    last = err.strip().splitlines()[-1].removeprefix("rtpipe: ")
+    metrics = json.loads(mj.read_text())
+    assert metrics["signal"] == sig and metrics["interrupted"]
+    for path in (out, js):  # one of the two, whole
+        assert path.exists() != (tmp_path / f"{path.name}.partial").exists(), (path, last)
+    by = "" if sig == "SIGINT" else " by SIGTERM"
+    if metrics["aborted"]:
+        assert last.startswith(f"aborted{by} (a second signal) after"), last
+        assert not (out.exists() and js.exists())
+    else:  # the second came once the outputs were finalised (or, sent at once, merged with the first by the kernel)
+        assert last.startswith(f"interrupted{by} after {metrics['frames_out']} frames"), last
+        assert len(js.read_text().splitlines()) == metrics["frames_out"] == probe(out)["frames"]
+
+
+@pytest.mark.parametrize("sig, flags", [("SIGINT", []), ("SIGINT", ["--reconnect", "0", "--stall-timeout", "20"]),
+                                        ("SIGTERM", [])])
+def test_a_stop_while_a_stream_is_first_opening_ends_the_run_at_once_with_its_metrics(tmp_path, sig, flags):
+    """The server sends its 200 headers and then nothing. A stop while rtpipe waits for the
+    first bytes ends the run at once, with the signal's code and the metrics (before: ignored
+    until the open timed out; 36 s, exit 1; with --reconnect 0 exit 2 after 18.5 s; SIGTERM
+    killed the process with no metrics)."""
+    from tests.conftest import SilentServer
+
+    mj = tmp_path / "m.json"
+    with SilentServer() as server:
+        p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", server.url, "--model", "tiny-seg", "--metrics-json", str(mj),
+                              *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not server.held:
+            time.sleep(0.02)
+        time.sleep(0.5)  # well into the wait for the first bytes
+        t0 = time.monotonic()
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=60)
+        took = time.monotonic() - t0
+    assert p.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], err
+    assert took < 5, took  # at once (< 1 s here), plus the interpreter's exit
+    metrics = json.loads(mj.read_text())
+    assert metrics["interrupted"] and metrics["signal"] == sig and metrics["frames_out"] == 0
+    assert "interrupted" in err.strip().splitlines()[-1]
+
+
 def test_version_and_what_new_users_type_first():
     r = rtpipe("--version")
     assert r.returncode == 0 and r.stdout.strip().startswith("rtpipe 0.")

@@ -747,3 +747,47 @@ def test_a_backlog_that_arrives_in_a_burst_keeps_its_spacing_and_the_video_cover
     covered = pts[-1] - pts[0] + period
     assert covered == pytest.approx(wall, abs=2 * period)  # the stream's own clock, kept within LiveClock's tolerance
     assert _video_span(tmp_path / "out.mp4") == pytest.approx(covered, abs=period)  # and the video within a frame of it
+
+
+@pytest.mark.parametrize("reconnect", [30.0, 0.0])
+def test_a_stream_that_opens_but_never_speaks_is_left_at_once_when_stopped(reconnect):
+    """The server sends its 200 headers and then nothing: FFmpeg would wait out the whole open
+    timeout (20 s here). A stop while it waits ends the open at once: the source starts down
+    ("stopped while it was being opened") and its frames end at once, without a reopen."""
+    from tests.conftest import SilentServer
+
+    stop = threading.Event()
+    with SilentServer() as server:
+        threading.Timer(1.0, stop.set).start()
+        t0 = time.monotonic()
+        src = open_source(server.url, reconnect=reconnect, stall=20.0, stop=stop)
+        opened = time.monotonic() - t0
+        assert list(src.frames()) == []
+        ended = time.monotonic() - t0
+    assert 0.9 < opened < 1.5 and ended < 1.6, (opened, ended)
+    assert src.down_at_start == "stopped while it was being opened"
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("reconnect, stall", [(1.5, 5.0), (3.0, 20.0)])
+def test_a_silent_stream_is_given_up_reconnect_seconds_after_its_last_frame_whatever_the_stall_timeout(tmp_path, reconnect, stall):
+    """The publisher hangs (SIGSTOP) and the connection stays up. --reconnect bounds the whole
+    outage: the source ends ``reconnect`` s after its last frame (before: a whole stall timeout
+    later, and more: 6 s -> 10.3 s, 30 s -> 35.0 s)."""
+    import os
+    import signal
+
+    clip = make_clip(tmp_path / "c.mp4", frames=50, size=(96, 64), fps=25)
+    with Publisher(clip, "tcp") as pub:
+        src = open_when_up(pub.url, reconnect=reconnect, stall=stall)
+        frames, hung = src.frames(), None
+        with warnings.catch_warnings(), pytest.raises(SourceError, match=rf"did not come back in {reconnect:g} s"):
+            warnings.simplefilter("ignore")
+            for f in frames:
+                if f.index == 10:
+                    os.kill(pub.proc.pid, signal.SIGSTOP)
+                    hung = time.monotonic()
+        gave_up = time.monotonic()
+        os.kill(pub.proc.pid, signal.SIGCONT)
+    assert gave_up - hung == pytest.approx(reconnect, abs=1.0)
+    assert len(src.gaps) == 1 and src.gaps[0]["ended"] is False

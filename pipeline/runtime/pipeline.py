@@ -144,6 +144,8 @@ class Pipeline:
         self._aborted = False
         self.stopped_by: str | None = None  # the signal that drained the run, if one did
         self._close_errors: list[StageError] = []
+        self._closed = False  # the sinks are closed: an abort has nothing left to stop
+        self._abort_lock = threading.Lock()
         self._errors: list[StageError] = []
         self._failures: list[tuple[int, str, BaseException]] = []
         self._threads: list[threading.Thread] = []
@@ -173,8 +175,11 @@ class Pipeline:
             s.interrupt()  # e.g. stop waiting to reconnect
 
     def abort(self) -> None:
-        """Stop every stage now; outputs are closed as incomplete."""
-        self._aborted = True
+        """Stop every stage now; outputs not finalised yet are closed as incomplete (once they
+        all are, there is nothing left to abort)."""
+        with self._abort_lock:
+            if not self._closed:
+                self._aborted = True
         self._halt()
 
     def _halt(self) -> None:
@@ -411,11 +416,19 @@ class Pipeline:
         then, the shared ones)."""
         failed = {sid for sid, _, _ in self._failures}
         errors = []
+        cut_short, aborted_before = False, self._aborted  # a sink left incomplete by an abort; one that came before
         for sid, sinks in [(None, self.shared_sinks), *self.source_sinks.items()]:
-            ok = not self._errors and not self._aborted and (not failed if sid is None else sid not in failed)
             for s in sinks:
+                ok = not self._errors and (not failed if sid is None else sid not in failed)
+                with self._abort_lock:
+                    cut_short |= ok and self._aborted
+                    ok = ok and not self._aborted
                 try:
                     s.close(ok)
                 except Exception as exc:  # noqa: BLE001 - report every sink that fails to finalise
                     errors.append(StageError("sink", exc))
+        with self._abort_lock:
+            self._closed = True
+            if self._aborted and not aborted_before and not cut_short:
+                self._aborted = False  # it came as the last output was finalised: nothing was aborted
         return errors

@@ -8,8 +8,10 @@ lock the interrupted code holds (setting an Event the main thread is setting, sa
 second signal that comes while the outputs are being finalised is handled as one that comes
 mid-run: there is no window in which Python's default handler would kill the process.
 
-``restore=False`` keeps the handlers after the block (the ``rtpipe`` program itself: a signal
-while the interpreter exits must not kill it with the outputs written and the exit code lost).
+``restore=False`` is for a program that ends with the block (``rtpipe`` itself): the signals
+are then ignored until it has exited, instead of given back to Python's default handlers,
+which its exit reinstates anyway; a signal while the interpreter shuts down (which can take a
+while after torch) must not kill it with the outputs written and the exit code lost.
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._pipe is None or not self.restore:
+        if self._pipe is None:
             return
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if self.restore else signal.SIG_IGN)
         os.close(self._pipe[1])  # the watcher reads EOF and ends (after what is still in the pipe)
         self._pipe = None
 
