@@ -6,8 +6,11 @@ fails itself.
     summary = job.run(LocalRunner())  # or pipeline.batch.ray_job.RayRunner(address, workers)
 
 Outputs of recording NAME (``inputs``): OUT/NAME.jsonl (detections), OUT/NAME.metrics.json,
-OUT/NAME.events.jsonl (with lines or zones), OUT/NAME.annotated.mp4 (``video``). A recording
-that fails keeps its outputs only as ``.partial`` files, as ``rtpipe run`` does.
+OUT/NAME.events.jsonl (with lines or zones), OUT/NAME.annotated.mp4 (``video``). A run writes
+them under hidden staged names (``manifest.staged_path``); the job renames a done run's into
+place once its manifest line is written (``Manifest.commit``), so a kill at any instant leaves
+nothing under an output's name that the manifest does not account for. A recording that fails
+keeps its outputs only as ``.partial`` files, as ``rtpipe run`` does.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.batch.inputs import Recording, find_recordings
-from pipeline.batch.manifest import JOB, MANIFEST, Manifest, now, stat_of
+from pipeline.batch.manifest import JOB, MANIFEST, Manifest, now, staged_path, stat_of
 from pipeline.config import ConfigError, RunConfig
 from pipeline.runtime.pipeline import STOP_SIGNALS, StageError
 from pipeline.runtime.session import Models, Session
@@ -76,6 +79,7 @@ class BatchJob:
     def check_outputs(self) -> None:
         """No two recordings write the same file, and none writes the job's own (ConfigError naming them)."""
         owner: dict[Path, Recording | None] = {self.out / name: None for name in (MANIFEST, JOB)}
+        owner |= {staged_path(p): None for rec in self.recordings for p in self.outputs(rec).values()}
         for rec in self.recordings:
             for p in self.outputs(rec).values():
                 if p in owner:
@@ -95,8 +99,8 @@ class BatchJob:
         return {kind: Path(base + suffix) for kind, suffix in kinds.items()}
 
     def config_for(self, rec: Recording) -> RunConfig:
-        """The settings of one recording's run."""
-        o = self.outputs(rec)
+        """The settings of one recording's run: its outputs written under their staged names (the job commits them)."""
+        o = {kind: staged_path(p) for kind, p in self.outputs(rec).items()}
         return self.config.model_copy(update={"source": str(rec.path), "json_path": o["detections"], "metrics_json": None,
                                               "events": o.get("events"), "save": o.get("video"), "overwrite": True})
 
@@ -117,7 +121,7 @@ class BatchJob:
         manifest = Manifest(self.out, self.settings(), restart)
         if not manifest.last and not restart:  # a new job: the folder's files are not its own
             found = [p for rec in self.recordings for p in self.outputs(rec).values() if p.exists()]
-            if found or (manifest.path.exists() and manifest.path.stat().st_size):
+            if found or (manifest.path.exists() and manifest.path.stat().st_size and not manifest.is_ours()):
                 manifest.close(undo=True)
                 raise ConfigError(f"'{self.out}' already holds {found[0].name if found else MANIFEST} but no job's record of it: "
                                   "give an empty or new --out, or --overwrite to replace what this job writes")
@@ -132,13 +136,17 @@ class BatchJob:
 
             previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
         try:
+            manifest.finish()  # the outputs a job killed as it committed them left staged
             todo = [r for r in self.recordings if not manifest.is_done(r.name, r.path, self.outputs(r))]
             summary.skipped = summary.total - len(todo)
             if on_start is not None:
                 on_start(len(todo), summary.skipped)
 
             def record(entry: dict) -> None:
-                manifest.record(entry)
+                if entry["status"] == "done":
+                    manifest.commit(entry)  # its line, then its outputs in place (or failed, if they are gone)
+                else:
+                    manifest.record(entry)
                 summary.add(entry)
 
             if todo:
@@ -206,7 +214,8 @@ def new_entry(rec: Recording, attempt: int, worker: str | None, status: str = "f
 def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, worker: str | None = None,
             on_session: Callable[[Session], None] | None = None, on_fraction: Callable[[float], None] | None = None) -> dict:
     """One recording's run; returns its manifest entry. Never raises for a bad recording: a file
-    that cannot be opened or decoded, or a run that fails, is a ``failed`` entry naming why."""
+    that cannot be opened or decoded, or a run that fails, is a ``failed`` entry naming why. A done
+    run's outputs are left staged for the job to commit; any other's are kept as ``.partial``."""
     started = time.perf_counter()
     entry = new_entry(rec, attempt, worker or where())
     outputs = job.outputs(rec)
@@ -214,7 +223,8 @@ def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, wor
     try:
         for p in outputs.values():  # an earlier run's (another input, other settings): never left looking current
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.unlink(missing_ok=True)
+            for old in (p, partial_path(p), staged_path(p), partial_path(staged_path(p))):
+                old.unlink(missing_ok=True)
         session = Session(job.config_for(rec), models)
         if on_session is not None:
             on_session(session)
@@ -239,7 +249,7 @@ def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, wor
         entry["frames"], entry["fps"] = metrics.get("frames_out", 0), metrics.get("fps")
         entry["warnings"] = warnings_of(metrics)
         done = entry["status"] == "done"  # the metrics of a run that did not complete stay partial, as its other outputs
-        metrics_file = outputs["metrics"] if done else partial_path(outputs["metrics"])
+        metrics_file = staged_path(outputs["metrics"]) if done else partial_path(outputs["metrics"])
         try:
             write_complete(metrics_file, json.dumps({**metrics, "error": entry["error"]} if entry["error"] else metrics, indent=2) + "\n")
         except OSError as exc:  # (a full disk)
@@ -248,10 +258,21 @@ def process(job: BatchJob, rec: Recording, models: Models, attempt: int = 1, wor
     if entry["status"] == "done":
         entry["outputs"] = {kind: p.relative_to(job.out).as_posix() for kind, p in outputs.items()}
     else:
+        for p in outputs.values():
+            keep_partial(p)
         entry["partial"] = sorted(partial_path(p).relative_to(job.out).as_posix() for p in outputs.values() if partial_path(p).exists())
     entry["wall_s"] = round(time.perf_counter() - started, 3)
     entry["finished"] = now()
     return entry
+
+
+def keep_partial(path: Path) -> None:
+    """What a run that did not complete wrote for ``path`` (staged, whole or not), as ``path``.partial."""
+    for staged in (staged_path(path), partial_path(staged_path(path))):
+        if staged.exists():
+            os.replace(staged, partial_path(path))
+            break
+    partial_path(staged_path(path)).unlink(missing_ok=True)
 
 
 def warnings_of(metrics: dict) -> list[str]:

@@ -3,9 +3,16 @@
 Each line of the manifest is one recording's outcome: ``input``, ``name``, ``status`` (done,
 failed, interrupted, or retried: its worker died and it went to another), ``frames``, ``fps``,
 ``wall_s``, ``error``, ``warnings``, ``attempt``, ``worker``, the input's ``size`` and
-``mtime``, its ``outputs`` (relative to OUT) and when it ``finished``. A recording's last line
-is its state. Lines are appended and flushed as recordings finish, so a job that is killed
-keeps what it finished; a torn last line is ignored.
+``mtime``, its ``outputs`` (relative to OUT; a done one's ``sizes`` too) and when it
+``finished``. A recording's last line is its state. Lines are appended and flushed as
+recordings finish, so a job that is killed keeps what it finished; a torn last line is ignored.
+
+Commit: a run writes its outputs under hidden names beside their own (``staged_path``);
+``commit`` writes a done run's line (with each output's size) and makes it durable, and only
+then renames the outputs into place. So an output is under its own name only once the
+manifest says whose it is, and a job killed at any instant is resumed without --overwrite: a
+run with no done line is run again (what it left is the job's own), and ``finish`` puts in place
+the staged outputs of a done line that a kill kept from their renames (each of the size it records).
 
 Resume: a recording is skipped when its last line says done, its input has the same size and
 modification time, and all its outputs are there. A job whose settings differ from job.json's
@@ -33,6 +40,19 @@ STATUSES = ("done", "failed", "interrupted", "retried")
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def staged_path(path: Path) -> Path:
+    """Where a complete output waits to be committed: a hidden name beside its own, the suffix kept
+    (it sets a video's format): ``a.annotated.mp4`` -> ``.a.annotated.staged.mp4``."""
+    return path.with_name(f".{path.stem}.staged{path.suffix}")
+
+
+def size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def stat_of(path: Path) -> tuple[int, float] | None:
@@ -73,16 +93,25 @@ class Manifest:
                 continue
         self.job, self.settings = out / JOB, settings
         if self.last:  # a job has run here: these must be its settings
-            try:
-                before = json.loads(self.job.read_text(encoding="utf-8"))["settings"]
-            except (OSError, ValueError, KeyError, TypeError):
-                before = None
+            before = self._settings_before()
             if before != settings:
                 self.close(undo=True)
                 raise ConfigError(f"'{out}' holds a job run with other settings ({_difference(before, settings)}): "
                                   "give another --out, or --overwrite to start it over with these")
         self._job_written = bool(self.last)  # else job.json is (re)written with the first outcome
         self._torn = bool(text) and not text.endswith("\n")  # the next entry starts on a line of its own
+
+    def _settings_before(self) -> dict | None:
+        """The settings in job.json, or None when there are none to read."""
+        try:
+            return json.loads(self.job.read_text(encoding="utf-8"))["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def is_ours(self) -> bool:
+        """Whether a manifest with no whole line is still this job's: job.json (written just before the
+        first line) holds these settings, so a kill tore that line (``restart``: never)."""
+        return not self._restart and self._settings_before() == self.settings
 
     def is_done(self, name: str, path: Path, outputs: dict[str, Path]) -> bool:
         """Whether the recording was done with this input (same size and time) and its outputs are all there."""
@@ -108,6 +137,39 @@ class Manifest:
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def commit(self, entry: dict) -> None:
+        """Record a done run, then put its staged outputs (``entry["outputs"]``, relative to OUT) under
+        their own names: the line first (with the outputs' ``sizes``; durable), then the renames. An
+        output gone before the line is written makes the entry (updated in place) failed, none put in place."""
+        finals = [self.out / rel for rel in entry["outputs"].values()]
+        sizes = {kind: size_of(staged_path(p)) for kind, p in zip(entry["outputs"], finals)}
+        gone = [staged_path(p) for p, size in zip(finals, sizes.values()) if size is None]
+        if gone:
+            entry.update(status="failed", outputs={}, error=f"its output '{gone[0]}' was gone before it was put in place")
+            self.record(entry)
+            return
+        entry["sizes"] = sizes
+        self.record(entry)
+        for p in finals:
+            os.replace(staged_path(p), p)
+
+    def finish(self) -> list[str]:
+        """Put in place what a job killed between a done line and its renames left staged: each output of a
+        done line still under its staged name with the size the line records. Returns the recordings' names."""
+        finished = []
+        for name, entry in self.last.items():
+            outputs, sizes = entry.get("outputs"), entry.get("sizes")
+            if entry.get("status") != "done" or not isinstance(outputs, dict) or not isinstance(sizes, dict):
+                continue
+            for kind, rel in outputs.items():
+                if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+                    continue  # (never a file outside OUT)
+                final = self.out / rel
+                if sizes.get(kind) is not None and size_of(staged_path(final)) == sizes[kind]:
+                    os.replace(staged_path(final), final)
+                    finished.append(name)
+        return sorted(set(finished))
 
     def close(self, undo: bool = False) -> None:
         """Release the folder; ``undo`` (a job refused before its first outcome): also remove the lock

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import pytest
 
 from pipeline import cli
 from pipeline.batch import BatchJob
-from pipeline.batch.job import JobSummary, LocalRunner, new_entry
+from pipeline.batch.job import JobSummary, LocalRunner, new_entry, process
+from pipeline.batch.manifest import Manifest
 from pipeline.config import build_config
+from pipeline.runtime.session import load_models
 from tests.conftest import make_clip, probe
 
 
@@ -250,6 +253,19 @@ def test_a_new_job_does_not_replace_files_it_did_not_write(tmp_path, capsys):
     assert len(lines(out / "a.jsonl")) == 3
 
 
+@pytest.mark.parametrize("settings", [None, {"model": "other.onnx"}])
+def test_a_new_job_refuses_a_manifest_it_cannot_read_unless_its_settings_are_beside_it(tmp_path, capsys, settings):
+    make_clip(tmp_path / "a.mp4", frames=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.jsonl").write_text('{"name": "a", "sta')  # a torn line: a killed job's, if job.json says it was this one
+    if settings is not None:
+        (out / "job.json").write_text(json.dumps({"settings": settings}))
+    assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == cli.EXIT_USAGE
+    assert "already holds manifest.jsonl but no job's record of it" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["job.json", "manifest.jsonl"][1 - (settings is not None):]
+
+
 def test_a_job_that_never_started_does_not_hold_the_folder_to_its_settings(tmp_path, capsys):
     make_clip(tmp_path / "a.mp4", frames=3)
     out = tmp_path / "out"
@@ -357,3 +373,174 @@ def test_a_folder_holding_files_of_no_job_is_left_as_it_was(tmp_path):
     (out / "a.jsonl").write_text("precious\n")
     assert cli.main(["run", str(tmp_path / "a.mp4"), "--out", str(out), "--quiet"]) == cli.EXIT_USAGE
     assert [p.name for p in out.iterdir()] == ["a.jsonl"]
+
+
+# ---- a kill at any step of a recording's commit (its outputs put in place, its manifest line written)
+
+class Killed(BaseException):
+    """The job killed where it stands: no ``except Exception`` of the job's stops it, as none stops SIGKILL."""
+
+
+class KillAt:
+    """Kills the job (raises Killed) at its k-th step that changes the output folder: before each
+    rename (os.replace, in this thread), before each manifest line, and with a manifest line half
+    written; or, k a string, at the first step whose description holds it."""
+
+    def __init__(self, mp: pytest.MonkeyPatch, k: int | str):
+        self.k, self.steps, self.killed = k, [], False
+        replace, record = os.replace, Manifest.record
+
+        def step(what: str) -> None:
+            self.steps.append(what)
+            if len(self.steps) - 1 == self.k or (isinstance(self.k, str) and self.k in what):
+                self.killed = True
+                raise Killed(what)
+
+        def replace_or_die(src, dst, *args, **kwargs):
+            if threading.current_thread() is threading.main_thread():
+                step(f"before renaming {Path(src).name} to {Path(dst).name}")
+            return replace(src, dst, *args, **kwargs)
+
+        def record_or_die(manifest, entry):
+            what = f"the {entry['status']} line of {entry['name']}"
+            step(f"before {what}")
+            record(manifest, entry)
+            if len(self.steps) == self.k:  # the next step: this line torn (the kill came as it was written)
+                self.steps.append(f"with {what} half written")
+                self.killed = True
+                size = manifest.path.stat().st_size
+                os.truncate(manifest.path, size - len(json.dumps(entry)) // 2)
+                raise Killed(self.steps[-1])
+            self.steps.append(f"after {what}")
+
+        mp.setattr(os, "replace", replace_or_die)
+        mp.setattr(Manifest, "record", record_or_die)
+
+
+def last_entries(manifest: Path) -> dict[str, dict]:
+    """Each recording's last line in a manifest a kill may have left (a torn line skipped, as resume does)."""
+    last = {}
+    for line in manifest.read_text().splitlines() if manifest.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        last[entry["name"]] = entry
+    return last
+
+
+def check_complete(out: Path, frames: dict[str, int], when: str) -> None:
+    """Every recording done, each output whole under its own name (the frames all there, the video
+    decodable), nothing else left in the folder (no .partial, nothing staged)."""
+    last = last_entries(out / "manifest.jsonl")
+    assert {n: e["status"] for n, e in last.items()} == dict.fromkeys(frames, "done"), when
+    kinds = (".jsonl", ".metrics.json", ".events.jsonl", ".annotated.mp4")
+    assert sorted(p.name for p in out.iterdir()) == sorted([".job.lock", "job.json", "manifest.jsonl",
+                                                            *(n + k for n in frames for k in kinds)]), when
+    for name, n in frames.items():
+        assert last[name]["frames"] == n, when
+        assert len(lines(out / f"{name}.jsonl")) == n, when
+        assert json.loads((out / f"{name}.metrics.json").read_text())["frames_out"] == n, when
+        lines(out / f"{name}.events.jsonl")  # (whole JSON lines)
+        assert probe(out / f"{name}.annotated.mp4")["frames"] == n, when
+
+
+def counted(process, ran: list):
+    """``process`` that notes the name of each recording it runs in ``ran``."""
+    def run(job, rec, *args, **kwargs):
+        ran.append(rec.name)
+        return process(job, rec, *args, **kwargs)
+    return run
+
+
+def test_a_job_killed_at_any_step_of_a_commit_is_resumed_without_overwrite(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    frames = {"a": 4, "b": 3}
+    for name, n in frames.items():
+        make_clip(rec / f"{name}.mp4", frames=n, size=(96, 64))
+    config = build_config(None, {"model": "demo", "lines": ["0,0.5,1,0.5"]})
+    models = load_models(config)
+    k = 0
+    while True:
+        out = tmp_path / f"out-{k}"
+        with pytest.MonkeyPatch.context() as mp:
+            kill = KillAt(mp, k)
+            try:
+                BatchJob.create([str(rec)], out, config, video=True).run(LocalRunner(models), handle_signals=False)
+            except Killed:
+                pass
+        if not kill.killed:  # past the last step: the job ran to its end
+            break
+        when = f"killed at step {k} ({kill.steps[k]})"
+        left = {name: e["status"] for name, e in last_entries(out / "manifest.jsonl").items()}
+        ran = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("pipeline.batch.job.process", counted(process, ran))
+            summary = BatchJob.create([str(rec)], out, config, video=True).run(LocalRunner(models), handle_signals=False)
+        assert (summary.failed, summary.interrupted, summary.left) == (0, 0, 0), when
+        check_complete(out, frames, when)
+        finished = {name for name, status in left.items() if status == "done"}
+        assert not finished & set(ran), f"{when}: ran {sorted(finished & set(ran))} again, which the killed job had finished"
+        k += 1
+    check_complete(out, frames, "not killed")
+    assert k > 10, kill.steps  # every step of both recordings' commits was a kill point
+
+
+def test_a_rerun_killed_as_it_puts_the_outputs_in_place_is_resumed_too(tmp_path):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    make_clip(rec / "a.mp4", frames=4, size=(96, 64))
+    config = build_config(None, {"model": "demo", "lines": ["0,0.5,1,0.5"]})
+    models = load_models(config)
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        kill = KillAt(mp, "to a.metrics.json")  # its line written, one output in place, three staged
+        with pytest.raises(Killed):
+            BatchJob.create([str(rec)], out, config, video=True).run(LocalRunner(models), handle_signals=False)
+    assert (out / "a.jsonl").exists() and not (out / "a.metrics.json").exists()
+    ran, kills = [], 0
+    while True:  # each rerun killed once it has put one more output in place
+        with pytest.MonkeyPatch.context() as mp:
+            kill = KillAt(mp, 1)
+            mp.setattr("pipeline.batch.job.process", counted(process, ran))
+            try:
+                summary = BatchJob.create([str(rec)], out, config, video=True).run(LocalRunner(models), handle_signals=False)
+                break
+            except Killed:
+                kills += 1
+    assert kills == 2 and (summary.skipped, summary.done) == (1, 0), kill.steps  # metrics, events; then the video and done
+    assert ran == []  # never run again
+    check_complete(out, {"a": 4}, "killed as it was put in place")
+
+
+KILLED_AFTER = """
+import os, signal, sys
+from pathlib import Path
+replace = os.replace
+def replace_then_die(src, dst, *args, **kwargs):
+    replace(src, dst, *args, **kwargs)
+    if Path(dst).name == sys.argv[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_then_die
+from pipeline import cli
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_job_sigkilled_as_an_output_appears_is_resumed_without_overwrite(tmp_path, capsys):
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    frames = {"a": 4, "b": 3}
+    for name, n in frames.items():
+        make_clip(rec / f"{name}.mp4", frames=n, size=(96, 64))
+    out = tmp_path / "out"
+    argv = ["run", str(rec), "--out", str(out), "--video", "--line", "0,0.5,1,0.5", "--quiet"]
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_AFTER, "a.jsonl", *argv], stderr=subprocess.PIPE, text=True)
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err  # killed the moment a.jsonl had its own name
+    assert (out / "a.jsonl").exists()
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    check_complete(out, frames, "after SIGKILL")
+    workers = {e["worker"] for e in lines(out / "manifest.jsonl") if e["name"] == "a"}
+    assert {w.rsplit(":", 1)[1] for w in workers} == {str(killed.pid)}  # a's run was kept, not run again

@@ -17,7 +17,9 @@ import pytest
 
 from pipeline.batch import BatchJob
 from pipeline.batch.job import LocalRunner
+from pipeline.batch.manifest import staged_path
 from pipeline.config import ConfigError, build_config
+from pipeline.sinks import partial_path
 from tests.conftest import make_clip
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rtpipe[ray]')")
@@ -71,7 +73,7 @@ def kill_a_worker_mid_recording(runner: RayRunner, out: Path, killed: dict) -> N
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for name, worker in runner.running().items():
-            partial = out / f"{name}.jsonl.partial"
+            partial = partial_path(staged_path(out / f"{name}.jsonl"))  # (what a run being written is called)
             if worker != "?" and partial.exists() and partial.stat().st_size > 0:
                 killed[name] = worker
                 os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
@@ -146,7 +148,7 @@ def test_stop_aborts_the_running_recordings_and_a_rerun_finishes(local_ray, reco
     runner = RayRunner(workers=2)
 
     def stop_when_running(done, entry):
-        if any((out / f"{name}.jsonl.partial").exists() for name in runner.running()):
+        if any(partial_path(staged_path(out / f"{name}.jsonl")).exists() for name in runner.running()):
             runner.stop()
 
     summary = job_over(recordings, out).run(runner, progress=stop_when_running, handle_signals=False)
