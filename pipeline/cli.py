@@ -541,6 +541,10 @@ def _run_session(cfg, console: Console, quiet: bool, debug: bool, signals, stop,
             more = ", ..." if s["unreadable"] > len(s["unreadable_files"]) else ""
             say(f"warning: {s['unreadable']} unreadable image(s) skipped in '{s['uri']}': "
                 + ", ".join(Path(f).name for f in s["unreadable_files"]) + more)
+        if s.get("damaged"):
+            more = ", ..." if s["damaged"] > len(s["damaged_files"]) else ""
+            say(f"warning: {s['damaged']} damaged image(s) in '{s['uri']}' processed as far as they decoded (their decoder "
+                "reported errors): " + ", ".join(Path(f).name for f in s["damaged_files"]) + more)
         if s.get("missing_frames") and not metrics["interrupted"] and s.get("error") is None:
             say(f"warning: '{s['uri']}' ended after {s['total'] - s['missing_frames']} of the {s['total']} frames it declares: "
                 "the file is truncated or damaged; the frames it had were processed")

@@ -115,6 +115,8 @@ def render_table(metrics: dict):
         title += f" · {source['missing_frames']} declared frame(s) missing (truncated?)"
     if source.get("unreadable"):
         title += f" · {source['unreadable']} unreadable image(s) skipped"
+    if source.get("damaged"):
+        title += f" · {source['damaged']} damaged image(s) processed"
     sources = metrics.get("sources") or []
     caption = None
     if len(sources) > 1:

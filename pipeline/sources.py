@@ -592,9 +592,11 @@ class CameraSource(Reconnecting):
 
 
 # libjpeg and libpng write what they find wrong with a damaged image straight to the process's
-# stderr (file descriptor 2), past OpenCV's log level. With HIDE_DECODER_MESSAGES (the CLI sets it,
-# unless --debug: rtpipe itself names the images it skipped) those lines are dropped; whatever else
-# reaches stderr while an image decodes (another thread's progress or warnings) is passed on after it.
+# stderr (file descriptor 2), past OpenCV's log level. ``decode_image`` catches what is written
+# there while an image decodes: a decoder's line marks the image damaged (a JPEG cut short or with
+# bytes overwritten decodes, its missing part grey). With HIDE_DECODER_MESSAGES (the CLI sets it,
+# unless --debug: rtpipe itself names the images) those lines are dropped; whatever else reaches
+# stderr meanwhile (another thread's progress or warnings) is passed on after it.
 HIDE_DECODER_MESSAGES = False
 _DECODER_MESSAGE = re.compile(rb"(?m)^(?:libpng (?:warning|error): |Corrupt JPEG data|Premature end of JPEG file|"
                               rb"Invalid SOS parameters|Inconsistent progression sequence|Warning: unknown JFIF|"
@@ -602,26 +604,45 @@ _DECODER_MESSAGE = re.compile(rb"(?m)^(?:libpng (?:warning|error): |Corrupt JPEG
 _STDERR_LOCK = threading.Lock()  # one redirection of fd 2 at a time
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
-    """``cv2.imread`` as BGR (None: not an image it can read), the decoders' stderr lines hidden
-    when ``HIDE_DECODER_MESSAGES`` is set. Raises cv2.error over OpenCV's image size limit."""
-    if not HIDE_DECODER_MESSAGES:
-        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+def decode_image(path: str | Path) -> tuple[np.ndarray | None, bool]:
+    """``cv2.imread`` as BGR (None: not an image it can read), and whether its decoder reported
+    the image damaged. Raises cv2.error over OpenCV's image size limit."""
     import tempfile
 
     with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
-            return cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            rest = _DECODER_MESSAGE.sub(b"", caught.read())
+            text = caught.read()
+            rest = _DECODER_MESSAGE.sub(b"", text)
             with contextlib.suppress(OSError):  # stderr closed or a closed pipe: nothing to pass on
-                while rest:
-                    rest = rest[os.write(2, rest):]
+                shown = rest if HIDE_DECODER_MESSAGES else text
+                while shown:
+                    shown = shown[os.write(2, shown):]
+    return img, len(rest) != len(text)
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """The image at ``path`` as BGR, damaged or not (see ``decode_image``); None when it cannot be read."""
+    return decode_image(path)[0]
+
+
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file or folder (a FIFO, a socket, a device), else None."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((what for test, what in kinds if test(mode)), None)
 
 
 class ImageSource(Source):
@@ -630,7 +651,10 @@ class ImageSource(Source):
     A frame's index is the image's place in that order, so an unreadable image of a folder
     leaves a gap in the indices: it is skipped, counted (``unreadable``, the first names in
     ``describe()``) and the rest go on; a single image that cannot be read, or a folder of
-    which none can, is a SourceError.
+    which none can, is a SourceError. A FIFO, socket or device with an image's name is
+    unreadable without being opened (reading it could wait for ever). An image its decoder
+    reports damaged (cut short, bytes overwritten) is processed as far as it decoded, and
+    counted (``damaged``, the first names).
     """
 
     def __init__(self, uri: str, paths: list[Path], source_id: int = 0):
@@ -640,24 +664,30 @@ class ImageSource(Source):
         self.timed = False  # one picture a second, by convention: not a time to follow motion by
         self.total = len(paths)
         self.unreadable: list[str] = []
+        self.damaged: list[str] = []
 
     def frames(self) -> Iterator[Frame]:
         for i, p in enumerate(self.paths):
-            try:
-                img = read_image(p)
-            except cv2.error:  # e.g. over OPENCV_IO_MAX_IMAGE_PIXELS (raised by OpenCV 5, None from 4)
-                img = None
+            img, damaged = None, False
+            if not_a_file(p) is None:
+                try:
+                    img, damaged = decode_image(p)
+                except cv2.error:  # e.g. over OPENCV_IO_MAX_IMAGE_PIXELS (raised by OpenCV 5, None from 4)
+                    pass
+            if damaged and img is not None:
+                self.damaged.append(str(p))
             if img is None:
                 self.unreadable.append(str(p))
                 if len(self.paths) == 1 or len(self.unreadable) == len(self.paths):
-                    raise SourceError(f"cannot read image '{p}': not an image, unreadable, or over {MAX_FRAME_PIXELS // 10**6} "
-                                      "million pixels"
+                    raise SourceError(f"cannot read image '{p}': " + (f"it is {not_a_file(p)}, not a file" if not_a_file(p) else
+                                      f"not an image, unreadable, or over {MAX_FRAME_PIXELS // 10**6} million pixels")
                                       + (f" (nor any of the {len(self.paths)} in '{self.uri}')" if len(self.paths) > 1 else ""))
                 continue
             yield Frame(img, i, float(i), time.monotonic(), self.source_id, path=str(p))
 
     def describe(self) -> dict:
-        return {**super().describe(), "unreadable": len(self.unreadable), "unreadable_files": self.unreadable[:10]}
+        return {**super().describe(), "unreadable": len(self.unreadable), "unreadable_files": self.unreadable[:10],
+                "damaged": len(self.damaged), "damaged_files": self.damaged[:10]}
 
 
 class SyntheticSource(Source):
@@ -683,13 +713,20 @@ class SyntheticSource(Source):
             raise SourceError(f"bad synthetic source '{uri}': use {self.SYNTAX} (size >= 16x16, fps > 0)")
         if self.width * self.height > MAX_FRAME_PIXELS:
             raise SourceError(too_large(uri, self.width, self.height))
+        live = query.get("live", "1").lower()
+        if live not in ("0", "1", "false", "true", "no", "yes"):
+            raise SourceError(f"bad synthetic source '{uri}': live is 1 or 0 (use {self.SYNTAX})")
+        self.live = live in ("1", "true", "yes")
         try:
-            self.live = query.get("live", "1") not in ("0", "false", "no")
             frames = query.get("frames")
             self.total = int(frames) if frames is not None else (None if self.live else 300)
             self.seed = int(query.get("seed", "0"))
         except ValueError as exc:
             raise SourceError(f"bad synthetic source '{uri}': frames and seed must be integers") from exc
+        if self.total is not None and self.total < 1:
+            raise SourceError(f"bad synthetic source '{uri}': frames must be 1 or more (leave it out of a live one to run until stopped)")
+        if self.seed < 0:
+            raise SourceError(f"bad synthetic source '{uri}': seed must be 0 or more")
         self.scene = SyntheticScene(self.width, self.height, self.seed)
 
     def frames(self) -> Iterator[Frame]:
@@ -829,6 +866,9 @@ def open_source(uri: str, source_id: int = 0, reconnect: float = RECONNECT_S, de
         return ImageSource(uri, sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), source_id)
     if not path.exists():
         raise SourceError(f"source '{uri}' not found: give a video file, image, folder, glob, camera index, stream URL or synthetic:WxH@FPS")
+    if (what := not_a_file(path)) is not None:
+        raise SourceError(f"source '{uri}' is {what}, not a file: give a video or image file, or stream it in over "
+                          "tcp://, udp:// or rtsp://")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(uri, [path], source_id)
     if path.stat().st_size == 0:

@@ -154,7 +154,9 @@ def test_damaged_images_are_one_rtpipe_line_without_the_decoders_own_unless_debu
     cut_images(tmp_path)  # a.jpg decodes (with a libjpeg warning), b.png does not (a libpng error)
     assert main(["run", str(tmp_path), "--model", "tiny-seg", "--quiet"]) == 0
     err = capfd.readouterr().err
-    assert err == f"rtpipe: warning: 1 unreadable image(s) skipped in '{tmp_path}': b.png\n", err
+    assert err == (f"rtpipe: warning: 1 unreadable image(s) skipped in '{tmp_path}': b.png\n"
+                   f"rtpipe: warning: 1 damaged image(s) in '{tmp_path}' processed as far as they decoded (their decoder reported "
+                   "errors): a.jpg\n"), err
     assert main(["run", str(tmp_path), "--model", "tiny-seg", "--quiet", "--debug"]) == 0
     err = capfd.readouterr().err
     assert "Premature end of JPEG file" in err and "libpng error" in err and "unreadable image(s) skipped" in err

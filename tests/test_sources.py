@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.sources import CameraSource, ImageSource, PyAVSource, Reconnecting, SourceError, SyntheticSource, open_source
+from pipeline.sources import CameraSource, ImageSource, PyAVSource, Reconnecting, SourceError, SyntheticScene, SyntheticSource, open_source
 from tests.conftest import Publisher, make_clip, needs_ffmpeg, needs_rtsp_server, open_when_up
 from tests.fakes import FlakySource
 
@@ -101,6 +101,10 @@ def test_synthetic_live_skips_ticks_when_held_up():
         ("synthetic:8x8@30", "bad synthetic source"),
         ("synthetic:64x48@30?color=red", "bad synthetic source"),
         ("synthetic:64x48@30?frames=ten", "must be integers"),
+        ("synthetic:64x48@30?frames=-5", "frames must be 1 or more"),  # (before: 0 frames, exit 0)
+        ("synthetic:64x48@30?live=0&frames=0", "frames must be 1 or more"),
+        ("synthetic:64x48@30?seed=-1", "seed must be 0 or more"),
+        ("synthetic:64x48@30?live=maybe", "live is 1 or 0"),
         ("missing.mp4", "not found"),
         ("ftp://example/x.mp4", "unsupported source scheme"),
         ("nothing/*.png", "no images found"),
@@ -791,3 +795,39 @@ def test_a_silent_stream_is_given_up_reconnect_seconds_after_its_last_frame_what
         os.kill(pub.proc.pid, signal.SIGCONT)
     assert gave_up - hung == pytest.approx(reconnect, abs=1.0)
     assert len(src.gaps) == 1 and src.gaps[0]["ended"] is False
+
+
+def test_a_fifo_is_named_for_what_it_is_and_never_opened(tmp_path):
+    """A named pipe given as a source is refused at once with what it is (before: "is an empty
+    file"); one with an image's name in a folder is skipped and counted without being opened
+    (a read would wait for a writer for ever)."""
+    import os
+
+    os.mkfifo(tmp_path / "feed.mp4")
+    with pytest.raises(SourceError, match=r"'.*feed.mp4' is a named pipe \(FIFO\), not a file: .*tcp://"):
+        open_source(str(tmp_path / "feed.mp4"))
+    cv2.imwrite(str(tmp_path / "0.png"), np.zeros((16, 16, 3), np.uint8))
+    os.mkfifo(tmp_path / "1.png")
+    src = open_source(str(tmp_path))
+    assert [f.index for f in src.frames()] == [0]
+    assert src.describe()["unreadable_files"] == [str(tmp_path / "1.png")]
+    with pytest.raises(SourceError, match="it is a named pipe"):
+        list(ImageSource("pictures", [tmp_path / "1.png"]).frames())
+
+
+@pytest.mark.parametrize("damage", ["cut 500 bytes into its picture data", "600 bytes zeroed"])
+def test_a_jpeg_its_decoder_reports_damaged_is_processed_and_counted(tmp_path, damage):
+    """libjpeg decodes a JPEG cut short or with bytes overwritten (the lost part grey) and says so
+    on stderr: the frame is processed, and counted and named as damaged (before: not at all)."""
+    image = SyntheticScene(320, 240).render(0)
+    data = bytearray(cv2.imencode(".jpg", image)[1].tobytes())
+    if damage.startswith("cut"):
+        data = data[: data.index(b"\xff\xda") + 500]  # (its headers and tables come before the scan: about 600 bytes)
+    else:
+        data[len(data) // 2 : len(data) // 2 + 600] = bytes(600)
+    (tmp_path / "a.jpg").write_bytes(bytes(data))
+    cv2.imwrite(str(tmp_path / "b.jpg"), image)
+    src = open_source(str(tmp_path))
+    assert [f.index for f in src.frames()] == [0, 1]  # processed, as far as it decoded
+    d = src.describe()
+    assert d["damaged"] == 1 and d["damaged_files"] == [str(tmp_path / "a.jpg")] and d["unreadable"] == 0

@@ -32,7 +32,9 @@ class Recording:
 
 
 def _is_video(p: Path) -> bool:
-    return p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+    """A video's name, and not a folder: a FIFO, socket or device named so is a recording too, whose
+    run fails and says what it is (so it is counted and named, not passed over)."""
+    return p.suffix.lower() in VIDEO_SUFFIXES and p.exists() and not p.is_dir()
 
 
 def _under(p: Path, folder: Path | None) -> bool:

@@ -544,3 +544,17 @@ def test_a_job_sigkilled_as_an_output_appears_is_resumed_without_overwrite(tmp_p
     check_complete(out, frames, "after SIGKILL")
     workers = {e["worker"] for e in lines(out / "manifest.jsonl") if e["name"] == "a"}
     assert {w.rsplit(":", 1)[1] for w in workers} == {str(killed.pid)}  # a's run was kept, not run again
+
+
+def test_a_fifo_with_a_videos_name_is_counted_and_named_not_passed_over(tmp_path, capsys):
+    """A named pipe in the folder (before: left out silently, uncounted) is a recording whose run
+    fails at once, saying what it is; it is never opened (a read would wait for a writer)."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    make_clip(rec / "a.mp4", frames=6, size=(96, 64))
+    os.mkfifo(rec / "feed.mp4")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(rec), "--out", str(out), "--quiet"]) == cli.EXIT_FAILED
+    last = {e["name"]: e for e in lines(out / "manifest.jsonl")}
+    assert last["a"]["status"] == "done"
+    assert last["feed"]["status"] == "failed" and "is a named pipe (FIFO), not a file" in last["feed"]["error"]
