@@ -146,6 +146,17 @@ class LiveClock:
         return pts
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` and its causes without their tracebacks: a dropped stream's error is kept (for its
+    message) after the read that raised it is gone, and a traceback would keep that read's frames,
+    its container and FFmpeg's decoder threads alive until the cyclic GC ran."""
+    e: BaseException | None = exc
+    while e is not None:
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 class _Abandoned(Exception):
     """A call given up on (a stop, or the outage's deadline) while it still runs in its thread."""
 
@@ -161,6 +172,8 @@ def _call_in_thread(fn: Callable[[], object], cleanup: Callable[[object], None],
     def work():
         try:
             result = (True, fn())
+        except SourceError as exc:
+            result = (False, _detached(exc))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             result = (False, exc)
         with lock:
@@ -282,11 +295,16 @@ class Reconnecting(Source):
                 put((img, pts, time.monotonic(), self.held_back))
                 if quit.is_set():
                     return
+        except SourceError as exc:  # (the stream dropped: its frames, holding the container, let go)
+            end = _detached(exc)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             end = exc
         finally:
             self._close(handle)
-        put(end)
+        try:
+            put(end)
+        finally:
+            del end  # (an exception's traceback holds this frame: no cycle left for the GC to find)
 
     def _frames_of(self, handle) -> Iterator[tuple[np.ndarray, float | None, float, bool]]:
         """The frames of one open handle as (image, pts, arrival, held back); raises what the
@@ -314,7 +332,10 @@ class Reconnecting(Source):
                 if item is None:
                     return
                 if isinstance(item, BaseException):
-                    raise item
+                    try:
+                        raise item
+                    finally:
+                        del item
                 yield item
         finally:
             quit.set()  # the pump ends (and closes the handle) when its read returns
