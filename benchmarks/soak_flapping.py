@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,22 +37,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def publish(clip: Path, out: list[str]) -> subprocess.Popen:
@@ -97,7 +80,7 @@ def main() -> int:
     for tool in ("ffmpeg", "ffprobe", "rtsp-server-perl"):
         if shutil.which(tool) is None:
             sys.exit(f"soak_flapping: needs {tool} (apt install ffmpeg rtsp-server-perl)")
-    from tests.conftest import make_clip
+    from tests.conftest import free_port, make_clip, wait_for_port
 
     tmp = Path(tempfile.mkdtemp(prefix="rtpipe-soak-"))
     clip = make_clip(tmp / "clip.mp4", frames=250, size=(320, 240), fps=25)
