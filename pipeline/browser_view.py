@@ -58,7 +58,7 @@ MAX_HEADER_BYTES = 8192  # a longer request line + headers is refused (431)
 MAX_PENDING = 256  # connections whose request is still coming in, all addresses together
 MAX_PENDING_PER_ADDRESS = 64  # ... from one address (IPv6: one /64)
 MAX_CLIENTS = 16  # requests served at once (viewers of the stream, and the page and frame fetches)
-MAX_CLIENTS_PER_ADDRESS = 4  # ... for one address (IPv6: one /64)
+MAX_CLIENTS_PER_ADDRESS = 8  # ... for one address (IPv6: one /64): half, so one address cannot take them all
 TIMEOUT_S = 10.0  # a served connection that does not read (or send) this long is closed
 
 PAGE = """<!doctype html>

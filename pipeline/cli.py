@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from rich.console import Console
@@ -22,9 +23,6 @@ from pipeline.text import plain
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}  # 128 + the signal, as a shell reports it
-# whether a run's signal handlers stay after it (the rtpipe program: a signal while it exits must
-# not kill it and lose its exit code) or are given back (main() called with arguments: tests, embedding)
-_KEEP_SIGNALS = False
 DEMO_SEED = 7
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -49,8 +47,9 @@ FPS, wall time and error. A rerun skips what is done; a broken file fails alone 
 --ray [ADDRESS] runs the same job on Ray workers (a local instance, or a cluster).
 
 Settings come from --config PRESET.yaml, then from the flags given here.
-First Ctrl-C: stop reading, finish the frames in flight and finalise the outputs.
-Second Ctrl-C: stop at once (outputs are kept only as .partial files).
+First Ctrl-C (or SIGTERM, SIGHUP): stop reading, finish the frames in flight and finalise the
+outputs. A second one: stop at once (the outputs not finalised yet are kept as .partial files).
+Exit codes: 0 done, 1 a stage failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 BUILD_HELP = """\
@@ -124,9 +123,13 @@ def without_credentials(text: str) -> str:
 
 
 def say(message: str) -> None:
-    """One unwrapped line on stderr (errors and notices must stay one line for scripts)."""
-    sys.stderr.write(f"rtpipe: {plain(without_credentials(message))}\n")  # (messages quote file names, URLs and metadata)
-    sys.stderr.flush()
+    """One unwrapped line on stderr (errors and notices must stay one line for scripts); none when
+    stderr is gone (the terminal closed: SIGHUP), which must not change how the run ends."""
+    try:
+        sys.stderr.write(f"rtpipe: {plain(without_credentials(message))}\n")  # (messages quote file names, URLs and metadata)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 # What a command produces (tables, the files it wrote) goes to stdout, so 'rtpipe demo > log' keeps it;
@@ -232,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cut a batch early so its oldest frame is done within this many ms of capture "
                           "(default 100 when a source is live; files: batches fill up)")
     run.add_argument("--frames", type=int, help="stop after reading N frames from the source")
-    run.add_argument("--reconnect", type=float, metavar="SECONDS", help="how long a dropped camera or network stream is retried, "
-                                                                        "with backoff, before the run ends (default 30; 0: never)")
+    run.add_argument("--reconnect", type=float, metavar="SECONDS", help="how long a camera or network stream may go without a "
+                                                                        "frame (counted from its last one; reopened with backoff) "
+                                                                        "before it ends (default 30; 0: never retried)")
     run.add_argument("--stall-timeout", type=float, metavar="SECONDS", dest="stall_timeout",
                      help="a network stream that takes this long to open or sends nothing for this long counts as down "
                           "(default 5)")
@@ -362,12 +366,18 @@ def progress_bar(console: Console, quiet: bool, eta: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, *([TimeRemainingColumn()] if eta else []), console=console, transient=True, disable=quiet) as bar:
-        def task(description: str, total: int | None):
-            tid = bar.add_task(description, total=total)
-            return lambda done: bar.update(tid, completed=done)
+    bar = Progress(*columns, *([TimeRemainingColumn()] if eta else []), console=console, transient=True, disable=quiet)
+    bar.start()
 
+    def task(description: str, total: int | None):
+        tid = bar.add_task(description, total=total)
+        return lambda done: bar.update(tid, completed=done)
+
+    try:
         yield task
+    finally:
+        with suppress(OSError):  # the terminal is gone (SIGHUP): what the run ends with does not depend on it
+            bar.stop()
 
 
 def cmd_run(args, console: Console) -> int:
@@ -491,7 +501,7 @@ def run_session(cfg, console: Console, quiet: bool, debug: bool) -> int:
         for s in sessions:
             s.abort()
 
-    with StopSignals(first, second, restore=not _KEEP_SIGNALS) as signals:
+    with StopSignals(first, second) as signals:
         return _run_session(cfg, console, quiet, debug, signals, stop, sessions)
 
 
@@ -528,14 +538,18 @@ def _run_session(cfg, console: Console, quiet: bool, debug: bool, signals, stop,
     if metrics is None:
         return failed(error)
     if not quiet:
-        results.print(render_table(metrics))
-        if (counts := render_counts(metrics)) is not None:
-            results.print(counts)
-        for i, s in session.outputs():
-            if s.path.exists() and not metrics["aborted"]:
-                kind = "pictures" if s.path.is_dir() else "video" if s.needs_image else "events" if s.shared else "detections"
-                results.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1 and i is not None
-                                                     else ""), soft_wrap=True, markup=False)
+        with suppress(OSError):  # stdout is gone (the terminal closed: SIGHUP): how the run ended does not depend on it
+            results.print(render_table(metrics))
+            if (counts := render_counts(metrics)) is not None:
+                results.print(counts)
+            for i, s in session.outputs():
+                if s.path.exists() and not metrics["aborted"]:
+                    kind = "pictures" if s.path.is_dir() else "video" if s.needs_image else "events" if s.shared else "detections"
+                    results.print(f"{kind}: {s.path}" + (f"  (source {i}: {session.sources[i].uri})" if len(cfg.sources) > 1
+                                                         and i is not None else ""), soft_wrap=True, markup=False)
+    for path, n in (metrics.get("video_left_out") or {}).items():
+        say(f"note: {n} frame(s) that arrived bunched after an outage were left out of '{Path(path).name}' (each would have "
+            "played more than a frame period late); they are in the JSONL and the metrics")
     for s in metrics.get("sources") or []:
         if s.get("unreadable"):
             more = ", ..." if s["unreadable"] > len(s["unreadable_files"]) else ""
@@ -734,9 +748,36 @@ def cmd_serve(args, console: Console) -> int:
     return serve(args, say, lambda line: results.print(line, markup=False, highlight=False, soft_wrap=True))
 
 
+class StoppedBySignal(BaseException):
+    """A stop signal outside a run (while the command starts, between a demo's runs): the command ends."""
+
+
+def _stop_now(signum, frame) -> None:
+    raise StoppedBySignal(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    global _KEEP_SIGNALS
-    _KEEP_SIGNALS = argv is None  # the program itself (see _KEEP_SIGNALS)
+    """The ``rtpipe`` command. Called as the program (``argv`` None) it owns the stop signals for its
+    whole life: outside a run (which drains on the first, see ``run_session``) one ends the command
+    with its code; after the command they are ignored, so a signal while the interpreter exits
+    (Python then gives them back their default, killing action) cannot lose the exit code."""
+    if argv is not None:
+        return _main(argv)
+    from pipeline.runtime.signals import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_now)
+    try:
+        return _main(argv)
+    except StoppedBySignal as stopped:
+        say(f"stopped by {stopped.args[0]}")
+        return EXIT_SIGNAL.get(stopped.args[0], EXIT_INTERRUPTED)
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     native_logging(getattr(args, "debug", False))

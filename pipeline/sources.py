@@ -348,11 +348,10 @@ class Reconnecting(Source):
     def _gap(self, ended: bool) -> dict:
         return {**self._outage, "seconds": round(time.monotonic() - self._on_time_at, 3), **({} if ended else {"ended": False})}
 
-    def _down(self, reason: str, quiet: bool = False) -> None:
+    def _down(self, reason: str) -> None:
         self._outage = {"after_frame": self._index, "reason": reason, "attempts": 0}
-        if not quiet:
-            warnings.warn(f"'{self.uri}' is down after frame {self._index} ({reason}): reopening for up "
-                          f"to {self.reconnect:g} s", stacklevel=3)
+        warnings.warn(f"'{self.uri}' is down after frame {self._index} ({reason}): reopening for up "
+                      f"to {self.reconnect:g} s", stacklevel=3)
 
     def _back(self) -> None:
         gap = self._gap(ended=True)
@@ -363,7 +362,9 @@ class Reconnecting(Source):
 
     def frames(self) -> Iterator[Frame]:
         handle, self._index, stop = self._handle, 0, self._interrupted()
-        start = self._on_time_at = time.monotonic()
+        start = time.monotonic()
+        if handle is not None:  # (down at start: its outage began when it was first opened)
+            self._on_time_at = start
         clock = LiveClock(tolerance=2 / float(self.fps) if self.fps else 0.1)
         try:
             if handle is None:  # down at start
@@ -387,9 +388,9 @@ class Reconnecting(Source):
                         yield Frame(img, self._index, pts, now, self.source_id)
                         self._index += 1
                     reason = None
-                except _OutOfTime as exc:  # silent until the outage's time ran out
+                except _OutOfTime as exc:  # silent until the outage's time ran out (before a read timed out)
                     if self._outage is None:
-                        self._down(str(exc), quiet=True)
+                        self._down(str(exc))
                     raise self._given_up() from None
                 except SourceError as exc:
                     reason = str(exc)
@@ -455,10 +456,11 @@ class PyAVSource(Reconnecting):
         self.open_timeout, self.reconnect = open_timeout, reconnect if live else 0.0
         self.corrupt_packets = 0
         self.missing_frames = 0  # frames the container declares but the file did not give (truncated, damaged)
-        try:
-            self._handle = self._opened()
-        except _Abandoned:  # stopped while opening: the run ends before it begins
-            self.down_at_start = "stopped while it was being opened"
+        try:  # (a stream that answers and then sends nothing waits out the open timeout, at most --reconnect)
+            self._handle = self._opened(self._deadline())
+        except _Abandoned:  # stopped while opening (the run ends before it begins), or out of time
+            stopped = self._interrupted().is_set()
+            self.down_at_start = "stopped while it was being opened" if stopped else f"nothing received for {self.reconnect:g} s"
             return
         except SourceError as exc:
             if not (live and self.reconnect > 0) or _permanent(exc):
@@ -645,7 +647,7 @@ def decode_image(path: str | Path) -> tuple[np.ndarray | None, bool]:
                 shown = rest if HIDE_DECODER_MESSAGES else text
                 while shown:
                     shown = shown[os.write(2, shown):]
-    return img, len(rest) != len(text)
+    return img, any(not m.startswith(b"Warning: unknown JFIF") for m in _DECODER_MESSAGE.findall(text))  # (that one is harmless)
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
@@ -728,7 +730,7 @@ class SyntheticSource(Source):
         self.uri, self.source_id = uri, source_id
         self.width, self.height = int(m.group(1)), int(m.group(2))
         self.fps = Fraction(m.group(3) or "30").limit_denominator(1001)
-        query = {k: v[-1] for k, v in parse_qs(m.group(4) or "", strict_parsing=False).items()}
+        query = {k: v[-1] for k, v in parse_qs(m.group(4) or "", keep_blank_values=True).items()}
         unknown = set(query) - {"frames", "live", "seed"}
         if unknown or self.width < 16 or self.height < 16 or self.fps <= 0:
             raise SourceError(f"bad synthetic source '{uri}': use {self.SYNTAX} (size >= 16x16, fps > 0)")
@@ -738,12 +740,11 @@ class SyntheticSource(Source):
         if live not in ("0", "1", "false", "true", "no", "yes"):
             raise SourceError(f"bad synthetic source '{uri}': live is 1 or 0 (use {self.SYNTAX})")
         self.live = live in ("1", "true", "yes")
-        try:
-            frames = query.get("frames")
-            self.total = int(frames) if frames is not None else (None if self.live else 300)
-            self.seed = int(query.get("seed", "0"))
-        except ValueError as exc:
-            raise SourceError(f"bad synthetic source '{uri}': frames and seed must be integers") from exc
+        frames, seed = query.get("frames"), query.get("seed", "0")
+        if not all(re.fullmatch(r"-?[0-9]+", v) for v in ([] if frames is None else [frames]) + [seed]):
+            raise SourceError(f"bad synthetic source '{uri}': frames and seed must be integers")
+        self.total = int(frames) if frames is not None else (None if self.live else 300)
+        self.seed = int(seed)
         if self.total is not None and self.total < 1:
             raise SourceError(f"bad synthetic source '{uri}': frames must be 1 or more (leave it out of a live one to run until stopped)")
         if self.seed < 0:

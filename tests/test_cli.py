@@ -285,6 +285,55 @@ def test_a_stop_while_a_stream_is_first_opening_ends_the_run_at_once_with_its_me
     assert "interrupted" in err.strip().splitlines()[-1]
 
 
+def test_outside_a_run_a_stop_signal_ends_the_command_with_its_code_and_after_it_none_kills_it():
+    """The program owns the stop signals for its whole life: one that comes while a command starts
+    or between a demo's runs ends it with the signal's code and one line (before: ignored after the
+    first run, or a kill with no message); once the command is over they are ignored."""
+    script = (
+        "import os, signal, sys, time\n"
+        "from pipeline import cli\n"
+        "def command(args, console):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    return 0\n"
+        "cli.cmd_run = command\n"
+        "sys.argv = ['rtpipe', 'run', 'synthetic:64x48@30']\n"
+        "code = cli.main()\n"
+        "assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sys.exit(code)\n")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 143 and r.stderr == "rtpipe: stopped by SIGTERM\n", r.stderr
+    assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize("quiet", [[], ["--quiet"]])
+def test_a_hang_up_with_the_terminal_gone_still_exits_129_with_the_outputs_finalised(tmp_path, quiet):
+    """The terminal closes (its writes then fail with EIO) and SIGHUP comes: the run drains, the
+    outputs and metrics are finalised and the exit code is still 129 (before: 1, from the write)."""
+    import pty
+
+    master, terminal = pty.openpty()
+    out, js, mj = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "m.json"
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "synthetic:160x120@15", "--model", "tiny-seg", "--save", str(out),
+                          "--json", str(js), "--metrics-json", str(mj), *quiet], stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    os.set_blocking(master, False)
+    partial, deadline = tmp_path / "o.jsonl.partial", time.monotonic() + 60
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 500):
+        try:
+            os.read(master, 65536)  # (keep the terminal's buffer from filling)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    os.close(master)  # the terminal is gone
+    p.send_signal(signal.SIGHUP)
+    assert p.wait(timeout=60) == 129
+    metrics = json.loads(mj.read_text())
+    assert metrics["signal"] == "SIGHUP" and len(js.read_text().splitlines()) == metrics["frames_out"] == probe(out)["frames"]
+
+
 def test_version_and_what_new_users_type_first():
     r = rtpipe("--version")
     assert r.returncode == 0 and r.stdout.strip().startswith("rtpipe 0.")

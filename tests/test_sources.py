@@ -105,6 +105,8 @@ def test_synthetic_live_skips_ticks_when_held_up():
         ("synthetic:64x48@30?live=0&frames=0", "frames must be 1 or more"),
         ("synthetic:64x48@30?seed=-1", "seed must be 0 or more"),
         ("synthetic:64x48@30?live=maybe", "live is 1 or 0"),
+        ("synthetic:64x48@30?frames=", "must be integers"),  # (before: dropped, so it ran for ever)
+        ("synthetic:64x48@30?frames=1_0", "must be integers"),
         ("missing.mp4", "not found"),
         ("ftp://example/x.mp4", "unsupported source scheme"),
         ("nothing/*.png", "no images found"),
@@ -831,3 +833,17 @@ def test_a_jpeg_its_decoder_reports_damaged_is_processed_and_counted(tmp_path, d
     assert [f.index for f in src.frames()] == [0, 1]  # processed, as far as it decoded
     d = src.describe()
     assert d["damaged"] == 1 and d["damaged_files"] == [str(tmp_path / "a.jpg")] and d["unreadable"] == 0
+
+
+def test_a_stream_that_never_speaks_from_the_start_is_given_up_reconnect_seconds_after_its_first_open():
+    """--reconnect bounds an outage that begins at the first open too, whatever the stall timeout
+    (before: the open waited out the 20 s stall timeout, and --reconnect counted only after it)."""
+    from tests.conftest import SilentServer
+
+    with SilentServer() as server, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.monotonic()
+        src = open_source(server.url, reconnect=1.5, stall=20.0)
+        with pytest.raises(SourceError, match=r"was down from the start \(nothing received for 1.5 s\) and did not come back in 1.5 s"):
+            list(src.frames())
+    assert time.monotonic() - t0 == pytest.approx(1.5, abs=1.0)

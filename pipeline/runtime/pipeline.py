@@ -408,6 +408,8 @@ class Pipeline:
                              "max_latency_ms": None if self.max_latency is None else self.max_latency * 1000}
         result["path"] = self.path.name
         result["tracking"] = None if self.tracking is None else self.tracking.summary()
+        sinks = [s for own in (self.shared_sinks, *self.source_sinks.values()) for s in own]
+        result["video_left_out"] = {str(s.path): s.left_out for s in sinks if getattr(s, "left_out", 0)}  # (see VideoSink)
         return result
 
     def _close_sinks(self) -> list[StageError]:

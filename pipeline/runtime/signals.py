@@ -8,10 +8,8 @@ lock the interrupted code holds (setting an Event the main thread is setting, sa
 second signal that comes while the outputs are being finalised is handled as one that comes
 mid-run: there is no window in which Python's default handler would kill the process.
 
-``restore=False`` is for a program that ends with the block (``rtpipe`` itself): the signals
-are then ignored until it has exited, instead of given back to Python's default handlers,
-which its exit reinstates anyway; a signal while the interpreter shuts down (which can take a
-while after torch) must not kill it with the outputs written and the exit code lost.
+On leaving the block the handlers it replaced are put back (``rtpipe`` itself ignores the
+signals from then until it has exited: see ``pipeline.cli.main``).
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ class StopSignals:
     """Route the stop signals to ``on_first`` / ``on_second`` (called from a watcher thread).
     ``first`` names the first signal once one came; ``count`` says how many came."""
 
-    def __init__(self, on_first: Callable[[str], None], on_second: Callable[[str], None], restore: bool = True):
-        self.on_first, self.on_second, self.restore = on_first, on_second, restore
+    def __init__(self, on_first: Callable[[str], None], on_second: Callable[[str], None]):
+        self.on_first, self.on_second = on_first, on_second
         self.first: str | None = None
         self.count = 0
         self._names: list[str] = []  # appended by the handler (atomic), consumed by the watcher
@@ -55,7 +53,7 @@ class StopSignals:
         if self._pipe is None:
             return
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler if self.restore else signal.SIG_IGN)
+            signal.signal(sig, handler)
         os.close(self._pipe[1])  # the watcher reads EOF and ends (after what is still in the pipe)
         self._pipe = None
 
