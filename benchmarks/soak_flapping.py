@@ -20,6 +20,9 @@ process's RSS, open descriptors and threads, and per source the JSONL's frames a
 (cumulative). At the end: each saved video's duration (ffprobe) against the wall time it
 covers (the run's, less an outage still open when it was stopped), the outages the metrics report against the ones
 caused, and the exit code. Writes one JSON object (also to --out).
+
+Do not run it beside the test suite's RTSP tests: every rtsp-server-perl takes its RTP ports
+from 20000 up, so a second one at the same time relays nothing (the tests then fail).
 """
 
 from __future__ import annotations
