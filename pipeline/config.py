@@ -107,6 +107,10 @@ class RunConfig(BaseModel):
     zones: list[str] = Field(default_factory=list, description="counting zones, [NAME=]x1,y1,x2,y2,x3,y3[,...]")
     events: Path | None = Field(None, description="JSONL of line and zone events")
     trails: int = Field(0, ge=0, le=300, description="draw each track's last N centres")
+    calibrate: str | None = Field(None, description="ground plane for speeds: 4 picture points = the 4 ground points (metres) "
+                                                    "they show, x1,y1,...,x4,y4=X1,Y1,...,X4,Y4")
+    heatmap: Path | None = Field(None, description="heatmap of where detections stood (box bottom centres): PATH.png over the "
+                                                   "last frame, and the accumulated array as PATH.npy")
     classify_crops: str | None = Field(None, description="a classifier run on each detection's crop (torchvision:<arch>, or a "
                                                          "classifier checkpoint or engine)")
     classify_weights: str | None = Field(None, description="the crop classifier's weights: a state_dict file, DEFAULT or random")
@@ -118,6 +122,13 @@ class RunConfig(BaseModel):
             return v
         if not re.fullmatch(r"(?:[\w.\-]+:|\[[0-9a-fA-F:]+\]:)?\d{1,5}", v) or not 0 < int(v.rsplit(":", 1)[-1]) < 65536:
             raise ValueError("use HOST:PORT or PORT, e.g. 127.0.0.1:8080")
+        return v
+
+    @field_validator("heatmap")
+    @classmethod
+    def _heatmap(cls, v: Path | None) -> Path | None:
+        if v is not None and v.suffix.lower() != ".png":
+            raise ValueError(f"'{v}' is not a .png name: give PATH.png (the array is written beside it as PATH.npy)")
         return v
 
     @model_validator(mode="after")
@@ -141,16 +152,19 @@ class RunConfig(BaseModel):
         if self.track == "none":
             return None
         if self.track is None:
-            return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails or self.track_settings) else None
+            return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails or self.track_settings
+                                       or self.calibrate) else None
         return self.track
 
     def check_tracking(self) -> None:
         """The tracking settings, checked together (a ConfigError says what to change)."""
         from pipeline.analytics import parse_shapes
+        from pipeline.analytics.speed import parse_calibration
         from pipeline.tracking import require_trackers, tracker_class
 
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
-                                 ("--trails", self.trails), ("track_settings", self.track_settings)) if on]
+                                 ("--trails", self.trails), ("track_settings", self.track_settings),
+                                 ("--calibrate", self.calibrate)) if on]
         if self.track == "none" and asked:
             raise ConfigError(f"{asked[0]} (given on the command line or in a preset) needs a tracker: drop --track none, "
                               f"or the {asked[0].lstrip('-')}")
@@ -158,6 +172,8 @@ class RunConfig(BaseModel):
             tracker_class(self.tracker).check_settings(self.track_settings)
             require_trackers()
         parse_shapes(self.lines, self.zones)
+        if self.calibrate is not None:
+            parse_calibration(self.calibrate)
 
     @property
     def sources(self) -> list[str]:

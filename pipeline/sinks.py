@@ -1,4 +1,4 @@
-"""Where results go: annotated video, JSONL, a window (the browser view: ``pipeline.browser_view``).
+"""Where results go: annotated video, JSONL, a heatmap, a window (the browser view: ``pipeline.browser_view``).
 
 Files are written under a ``.partial`` name and renamed only when the run completes (or is
 drained by Ctrl-C), so a file at the requested path is always a finished one.
@@ -6,6 +6,7 @@ drained by Ctrl-C), so a file at the requested path is always a finished one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -297,7 +298,8 @@ def _label(labels: Labels, k: int) -> dict:
 
 class JsonlSink(JsonLinesFile):
     """One JSON line per frame: index, pts, detections (xyxy, score, class id and name, RLE
-    mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds);
+    mask; tracker_id when a tracker ran: its id, or null for a detection no confirmed track holds;
+    speed_kmh with a ground calibration: km/h, or null until its track has a speed);
     for semantic models, ``class_map``: the frame size and, per class present, its area and RLE;
     for classifiers, ``labels`` (the frame's top-5) or, per detection, ``crop_label``."""
 
@@ -317,6 +319,8 @@ class JsonlSink(JsonLinesFile):
             }
             if dets.tracker_id is not None:
                 d["tracker_id"] = int(dets.tracker_id[i]) if dets.tracker_id[i] > 0 else None
+            if dets.speed_kmh is not None:
+                d["speed_kmh"] = None if np.isnan(dets.speed_kmh[i]) else round(float(dets.speed_kmh[i]), 1)
             if dets.crop_labels is not None:
                 d["crop_label"] = _label(dets.crop_labels, i)
             if dets.mask is not None:
@@ -368,6 +372,84 @@ class EventsSink(JsonLinesFile):
         self._complete = self._complete and complete
         if self._open_for <= 0:
             super().close(self._complete)
+
+
+class HeatmapSink(Sink):
+    """Where the detections stood over the run: ``path`` (a .png: the heatmap colour-mapped and
+    blended over the source's last frame) and the accumulated array beside it (``path`` with
+    .npy: float32, the frame's size, numpy's format without pickles).
+
+    Every frame, each detection adds 1 at its ground point (the bottom centre of its box): only
+    the detections of confirmed tracks when a tracker runs (``tracker_id`` > 0), every detection
+    when none does. At the end the counts are spread by a Gaussian of ``sigma`` px (default: 1 %
+    of the frame's short side, at least 2 px; the same as adding a normalised Gaussian splat per
+    point, at a fraction of the cost per frame), so the array sums to the number of points: a
+    pixel's value is detection-frames there (divide by the frame rate for object-seconds).
+    Frames of another size than the first (an image folder) are mapped onto the first's.
+
+    Both files are written at the end, each under its ``.partial`` name first; a run that fails
+    or is aborted leaves them only as ``NAME.png.partial`` and ``NAME.npy.partial`` (what was
+    accumulated until then). A run that saw no frame writes neither."""
+
+    def __init__(self, path: str | Path, sigma: float | None = None):
+        self.path = check_writable(Path(path))
+        if self.path.suffix.lower() != ".png":
+            raise SinkError(f"heatmap '{self.path}': give a .png name (the array is written beside it as .npy)")
+        self.array_path = check_writable(self.path.with_suffix(".npy"))
+        self.sigma = sigma
+        self.counts: np.ndarray | None = None  # (H, W) float32 points per pixel
+        self.last: np.ndarray | None = None    # the last frame's picture
+        self.points = 0
+
+    def add(self, xyxy: np.ndarray, frame_hw: tuple[int, int]) -> None:
+        """Count the ground points of (N, 4) boxes of a frame of size ``frame_hw``."""
+        if self.counts is None:
+            self.counts = np.zeros(frame_hw, np.float32)
+        h, w = self.counts.shape
+        if len(xyxy) == 0:
+            return
+        x = (xyxy[:, 0] + xyxy[:, 2]) * (0.5 * w / frame_hw[1])
+        y = xyxy[:, 3] * (h / frame_hw[0])
+        np.add.at(self.counts, (np.clip(y.astype(np.int32), 0, h - 1), np.clip(x.astype(np.int32), 0, w - 1)), 1.0)
+        self.points += len(xyxy)
+
+    def write(self, frame: Frame, detections: Detections, image: np.ndarray | None) -> None:
+        xyxy = detections.xyxy if detections.tracker_id is None else detections.xyxy[detections.tracker_id > 0]
+        self.add(xyxy, (frame.height, frame.width))
+        if frame.image.shape[:2] == self.counts.shape:
+            self.last = frame.image
+
+    def heat(self) -> np.ndarray:
+        """The accumulated map: the counts spread by the Gaussian (float32, frame size)."""
+        h, w = self.counts.shape
+        sigma = self.sigma if self.sigma is not None else max(2.0, min(h, w) / 100)
+        return cv2.GaussianBlur(self.counts, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    def picture(self, heat: np.ndarray) -> np.ndarray:
+        """The heatmap (TURBO colours, opaque where it is hottest, clear where nothing stood) over the last frame."""
+        top = float(heat.max())
+        level = np.sqrt(heat / top) if top > 0 else np.zeros_like(heat)  # (square root: the quiet places show too)
+        colour = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_TURBO).astype(np.float32)
+        base = self.last.astype(np.float32) if self.last is not None else np.zeros_like(colour)
+        alpha = (0.7 * level)[..., None]
+        return (base * (1 - alpha) + colour * alpha + 0.5).astype(np.uint8)
+
+    def close(self, complete: bool) -> None:
+        if self.counts is None:
+            return
+        heat = self.heat()
+        buf = io.BytesIO()
+        np.save(buf, heat, allow_pickle=False)
+        ok, png = cv2.imencode(".png", self.picture(heat))
+        if not ok:
+            raise SinkError(f"cannot encode the heatmap picture '{self.path}'")
+        files = ((self.array_path, buf.getvalue()), (self.path, png.tobytes()))
+        for path, data in files:  # both written before either is renamed
+            with os.fdopen(create_partial(path), "wb") as f:
+                f.write(data)
+        if complete:
+            for path, _ in files:
+                os.replace(partial_path(path), path)
 
 
 def opencv_has_gui() -> bool:
@@ -448,10 +530,11 @@ def per_source(path: str | Path | None, i: int, n: int) -> Path | None:
 
 def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | Path | None = None, show: bool = False,
                serve: tuple[str, int] | None = None, token: str | None = None,
-               events: str | Path | None = None, overwrite: bool = False) -> dict[int, list[Sink]]:
+               events: str | Path | None = None, heatmap: str | Path | None = None,
+               overwrite: bool = False) -> dict[int, list[Sink]]:
     """The sinks asked for, per source id: ``save`` (annotated video; for an image folder given a
-    folder name, annotated pictures named as the inputs) and ``jsonl`` (detections),
-    one file per source (see ``per_source``); ``events`` (line and zone events), one file for
+    folder name, annotated pictures named as the inputs), ``jsonl`` (detections) and ``heatmap``
+    (a .png and its .npy, ``HeatmapSink``), one file per source (see ``per_source``); ``events`` (line and zone events), one file for
     every source; ``show`` (a window) and ``serve`` (browser view at
     (host, port), ``token`` to require) show the first source. ``sources`` give the frame rate
     and whether they are live; ``names`` are the model's class names. If one sink cannot be set
@@ -465,6 +548,8 @@ def open_sinks(sources, names, *, save: str | Path | None = None, jsonl: str | P
                 own.append(picture_or_video_sink(source, per_source(save, i, n), overwrite))
             if jsonl is not None:
                 own.append(JsonlSink(per_source(jsonl, i, n), names))
+            if heatmap is not None:
+                own.append(HeatmapSink(per_source(heatmap, i, n)))
         if events is not None:
             one = EventsSink(events, n)
             for own in sinks.values():

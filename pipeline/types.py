@@ -237,6 +237,9 @@ class Detections:
     keeps it whole), from semantic models; else None. labels: the frame's top-k classes, from
     classification models (frame-level too). crop_labels: one label per detection, from a
     classifier run on each detection's crop (``--classify-crops``), selected with them.
+    speed_kmh: (N,) float32 ground speed of each detection's track in km/h, from the track stage
+    with a ground calibration (``--calibrate``; ``pipeline.analytics.speed``): NaN where there is
+    none yet (a new track, a detection no confirmed track holds); None without a calibration.
     """
 
     xyxy: np.ndarray
@@ -247,6 +250,7 @@ class Detections:
     class_map: ClassMap | None = None
     labels: Labels | None = None
     crop_labels: Labels | None = None
+    speed_kmh: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -274,6 +278,12 @@ class Detections:
                 raise ValueError(f"Detections.tracker_id holds {len(self.tracker_id)} ids for {n} boxes")
         if self.crop_labels is not None and len(self.crop_labels) != n:
             raise ValueError(f"Detections.crop_labels holds {len(self.crop_labels)} labels for {n} boxes")
+        if self.speed_kmh is not None:
+            self.speed_kmh = np.asarray(self.speed_kmh, dtype=np.float32).reshape(-1)
+            if len(self.speed_kmh) != n:
+                raise ValueError(f"Detections.speed_kmh holds {len(self.speed_kmh)} speeds for {n} boxes")
+            if np.any(self.speed_kmh < 0) or np.any(np.isinf(self.speed_kmh)):
+                raise ValueError("Detections.speed_kmh must be >= 0 and finite, or NaN where unknown")
 
     @classmethod
     def empty(cls, with_mask_hw: tuple[int, int] | None = None, class_map: ClassMap | None = None,
@@ -298,6 +308,7 @@ class Detections:
             self.class_map,
             self.labels,
             None if self.crop_labels is None else self.crop_labels[idx],
+            None if self.speed_kmh is None else self.speed_kmh[idx],
         )
 
 

@@ -346,7 +346,8 @@ def test_version_and_what_new_users_type_first():
 def test_help_documents_every_flag():
     text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for flag in ("--model", "--backend", "--conf", "--iou", "--imgsz", "--batch", "--save", "--json", "--show",
-                 "--serve", "--metrics-json", "--config", "--frames", "--hud", "--track", "--line", "--zone", "--events", "--trails"):
+                 "--serve", "--metrics-json", "--config", "--frames", "--hud", "--track", "--line", "--zone", "--events", "--trails",
+                 "--calibrate", "--heatmap"):
         assert flag in text
     r = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "run" in r.stdout

@@ -157,3 +157,30 @@ def test_a_bad_input_size_is_one_line(given):
     with pytest.raises(ConfigError, match="imgsz") as e:
         build_config(None, {"imgsz": given})
     assert "\n" not in str(e.value)
+
+
+CAL = "0.3,0.6,0.7,0.6,0.9,1,0.1,1=0,30,3.5,30,3.5,5,0,5"
+
+
+@pytest.mark.parametrize("settings, tracker, message", [
+    ({"calibrate": CAL}, "botsort", None),
+    ({"calibrate": CAL, "track": "bytetrack"}, "bytetrack", None),
+    ({"calibrate": CAL, "track": "none"}, None, "--calibrate .given on the command line or in a preset. needs a tracker"),
+    ({"calibrate": "0,0,1,1,2,2,0,1=0,0,1,0,1,1,0,1"}, "botsort", "--calibrate .*three of the picture points lie on one line"),
+    ({"heatmap": "heat.png"}, None, None),  # a heatmap alone needs no tracker: it takes every detection
+])
+def test_a_calibration_needs_a_tracker_and_a_heatmap_does_not(settings, tracker, message):
+    cfg = build_config(None, settings)
+    assert cfg.tracker == tracker
+    if message is None:
+        cfg.check_tracking()
+    else:
+        with pytest.raises(ConfigError, match=message):
+            cfg.check_tracking()
+
+
+def test_calibrate_and_heatmap_come_from_a_preset_too(tmp_path):
+    cfg = build_config(write(tmp_path, f"calibrate: {CAL}\nheatmap: out/heat.png\n"))
+    assert cfg.calibrate == CAL and cfg.heatmap == Path("out/heat.png")
+    with pytest.raises(ConfigError, match=r"--heatmap: 'heat.jpg' is not a .png name: give PATH.png"):
+        build_config(None, {"heatmap": "heat.jpg"}, flags={"heatmap": "--heatmap"})

@@ -2,6 +2,7 @@ import json
 import time
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -227,3 +228,73 @@ def test_jsonl_has_classifier_labels(tmp_path):
     first, second = (json.loads(x) for x in path.read_text().splitlines())
     assert first["labels"] == [{"class_id": 2, "class_name": "z", "score": 0.75}, {"class_id": 0, "class_name": "x", "score": 0.125}]
     assert [d["crop_label"]["class_name"] for d in second["detections"]] == ["blue", "red"] and "labels" not in second
+
+
+def test_jsonl_has_speeds_only_with_a_calibration(tmp_path):
+    sink = JsonlSink(tmp_path / "d.jsonl", ["a", "b"])
+    d = dets()
+    sink.write(frame(0), Detections(d.xyxy, d.confidence, d.class_id, tracker_id=[3, -1]), None)
+    sink.write(frame(1), Detections(d.xyxy, d.confidence, d.class_id, tracker_id=[3, -1], speed_kmh=[42.345, np.nan]), None)
+    sink.close(True)
+    first, second = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert all("speed_kmh" not in x for x in first["detections"])
+    assert [x["speed_kmh"] for x in second["detections"]] == [42.3, None]
+
+
+def heat_run(path, n=60, tracked=True, size=(360, 640)):
+    """Detections walking a known path: ground points (bottom centres) along y = 200 + x / 4,
+    x from 100 to 500, plus, when tracked, an unconfirmed one far off the path."""
+    from pipeline.sinks import HeatmapSink
+
+    sink = HeatmapSink(path)
+    h, w = size
+    for k in range(n):
+        x = 100 + 400 * k / (n - 1)
+        y = 200 + x / 4
+        xyxy = [[x - 15, y - 50, x + 15, y], [560, 20, 600, 80]]
+        ids = [1, -1] if tracked else None
+        img = np.full((h, w, 3), 90, np.uint8)
+        sink.write(Frame(img, k, k / 30, 0.0), Detections(xyxy, [0.9, 0.9], [0, 0], tracker_id=ids), None)
+    return sink
+
+
+def test_the_heatmap_mass_lies_on_the_path_the_tracks_took(tmp_path):
+    out = tmp_path / "heat.png"
+    sink = heat_run(out)
+    sink.close(True)
+    heat = np.load(tmp_path / "heat.npy", allow_pickle=False)
+    assert heat.shape == (360, 640) and heat.dtype == np.float32
+    assert heat.sum() == pytest.approx(60, rel=1e-3)  # one per point, the splat normalised
+    yy, xx = np.nonzero(heat > heat.max() * 1e-3)
+    near = np.abs(yy - (200 + xx / 4)) < 4 * 3.6 + 2  # within 4 sigma of the path (sigma: 1 % of 360 px)
+    on_path = heat[yy[near], xx[near]].sum() / heat.sum()
+    assert on_path > 0.99 and heat[60:90, 560:600].sum() == 0  # the unconfirmed detection does not count
+    assert (100 - 20 <= xx).all() and (xx <= 500 + 20).all()
+    picture = cv2.imread(str(out))
+    assert picture.shape == (360, 640, 3)
+    assert (picture[275, 300] != 90).any() and (picture[50, 50] == 90).all()  # coloured on the path, the frame elsewhere
+    assert not partial_path(out).exists() and not partial_path(tmp_path / "heat.npy").exists()
+
+
+def test_without_a_tracker_every_detection_counts(tmp_path):
+    sink = heat_run(tmp_path / "h.png", tracked=False)
+    sink.close(True)
+    heat = np.load(tmp_path / "h.npy")
+    assert heat.sum() == pytest.approx(120, rel=1e-3) and heat[60:90, 560:600].sum() > 50
+
+
+def test_a_failed_run_leaves_the_heatmap_only_as_partial_files(tmp_path):
+    out = tmp_path / "heat.png"
+    sink = heat_run(out, n=10)
+    sink.close(False)
+    assert not out.exists() and not (tmp_path / "heat.npy").exists()
+    assert np.load(partial_path(tmp_path / "heat.npy")).sum() == pytest.approx(10, rel=1e-3)
+    assert cv2.imread(str(partial_path(out)), cv2.IMREAD_UNCHANGED) is not None or partial_path(out).stat().st_size > 0
+
+
+@pytest.mark.parametrize("name, message", [("heat.jpg", "give a .png name"), ("missing/heat.png", "does not exist")])
+def test_bad_heatmap_paths(tmp_path, name, message):
+    from pipeline.sinks import HeatmapSink
+
+    with pytest.raises(SinkError, match=message):
+        HeatmapSink(tmp_path / name)

@@ -74,3 +74,15 @@ def test_scale_boxes_inverts_the_fit_and_clips():
     assert out.dtype == np.float32
 
 
+
+
+def test_speeds_are_validated_and_selected_with_their_detections():
+    d = Detections([[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]], [0.9, 0.8, 0.7], [0, 1, 2], tracker_id=[1, -1, 2],
+                   speed_kmh=[10.0, np.nan, 30.0])
+    assert d.speed_kmh.dtype == np.float32
+    assert d[[2, 0]].speed_kmh.tolist() == [30.0, 10.0] and np.isnan(d[1].speed_kmh[0])
+    assert Detections(d.xyxy, d.confidence, d.class_id).speed_kmh is None
+    with pytest.raises(ValueError, match="holds 2 speeds for 3 boxes"):
+        Detections(d.xyxy, d.confidence, d.class_id, speed_kmh=[1.0, 2.0])
+    with pytest.raises(ValueError, match=">= 0 and finite"):
+        Detections(d.xyxy, d.confidence, d.class_id, speed_kmh=[1.0, -2.0, 3.0])

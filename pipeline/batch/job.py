@@ -36,7 +36,7 @@ from pipeline.types import InputError
 
 # settings that name one run's outputs or windows: a job names its outputs itself
 PER_RUN = {"save": "--save", "json_path": "--json", "events": "--events", "metrics_json": "--metrics-json", "show": "--show",
-           "serve": "--serve"}
+           "serve": "--serve", "heatmap": "--heatmap"}  # (a heatmap per recording: next, NAME.heatmap.png like the others)
 # settings that do not change what a job writes (consent, overwriting, live-stream timing): not part of its identity
 NOT_SETTINGS = {"source", "overwrite", "token", "trust_checkpoint", "trust_engine", "reconnect", "stall_timeout", *PER_RUN}
 

@@ -95,8 +95,8 @@ class BoxAnnotator:
 
 
 class LabelAnnotator:
-    """A "name score" label ("#id name score" for a tracked object) on a box of the class colour
-    above each box (below it at the top edge)."""
+    """A "name score" label ("#id name score" for a tracked object, "... 42 km/h" once its speed
+    is known) on a box of the class colour above each box (below it at the top edge)."""
 
     def __init__(self, names: tuple[str, ...] | list[str] = ()):
         self.names = tuple(names)
@@ -106,12 +106,14 @@ class LabelAnnotator:
         thick = line_width((h, w))
         font = 0.4 * thick
         ids = detections.tracker_id if detections.tracker_id is not None else np.zeros(len(detections), np.int64)
-        crops, k = detections.crop_labels, 0
+        crops, speeds, k = detections.crop_labels, detections.speed_kmh, 0
         for (x1, y1, _, _), score, cid, tid in zip(np.round(detections.xyxy).astype(int), detections.confidence,
                                                    detections.class_id, ids):
             col = class_colour(cid)
             name = self.names[cid] if 0 <= cid < len(self.names) else str(cid)
             text = f"#{tid} {name} {score:.2f}" if tid > 0 else f"{name} {score:.2f}"
+            if speeds is not None and speeds[k] == speeds[k]:  # (NaN: no speed yet)
+                text += f" {speeds[k]:.0f} km/h"
             if crops is not None:  # a classifier's label of this detection's crop
                 text += f" | {crops.name(k)} {crops.confidence[k]:.2f}"
             k += 1

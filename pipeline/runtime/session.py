@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from pipeline.analytics import Event, parse_shapes
+from pipeline.analytics.speed import parse_calibration
 from pipeline.config import ConfigError, RunConfig, build_config, weights_for
 from pipeline.loader import load_model
 from pipeline.runtime.pipeline import Pipeline, SourceFailed, StageError
@@ -114,7 +115,8 @@ class Session:
         self.sources = [open_source(uri, source_id=i, reconnect=config.reconnect, device=config.device, stall=config.stall_timeout,
                                     stop=self.stop) for i, uri in enumerate(config.sources)]
         self.sinks = open_sinks(self.sources, self.model.info.names, save=config.save, jsonl=config.json_path, show=config.show,
-                                serve=config.serve_address(), token=config.token, events=config.events, overwrite=config.overwrite)
+                                serve=config.serve_address(), token=config.token, events=config.events, heatmap=config.heatmap,
+                                overwrite=config.overwrite)
         self.pipeline: Pipeline | None = None
         self.metrics: dict | None = None
         self.error: BaseException | None = None  # what ended a streamed run, if anything did
@@ -222,7 +224,8 @@ class Session:
         from pipeline.runtime.track import TrackStage
 
         shapes = parse_shapes(c.lines, c.zones)
-        stage = TrackStage(c.tracker, c.track_settings, shapes, self.model.info.names, self.sources)
+        calibration = None if c.calibrate is None else parse_calibration(c.calibrate)
+        stage = TrackStage(c.tracker, c.track_settings, shapes, self.model.info.names, self.sources, calibration)
         overlay = ([TrailAnnotator(c.trails)] if c.trails else []) + ([CountsAnnotator(shapes)] if shapes else [])
         return stage, overlay
 
@@ -292,6 +295,8 @@ def check_outputs(config: RunConfig) -> None:
     picture_folders = {p if p.is_dir() else p.parent for p in inputs}  # where input pictures live
     outs = [per_source(p, i, n) for p in (config.save, config.json_path) if p is not None for i in range(n)]
     outs += [p for p in (config.metrics_json, config.events) if p is not None]
+    if config.heatmap is not None:  # the picture and its array, per source
+        outs += [q for i in range(n) for q in (per_source(config.heatmap, i, n), per_source(config.heatmap, i, n).with_suffix(".npy"))]
     if config.metrics_json is not None:
         check_writable(Path(config.metrics_json))  # before the run, as the sinks' outputs are
     for p in outs:
@@ -302,4 +307,4 @@ def check_outputs(config: RunConfig) -> None:
         if not config.overwrite and not Path(p).is_dir() and (Path(p).expanduser().exists() or Path(p).expanduser().is_symlink()):
             raise ConfigError(f"output '{p}' exists: give --overwrite to replace it, or another path")
     if len({Path(p).expanduser().resolve() for p in outs}) != len(outs):
-        raise ConfigError("two outputs share one path: give --save, --json, --events and --metrics-json different files")
+        raise ConfigError("two outputs share one path: give --save, --json, --events, --heatmap and --metrics-json different files")

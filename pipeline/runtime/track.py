@@ -1,4 +1,5 @@
-"""The track stage: per source, a tracker and the lines and zones that count what it follows.
+"""The track stage: per source, a tracker, the lines and zones that count what it follows and,
+with a ground calibration, each track's speed (``pipeline.analytics.speed``).
 
 Runs in the postprocess thread, right after the detections are made (one thread: each
 source's frames reach its tracker in order, whatever the batch size). Times itself as the
@@ -13,18 +14,23 @@ period after it, and the frames that follow keep that offset. Sources whose pts 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from pipeline.analytics import Analytics, Shape, totals
+from pipeline.analytics.speed import Calibration, SpeedEstimator
 from pipeline.tracking import make_tracker
 
 NOMINAL_FPS = 30.0  # for sources that do not say their rate
 
 
 class TrackStage:
-    """``tracker`` by name with its ``settings``; ``shapes`` (lines and zones) for every source."""
+    """``tracker`` by name with its ``settings``; ``shapes`` (lines and zones) for every source;
+    ``calibration``: the ground plane every source sees, for speeds (None: no speeds)."""
 
-    def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources):
-        self.tracker, self.shapes = tracker, shapes
+    def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources,
+                 calibration: Calibration | None = None):
+        self.tracker, self.shapes, self.calibration = tracker, shapes, calibration
+        self._speeds: list[SpeedEstimator | None] = [None for _ in sources]  # made at a source's first frame (its size)
         fps = [None if s.fps is None else float(s.fps) for s in sources]
         self._trackers = [make_tracker(tracker, settings, f) for f in fps]
         self._analytics = [Analytics(shapes, names, t.memory_s) for t in self._trackers]
@@ -46,10 +52,12 @@ class TrackStage:
         return now
 
     def apply(self, item) -> None:
-        """Fill ``item.detections.tracker_id``, ``item.events`` and ``item.counts``."""
+        """Fill ``item.detections.tracker_id`` (and ``speed_kmh``), ``item.events`` and ``item.counts``."""
         sid = item.frame.source_id
         now = self._now(item.frame)
         item.detections = dets = self._trackers[sid].update(item.detections, now, item.frame.image)
+        if self.calibration is not None:
+            item.detections = dets = self._speed(item.frame, dets, now)
         if len(dets):
             self._last_id[sid] = max(self._last_id[sid], int(dets.tracker_id.max()))
         analytics, events = self._analytics[sid], self._events[sid]  # (set_shapes may replace both meanwhile)
@@ -57,6 +65,13 @@ class TrackStage:
         item.counts = analytics.counts()
         for e in item.events:
             events[(e.name, e.event, e.class_name)] += 1
+
+    def _speed(self, frame, dets, now: float):
+        """The detections with ``speed_kmh`` (the homography is made for the source's first frame's size)."""
+        est = self._speeds[frame.source_id]
+        if est is None:
+            est = self._speeds[frame.source_id] = self.calibration.estimator(frame.width, frame.height)
+        return replace(dets, speed_kmh=est.update(dets.tracker_id, dets.xyxy, now))
 
     def set_shapes(self, shapes: list[Shape]) -> None:
         """New lines and zones for every source, from any thread: counting starts again from zero
@@ -71,7 +86,7 @@ class TrackStage:
     def summary(self) -> dict:
         """For the metrics: the tracker and its settings, the tracks started per source, the
         events counted per line/zone, event and class (summed over the sources, and per source),
-        the objects inside each zone at the end (summed), and the shapes."""
+        the objects inside each zone at the end (summed), the shapes and the ground calibration."""
         inside = Counter()
         for a in self._analytics:
             for name, c in a.counts().items():
@@ -80,4 +95,5 @@ class TrackStage:
                 "tracks": self._last_id, "counts": totals(self._events, self.shapes),
                 "inside_at_end": {s.name: inside[s.name] for s in self.shapes if s.kind == "zone"},
                 "per_source": [totals([c], self.shapes) for c in self._events] if len(self._events) > 1 else None,
-                "shapes": [{"kind": s.kind, "name": s.name, "points": [list(p) for p in s.points]} for s in self.shapes]}
+                "shapes": [{"kind": s.kind, "name": s.name, "points": [list(p) for p in s.points]} for s in self.shapes],
+                "calibration": None if self.calibration is None else self.calibration.to_dict()}

@@ -123,6 +123,7 @@ def test_video_events_and_a_list(tmp_path):
 @pytest.mark.parametrize("argv, expected", [
     (["--out", "OUT", "--save", "x.mp4"], "--save names one run's output"),
     (["--out", "OUT", "--json", "x.jsonl"], "--json names one run's output"),
+    (["--out", "OUT", "--heatmap", "h.png"], "--heatmap names one run's output"),
     (["--out", "OUT", "--workers", "2"], "--workers and --retries are for --ray"),
     (["--ray"], "--ray is for batch jobs: add --out"),
     (["--video"], "--video is for batch jobs"),

@@ -120,3 +120,18 @@ def test_classifier_labels_are_drawn():
     LabelAnnotator(["car"]).annotate(with_crop, dets)
     wider = lambda img: np.argwhere((img != frame).any(-1))[:, 1].max()  # noqa: E731
     assert wider(with_crop) > wider(plain) + 20  # "car 0.90 | blue 0.80" is longer than "car 0.90"
+
+
+def test_a_known_speed_joins_its_box_label():
+    """"#3 car 0.90 42 km/h" once the track has a speed; nothing added while it has none (NaN)."""
+    from pipeline.overlay.host import LabelAnnotator
+
+    frame = np.full((200, 400, 3), 100, np.uint8)
+    drawn = {}
+    for name, speed in (("none", None), ("nan", [np.nan]), ("known", [42.0])):
+        out = frame.copy()
+        LabelAnnotator(["car"]).annotate(out, Detections(np.array([[50, 100, 150, 180]], np.float32), [0.9], [0], tracker_id=[3],
+                                                         speed_kmh=speed))
+        drawn[name] = out
+    wider = lambda img: np.argwhere((img != frame).any(-1))[:, 1].max()  # noqa: E731
+    assert (drawn["nan"] == drawn["none"]).all() and wider(drawn["known"]) > wider(drawn["none"]) + 20

@@ -159,3 +159,36 @@ def test_stream_gives_tracked_detections_and_the_events_of_each_frame(tmp_path):
         assert all(e.frame == r.frame.index and e.tracker_id in r.detections.tracker_id for e in r.events)
     counts = session.metrics["tracking"]["counts"]["gate"]
     assert {k: v["all"] for k, v in counts.items()} == {k: sum(e.event == k for e in events) for k in ("line_in", "line_out")}
+
+
+CAL = "0.3,0.6,0.7,0.6,0.9,1,0.1,1=0,30,3.5,30,3.5,5,0,5"
+
+
+def test_a_calibrated_run_writes_speeds_and_a_heatmap(tmp_path):
+    pytest.importorskip("trackers")
+    session = Session.from_settings(source="synthetic:320x192@30?live=0&frames=45", model="demo", calibrate=CAL,
+                                    json=str(tmp_path / "d.jsonl"), heatmap=str(tmp_path / "heat.png"))
+    metrics = session.run()
+    assert metrics["tracking"]["tracker"] == "botsort" and metrics["tracking"]["calibration"]["ground_m"][0] == [0, 30]
+    dets = [d for line in (tmp_path / "d.jsonl").read_text().splitlines() for d in json.loads(line)["detections"]]
+    assert dets and all("speed_kmh" in d for d in dets)
+    assert all(d["speed_kmh"] is None for d in dets if d["tracker_id"] is None)
+    assert any(isinstance(d["speed_kmh"], float) for d in dets)  # tracks followed for half a second have one
+    heat = np.load(tmp_path / "heat.npy", allow_pickle=False)
+    assert heat.shape == (192, 320) and heat.sum() == pytest.approx(sum(d["tracker_id"] is not None for d in dets), rel=0.01)
+    assert (tmp_path / "heat.png").stat().st_size > 0 and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_failed_run_leaves_its_heatmap_partial(tmp_path):
+    session = Session.from_settings(source=CLIP.format(n=50), model="tiny-seg", heatmap=str(tmp_path / "heat.png"))
+    session.model = FailingModel(session.model, "infer", at_call=3)
+    with pytest.raises(StageError, match="stage 'infer' failed"):
+        session.run(handle_sigint=False)
+    assert not (tmp_path / "heat.png").exists() and not (tmp_path / "heat.npy").exists()
+    assert session.kept_partial() in ([], [tmp_path / "heat.png.partial"])  # (none when no frame got through first)
+
+
+def test_a_heatmap_that_would_overwrite_an_output_is_refused(tmp_path):
+    (tmp_path / "heat.npy").write_bytes(b"")
+    with pytest.raises(ConfigError, match="heat.npy' exists: give --overwrite"):
+        Session.from_settings(source=CLIP.format(n=5), model="tiny-seg", heatmap=str(tmp_path / "heat.png"))
