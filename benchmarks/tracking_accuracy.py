@@ -16,31 +16,47 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 
-def replay(records: list[dict], names, tracker_name: str, settings: dict, lines: list[str], size) -> tuple[list[dict], list[dict]]:
-    """The recorded detections through a track stage, as the pipeline's postprocess thread runs it."""
+def replay(records: list[dict], names, tracker_name: str, settings: dict, lines: list[str], size,
+           clip: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """The recorded detections through a track stage, as the pipeline's postprocess thread runs it.
+    The tracker sees the clip's frames when ``clip`` is given (trackers that look at them: camera-motion
+    compensation, appearance), else blank ones. What the tracker returns is recorded (rtpipe's trackers
+    return the detections they were given; Ultralytics' its tracks)."""
+    import cv2
+
     from pipeline.analytics import parse_shapes
     from pipeline.runtime.track import TrackStage
     from pipeline.types import Detections, Frame
 
     settings = dict(settings)
     conf = settings.pop("conf", 0.25)  # the detector's threshold (the model ran at 0.05)
-    clip = type("Clip", (), {"fps": 30, "live": False, "timed": True})()
-    stage = TrackStage(tracker_name, settings, parse_shapes(lines, []), names, [clip])
+    gamma = settings.pop("score_gamma", 1)  # another detector's calibration: scores s -> s ** gamma (>1: lower scores)
+    source = type("Clip", (), {"fps": 30, "live": False, "timed": True})()
+    stage = TrackStage(tracker_name, settings, parse_shapes(lines, []), names, [source])
     blank = np.zeros((size[1], size[0], 3), np.uint8)
+    video = cv2.VideoCapture(str(clip)) if clip is not None else None
     out, events = [], []
     for rec in records:
-        ds = [d for d in rec["detections"] if d["score"] >= conf]
-        item = type("Item", (), {"frame": Frame(blank, rec["index"], rec["pts"], 0.0),
-                                 "detections": Detections([d["xyxy"] for d in ds], [d["score"] for d in ds], [d["class_id"] for d in ds])})()
+        image = video.read()[1] if video is not None else blank
+        ds = [{**d, "score": d["score"] ** gamma} for d in rec["detections"]]
+        ds = [d for d in ds if d["score"] >= conf]
+        item = type("Item", (), {"frame": Frame(image, rec["index"], rec["pts"], 0.0),
+                                 "detections": Detections(np.array([d["xyxy"] for d in ds], np.float32).reshape(-1, 4),
+                                                          [d["score"] for d in ds], [d["class_id"] for d in ds])})()
         stage.apply(item)
         events += [e.model_dump() for e in item.events]
-        out.append({**rec, "detections": [{**d, "tracker_id": int(t) if t > 0 else None} for d, t in zip(ds, item.detections.tracker_id)]})
+        got = item.detections
+        out.append({**rec, "detections": [{"xyxy": [float(v) for v in got.xyxy[i]], "score": float(got.confidence[i]),
+                                           "class_id": int(got.class_id[i]), "class_name": names[int(got.class_id[i])],
+                                           "tracker_id": int(got.tracker_id[i]) if got.tracker_id[i] > 0 else None}
+                                          for i in range(len(got))]})
     return out, events
 
 
@@ -51,11 +67,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--tracker", nargs="+", default=["bytetrack", "botsort"])
+    ap.add_argument("--tracker", nargs="+", default=["bytetrack", "botsort"],
+                    help="rtpipe's trackers, or ultralytics-bytetrack / ultralytics-botsort (its stock configs; needs ultralytics)")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=V1,V2",
-                    help="tracker settings to try (each tracker takes its own), and conf (the detector's score threshold, "
-                         "default 0.25)")
+                    help="tracker settings to try (each tracker takes its own), conf (the detector's score threshold, "
+                         "default 0.25) and score_gamma (scores s -> s ** gamma: a detector that scores lower, default 1)")
     ap.add_argument("--json", help="write the table as JSON")
     args = ap.parse_args()
     def value(v: str):
@@ -63,6 +80,11 @@ def main() -> None:
 
     grid = {k: [value(v) for v in vs.split(",")] for k, vs in (s.split("=") for s in args.set)}
     combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] or [{}]
+    if any(t.startswith("ultralytics-") for t in args.tracker):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ultralytics_trackers import register
+
+        register()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clips = []
@@ -71,13 +93,13 @@ def main() -> None:
             clip, gt = write_clip(folder, seed, args.frames)
             Session.from_settings(source=str(clip), model="demo", conf=0.05, json=str(folder / "d.jsonl")).run(handle_sigint=False)
             records = [json.loads(x) for x in (folder / "d.jsonl").read_text().splitlines()]
-            clips.append((folder, gt, records))
+            clips.append((folder, gt, records, clip))
         from pipeline.demo.scenes import CLASSES
 
         for name, settings in itertools.product(args.tracker, combos):
             scores = []
-            for folder, gt, records in clips:
-                tracked, events = replay(records, CLASSES, name, settings, DEMO_LINES, (1280, 720))
+            for folder, gt, records, clip in clips:
+                tracked, events = replay(records, CLASSES, name, settings, DEMO_LINES, (1280, 720), clip)
                 (folder / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tracked))
                 (folder / "e.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
                 r = evaluate(folder / "t.jsonl", gt, folder / "e.jsonl", folder / "crossings.json")
