@@ -39,7 +39,9 @@ def replay(records: list[dict], names, tracker_name: str, settings: dict, lines:
     conf = settings.pop("conf", 0.25)  # the detector's threshold (the model ran at 0.05)
     gamma = settings.pop("score_gamma", 1)  # another detector's calibration: scores s -> s ** gamma (>1: lower scores)
     source = type("Clip", (), {"fps": 30, "live": False, "timed": True})()
-    stage = TrackStage(tracker_name, settings, parse_shapes(lines, []), names, [source])
+    reid = settings.pop("reid", None)
+    reid = None if reid == "none" else reid
+    stage = TrackStage(tracker_name, settings, parse_shapes(lines, []), names, [source], reid=reid)
     blank = np.zeros((size[1], size[0], 3), np.uint8)
     video = cv2.VideoCapture(str(clip)) if clip is not None else None
     out, events = [], []

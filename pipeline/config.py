@@ -107,6 +107,7 @@ class RunConfig(BaseModel):
     zones: list[str] = Field(default_factory=list, description="counting zones, [NAME=]x1,y1,x2,y2,x3,y3[,...]")
     events: Path | None = Field(None, description="JSONL of line and zone events")
     trails: int = Field(0, ge=0, le=300, description="draw each track's last N centres")
+    reid: str | None = Field(None, description="appearance re-identification over the tracker: hist (README: Tracking)")
     calibrate: str | None = Field(None, description="ground plane for speeds: 4 picture points = the 4 ground points (metres) "
                                                     "they show, x1,y1,...,x4,y4=X1,Y1,...,X4,Y4")
     heatmap: Path | None = Field(None, description="heatmap of where detections stood (box bottom centres): PATH.png over the "
@@ -153,7 +154,7 @@ class RunConfig(BaseModel):
             return None
         if self.track is None:
             return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails or self.track_settings
-                                       or self.calibrate) else None
+                                       or self.calibrate or self.reid) else None
         return self.track
 
     def check_tracking(self) -> None:
@@ -164,7 +165,7 @@ class RunConfig(BaseModel):
 
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
                                  ("--trails", self.trails), ("track_settings", self.track_settings),
-                                 ("--calibrate", self.calibrate)) if on]
+                                 ("--calibrate", self.calibrate), ("--reid", self.reid)) if on]
         if self.track == "none" and asked:
             raise ConfigError(f"{asked[0]} (given on the command line or in a preset) needs a tracker: drop --track none, "
                               f"or the {asked[0].lstrip('-')}")
@@ -174,6 +175,10 @@ class RunConfig(BaseModel):
         parse_shapes(self.lines, self.zones)
         if self.calibrate is not None:
             parse_calibration(self.calibrate)
+        if self.reid is not None:
+            from pipeline.tracking.reid import make_embedder
+
+            make_embedder(self.reid)
 
     @property
     def sources(self) -> list[str]:

@@ -88,10 +88,16 @@ def tracker_class(name: str) -> type:
     return entry if isinstance(entry, type) else entry()
 
 
-def make_tracker(name: str, settings: dict | None = None, fps: float | None = None) -> Tracker:
+def make_tracker(name: str, settings: dict | None = None, fps: float | None = None, reid: str | None = None) -> Tracker:
     """A new tracker ``name`` with ``settings`` (its own keys; a ConfigError names an unknown one)
-    for a source of ``fps`` frames per second (None: unknown, 30 assumed)."""
+    for a source of ``fps`` frames per second (None: unknown, 30 assumed); with ``reid`` (an
+    embedder's spec) wrapped in appearance re-identification (``pipeline.tracking.reid``)."""
     cls = tracker_class(name)
     settings = dict(settings or {})
     cls.check_settings(settings)
-    return cls(fps=fps, **settings)
+    tracker = cls(fps=fps, **settings)
+    if reid is None:
+        return tracker
+    from pipeline.tracking.reid import AppearanceTracker, make_embedder
+
+    return AppearanceTracker(tracker, make_embedder(reid))

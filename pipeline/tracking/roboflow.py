@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import ConfigError
+from pipeline.tracking.thresholds import SCORE_THRESHOLDS, ScoreScale
 from pipeline.types import Detections
 
 
@@ -56,11 +57,17 @@ class LibraryTracker:
         self.fps = float(fps) if fps else 30.0
         self._tracker = cls(frame_rate=self.fps, **self.library_settings)
         self.memory_s = self.settings["lost_track_buffer"] / 30.0
+        follow = {k: v for k, v in self.DEFAULTS.items() if k in SCORE_THRESHOLDS and k not in settings}
+        self._scale = ScoreScale(follow) if follow else None  # thresholds the user did not set follow the detector
 
     def update(self, detections: Detections, pts: float, image: np.ndarray | None = None) -> Detections:
         import supervision as sv
 
         n = len(detections)
+        if self._scale is not None:
+            for key, value in self._scale.update(detections.confidence).items():
+                setattr(self._tracker, key, value)
+                self.settings[key] = round(value, 4)  # what the run's metrics report: the thresholds in effect
         given = sv.Detections(xyxy=detections.xyxy.astype(np.float64), confidence=detections.confidence,
                               class_id=detections.class_id, data={"row": np.arange(n)})
         out = self._tracker.update(given, frame=image if self.uses_image else None, timestamp=pts)
@@ -74,7 +81,8 @@ class LibraryTracker:
 class ByteTrack(LibraryTracker):
     name, library = "bytetrack", "ByteTrackTracker"
     # Where they differ from the library's: mean IDF1 0.772 on clips 1-3 against 0.723 with its
-    # own (IoU gate 0.1, high/low split 0.6).
+    # own (IoU gate 0.1, high/low split 0.6). The two score thresholds are the demo model's; other
+    # detectors get them moved to their own scores (pipeline.tracking.thresholds).
     DEFAULTS = {"minimum_iou_threshold": 0.2, "track_activation_threshold": 0.7, "high_conf_det_threshold": 0.5,
                 "lost_track_buffer": 30, "minimum_consecutive_frames": 2}
 
