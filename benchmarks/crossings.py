@@ -34,8 +34,9 @@ CONF = 0.05  # the detector's threshold for the recording; trackers filter highe
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "crossings", "exchanges", "new_ids")
 
 
-def make_clips(seeds, sizes, frames: int, tmp: str | Path) -> list[dict]:
-    """Write a crossings clip per seed and size under ``tmp`` and run the demo model on each.
+def make_clips(seeds, sizes, frames: int, tmp: str | Path, model: str = "demo") -> list[dict]:
+    """Write a crossings clip per seed and size under ``tmp`` and run ``model`` on each (a clip
+    and its detections already there from an earlier call with the same arguments are reused).
 
     Returns one record per clip: ``{"seed", "size": (w, h), "folder", "clip", "gt_path", "gt"
     (COCO dict), "crossings" (the loaded crossings.json), "records" (the demo model's JSONL
@@ -46,9 +47,14 @@ def make_clips(seeds, sizes, frames: int, tmp: str | Path) -> list[dict]:
 
     clips = []
     for seed, (w, h) in itertools.product(seeds, sizes):
-        folder = Path(tmp) / f"{seed}_{w}x{h}"
-        clip, gt_path = write_crossing_clip(folder, seed, frames, (w, h))
-        Session.from_settings(source=str(clip), model="demo", conf=CONF, json=str(folder / "d.jsonl")).run(handle_sigint=False)
+        folder = Path(tmp) / f"{seed}_{w}x{h}_{frames}" / Path(model).stem
+        done = folder / "d.jsonl"
+        if done.exists():
+            clip, gt_path = folder / "clip.mp4", folder / "ground_truth.json"
+        else:
+            clip, gt_path = write_crossing_clip(folder, seed, frames, (w, h))
+            Session.from_settings(source=str(clip), model=model, conf=CONF, json=str(folder / "d.partial.jsonl")).run(handle_sigint=False)
+            (folder / "d.partial.jsonl").rename(done)
         gt = json.loads(gt_path.read_text())
         clips.append({"seed": seed, "size": (w, h), "folder": folder, "clip": clip, "gt_path": gt_path, "gt": gt,
                       "crossings": json.loads((folder / "crossings.json").read_text()),
@@ -108,6 +114,8 @@ def main() -> None:
                     help="tracker settings to try, conf (the detector's score threshold, default 0.25) and reid (an "
                          "appearance spec, see --reid)")
     ap.add_argument("--json", help="write the table, per clip too, as JSON")
+    ap.add_argument("--model", default="demo", help="the detector (default demo)")
+    ap.add_argument("--keep", metavar="DIR", help="keep the clips and their detections in DIR and reuse them on the next run")
     args = ap.parse_args()
     sizes = [parse_size(s) for s in args.sizes]
     if any(t.startswith("ultralytics-") for t in args.tracker):
@@ -115,8 +123,8 @@ def main() -> None:
 
         register()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        clips = make_clips(args.seeds, sizes, args.frames, tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        clips = make_clips(args.seeds, sizes, args.frames, args.keep or scratch, args.model)
         for name, settings in itertools.product(args.tracker, parse_grid(args.set)):
             if name.startswith("ultralytics-"):  # model.track's own detector threshold and stock config
                 if settings != parse_grid(args.set)[0]:
@@ -132,7 +140,8 @@ def main() -> None:
     print()
     print_table(rows)
     if args.json:
-        Path(args.json).write_text(json.dumps({"seeds": args.seeds, "sizes": args.sizes, "frames": args.frames,
+        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "model": args.model, "seeds": args.seeds,
+                                               "sizes": args.sizes, "frames": args.frames,
                                                "rows": rows}, indent=1))
 
 

@@ -1,12 +1,14 @@
-"""Tracker cost per frame at 10 / 100 / 500 objects, on this CPU.
+"""Tracker cost per frame at 10 / 100 / 500 objects, on this CPU: median, p99 and worst frame.
 
     python benchmarks/tracker_cost.py [--frames 300] [--json benchmarks/results/tracker-cost.json]
 
 Objects are boxes of 20-80 px moving at constant speed with jitter through a 1920x1080 frame
 (they wrap around at the edges, so the count stays fixed), scores 0.3-1.0, 5 % of detections
-missed each frame. Times are medians of ``update()`` per frame after 30 warm-up frames, for
-each tracker rtpipe offers with its default settings: as rtpipe calls it (our Detections in
-and out: conversion included) and the library's own ``update`` on supervision detections.
+missed each frame. Times are of ``update()`` per frame after 30 warm-up frames, for each tracker
+rtpipe offers with its default settings: as rtpipe calls it (our Detections in and out:
+conversion and the score-following thresholds included), the same with appearance
+re-identification (``--reid hist``, on a noise picture), and the library's own ``update`` on
+supervision detections (median only).
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ def scene(n: int, frames: int, seed: int = 0):
         yield xyxy.astype(np.float32), score[keep].astype(np.float32), cls[keep].astype(np.int32)
 
 
-def timed(update, frames) -> float:
+def timed(update, frames) -> dict:
+    """Median, p99 and worst ms per frame after 30 warm-up frames."""
     times = []
     for k, args in enumerate(frames):
         t0 = time.perf_counter()
         update(k, *args)
         if k >= 30:
             times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return {"p50": round(statistics.median(times), 3), "p99": round(float(np.percentile(times, 99)), 3), "max": round(max(times), 3)}
 
 
 def main() -> None:
@@ -55,15 +58,20 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
+    picture = np.random.default_rng(1).integers(0, 255, (1080 + 80, 1920 + 80, 3), np.uint8)  # boxes wrap past the edge
     for name in ("botsort", "bytetrack"):
         for n in (10, 100, 500):
             ours = make_tracker(name, {}, 30)
             ms_ours = timed(lambda k, b, s, c, t=ours: t.update(Detections(b, s, c), k / 30), scene(n, args.frames))
+            reid = make_tracker(name, {}, 30, reid="hist")
+            ms_reid = timed(lambda k, b, s, c, t=reid: t.update(Detections(b, s, c), k / 30, picture), scene(n, args.frames))
             lib = type(ours._tracker)(frame_rate=30, **ours.library_settings)  # the same tracker, called directly
             ms_lib = timed(lambda k, b, s, c, t=lib: t.update(sv.Detections(xyxy=b.astype(np.float64), confidence=s, class_id=c),
                                                               timestamp=k / 30), scene(n, args.frames))
-            rows.append({"tracker": name, "objects": n, "rtpipe_ms": round(ms_ours, 3), "library_ms": round(ms_lib, 3)})
-            print(f"{name:9s} {n:4d} objects: {ms_ours:7.3f} ms per frame through rtpipe, {ms_lib:7.3f} ms the library alone")
+            rows.append({"tracker": name, "objects": n, "rtpipe_ms": ms_ours, "reid_hist_ms": ms_reid, "library_ms": ms_lib["p50"]})
+            print(f"{name:9s} {n:4d} objects, ms per frame p50/p99/max: rtpipe {ms_ours['p50']:.3f}/{ms_ours['p99']:.3f}/"
+                  f"{ms_ours['max']:.3f}, with --reid hist {ms_reid['p50']:.3f}/{ms_reid['p99']:.3f}/{ms_reid['max']:.3f}, "
+                  f"the library alone p50 {ms_lib['p50']:.3f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": "python benchmarks/tracker_cost.py", "machine": platform.processor() or platform.machine(),

@@ -108,6 +108,7 @@ class RunConfig(BaseModel):
     events: Path | None = Field(None, description="JSONL of line and zone events")
     trails: int = Field(0, ge=0, le=300, description="draw each track's last N centres")
     reid: str | None = Field(None, description="appearance re-identification over the tracker: hist (README: Tracking)")
+    smooth_boxes: bool = Field(False, description="tracked detections' boxes are their tracks' smoothed (Kalman) states")
     calibrate: str | None = Field(None, description="ground plane for speeds: 4 picture points = the 4 ground points (metres) "
                                                     "they show, x1,y1,...,x4,y4=X1,Y1,...,X4,Y4")
     heatmap: Path | None = Field(None, description="heatmap of where detections stood (box bottom centres): PATH.png over the "
@@ -154,7 +155,7 @@ class RunConfig(BaseModel):
             return None
         if self.track is None:
             return DEFAULT_TRACKER if (self.lines or self.zones or self.events or self.trails or self.track_settings
-                                       or self.calibrate or self.reid) else None
+                                       or self.calibrate or self.reid or self.smooth_boxes) else None
         return self.track
 
     def check_tracking(self) -> None:
@@ -165,7 +166,7 @@ class RunConfig(BaseModel):
 
         asked = [f for f, on in (("--line", self.lines), ("--zone", self.zones), ("--events", self.events),
                                  ("--trails", self.trails), ("track_settings", self.track_settings),
-                                 ("--calibrate", self.calibrate), ("--reid", self.reid)) if on]
+                                 ("--calibrate", self.calibrate), ("--reid", self.reid), ("--smooth-boxes", self.smooth_boxes)) if on]
         if self.track == "none" and asked:
             raise ConfigError(f"{asked[0]} (given on the command line or in a preset) needs a tracker: drop --track none, "
                               f"or the {asked[0].lstrip('-')}")

@@ -179,6 +179,24 @@ def test_a_calibration_needs_a_tracker_and_a_heatmap_does_not(settings, tracker,
             cfg.check_tracking()
 
 
+@pytest.mark.parametrize("settings, tracker, message", [
+    ({"reid": "hist"}, "botsort", None),
+    ({"reid": "hist", "track": "bytetrack"}, "bytetrack", None),
+    ({"reid": "hist", "track": "none"}, None, "--reid .given on the command line or in a preset. needs a tracker"),
+    ({"reid": "resnet"}, "botsort", "--reid 'resnet': choose one of hist"),
+    ({"smooth_boxes": True}, "botsort", None),
+    ({"smooth_boxes": True, "track": "none"}, None, "--smooth-boxes .given on the command line or in a preset. needs a tracker"),
+])
+def test_reid_and_smoothed_boxes_need_a_tracker(settings, tracker, message):
+    cfg = build_config(None, settings)
+    assert cfg.tracker == tracker
+    if message is None:
+        cfg.check_tracking()
+    else:
+        with pytest.raises(ConfigError, match=message):
+            cfg.check_tracking()
+
+
 def test_calibrate_and_heatmap_come_from_a_preset_too(tmp_path):
     cfg = build_config(write(tmp_path, f"calibrate: {CAL}\nheatmap: out/heat.png\n"))
     assert cfg.calibrate == CAL and cfg.heatmap == Path("out/heat.png")

@@ -225,7 +225,8 @@ class Session:
 
         shapes = parse_shapes(c.lines, c.zones)
         calibration = None if c.calibrate is None else parse_calibration(c.calibrate)
-        stage = TrackStage(c.tracker, c.track_settings, shapes, self.model.info.names, self.sources, calibration, c.reid)
+        stage = TrackStage(c.tracker, c.track_settings, shapes, self.model.info.names, self.sources, calibration, c.reid,
+                           c.smooth_boxes)
         overlay = ([TrailAnnotator(c.trails)] if c.trails else []) + ([CountsAnnotator(shapes)] if shapes else [])
         return stage, overlay
 

@@ -26,14 +26,15 @@ NOMINAL_FPS = 30.0  # for sources that do not say their rate
 class TrackStage:
     """``tracker`` by name with its ``settings``; ``shapes`` (lines and zones) for every source;
     ``calibration``: the ground plane every source sees, for speeds (None: no speeds); ``reid``:
-    an appearance embedder's spec for re-identification (None: motion only)."""
+    an appearance embedder's spec for re-identification (None: motion only); ``smooth_boxes``:
+    tracked boxes are the tracks' smoothed states."""
 
     def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources,
-                 calibration: Calibration | None = None, reid: str | None = None):
+                 calibration: Calibration | None = None, reid: str | None = None, smooth_boxes: bool = False):
         self.tracker, self.shapes, self.calibration = tracker, shapes, calibration
         self._speeds: list[SpeedEstimator | None] = [None for _ in sources]  # made at a source's first frame (its size)
         fps = [None if s.fps is None else float(s.fps) for s in sources]
-        self._trackers = [make_tracker(tracker, settings, f, reid) for f in fps]
+        self._trackers = [make_tracker(tracker, settings, f, reid, smooth_boxes) for f in fps]
         self._analytics = [Analytics(shapes, names, t.memory_s) for t in self._trackers]
         self._timed = [s.timed for s in sources]
         self._period = [1.0 / (f or NOMINAL_FPS) for f in fps]

@@ -88,14 +88,17 @@ def tracker_class(name: str) -> type:
     return entry if isinstance(entry, type) else entry()
 
 
-def make_tracker(name: str, settings: dict | None = None, fps: float | None = None, reid: str | None = None) -> Tracker:
+def make_tracker(name: str, settings: dict | None = None, fps: float | None = None, reid: str | None = None,
+                 smooth_boxes: bool = False) -> Tracker:
     """A new tracker ``name`` with ``settings`` (its own keys; a ConfigError names an unknown one)
     for a source of ``fps`` frames per second (None: unknown, 30 assumed); with ``reid`` (an
-    embedder's spec) wrapped in appearance re-identification (``pipeline.tracking.reid``)."""
+    embedder's spec) wrapped in appearance re-identification (``pipeline.tracking.reid``); with
+    ``smooth_boxes`` its tracked detections' boxes are its tracks' states (a tracker that takes
+    ``smooth_boxes``)."""
     cls = tracker_class(name)
     settings = dict(settings or {})
     cls.check_settings(settings)
-    tracker = cls(fps=fps, **settings)
+    tracker = cls(fps=fps, **settings, **({"smooth_boxes": True} if smooth_boxes else {}))
     if reid is None:
         return tracker
     from pipeline.tracking.reid import AppearanceTracker, make_embedder

@@ -13,6 +13,8 @@ clips with benchmarks/tracking_accuracy.py: benchmarks/README.md, "Tracking".
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from pipeline.config import ConfigError
@@ -43,7 +45,7 @@ class LibraryTracker:
             if (key.endswith(("threshold", "_assoc")) or key.startswith("enable_")) and value > 1:
                 raise ConfigError(f"track_settings: '{key}' is in 0..1 (got {value!r})")
 
-    def __init__(self, fps: float | None = None, **settings):
+    def __init__(self, fps: float | None = None, smooth_boxes: bool = False, **settings):
         from pipeline.tracking import require_trackers
 
         require_trackers()
@@ -59,6 +61,7 @@ class LibraryTracker:
         self.memory_s = self.settings["lost_track_buffer"] / 30.0
         follow = {k: v for k, v in self.DEFAULTS.items() if k in SCORE_THRESHOLDS and k not in settings}
         self._scale = ScoreScale(follow) if follow else None  # thresholds the user did not set follow the detector
+        self.smooth_boxes = smooth_boxes
 
     def update(self, detections: Detections, pts: float, image: np.ndarray | None = None) -> Detections:
         import supervision as sv
@@ -74,8 +77,20 @@ class LibraryTracker:
         ids = np.full(n, -1, np.int64)
         if len(out):
             ids[out.data["row"]] = np.where(out.tracker_id >= 0, out.tracker_id + 1, -1)  # the library counts from 0
-        return Detections(detections.xyxy, detections.confidence, detections.class_id, detections.mask, ids, detections.class_map,
-                          detections.labels, detections.crop_labels)
+        xyxy = self._smoothed(detections.xyxy, ids) if self.smooth_boxes else detections.xyxy
+        return replace(detections, xyxy=xyxy, tracker_id=ids)
+
+    def _smoothed(self, xyxy: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The boxes of tracked detections replaced by their track's state (the Kalman filter's
+        estimate after this frame's update); others as detected. Masks keep their own placement."""
+        state = {t.tracker_id + 1: t.get_state_bbox() for t in self._tracker.tracks if t.tracker_id >= 0}
+        out = xyxy.copy()
+        for row in np.flatnonzero(ids > 0):
+            box = state.get(int(ids[row]))
+            if box is not None and np.isfinite(box).all():
+                x1, y1, x2, y2 = (float(v) for v in box)
+                out[row] = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+        return out
 
 
 class ByteTrack(LibraryTracker):

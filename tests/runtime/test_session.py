@@ -192,3 +192,27 @@ def test_a_heatmap_that_would_overwrite_an_output_is_refused(tmp_path):
     (tmp_path / "heat.npy").write_bytes(b"")
     with pytest.raises(ConfigError, match="heat.npy' exists: give --overwrite"):
         Session.from_settings(source=CLIP.format(n=5), model="tiny-seg", heatmap=str(tmp_path / "heat.png"))
+
+
+def test_a_run_with_reid_and_smoothed_boxes_keeps_the_detections_and_reports_its_settings(tmp_path):
+    """--reid hist and --smooth-boxes over the demo model: the same frames and detections as
+    without (ids on tracked ones; smoothed boxes near the detected ones), settings in the metrics."""
+    from pipeline.demo.clip import write_clip
+
+    clip, _ = write_clip(tmp_path, seed=7, frames=40, size=(640, 360))
+    plain = Session.from_settings(source=str(clip), model="demo", track="botsort", json=str(tmp_path / "a.jsonl")).run(handle_sigint=False)
+    both = Session.from_settings(source=str(clip), model="demo", reid="hist", smooth_boxes=True,
+                                 json=str(tmp_path / "b.jsonl")).run(handle_sigint=False)
+    assert both["tracking"]["settings"]["reid"] == "hist" and "track_activation_threshold" in both["tracking"]["settings"]
+    a = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert len(a) == len(b) == 40 and plain["frames_out"] == 40
+    moved = []
+    for ra, rb in zip(a, b):
+        assert [d["score"] for d in ra["detections"]] == [d["score"] for d in rb["detections"]]
+        for da, db in zip(ra["detections"], rb["detections"]):
+            assert (da["tracker_id"] is None) == (db["tracker_id"] is None)
+            moved.append(np.abs(np.subtract(da["xyxy"], db["xyxy"])).max())
+            if db["tracker_id"] is None:
+                assert da["xyxy"] == db["xyxy"]
+    assert 0 < np.median(moved) < 5  # smoothed, not replaced by something else

@@ -118,3 +118,31 @@ def test_botsort_looks_at_the_frame_only_with_camera_motion_compensation(cmc, mo
     ids = [tracker.update(boxes, k / 30, np.roll(image, k, axis=1)).tracker_id.tolist() for k in range(4)]
     assert ids[-1] == [1]
     assert len(seen) == (4 if cmc else 0) and (not seen or seen[0] == (240, 320, 3))
+
+
+@pytest.mark.parametrize("name", ["bytetrack", "botsort"])
+def test_smoothed_boxes_follow_the_true_path_closer_than_the_detected_ones(name):
+    """An object moving steadily, its detected box jittering by 3 px: with smooth_boxes the
+    tracked box is the track's state, nearer the truth; a detection no track holds keeps its box."""
+    rng = np.random.default_rng(0)
+    plain, smooth = make_tracker(name, {}, 30), make_tracker(name, {}, 30, smooth_boxes=True)
+    raw_err, smooth_err = [], []
+    for k in range(60):
+        truth = np.array([100 + 4 * k, 100, 160 + 4 * k, 180], np.float32)
+        seen = truth + rng.normal(0, 3, 4).astype(np.float32)
+        dets = Detections([seen, [500, 400, 540, 440]], [0.9, 0.9], [0, 1])
+        a, b = plain.update(dets, k / 30), smooth.update(dets, k / 30)
+        np.testing.assert_array_equal(a.xyxy, dets.xyxy)
+        if k == 0:
+            np.testing.assert_array_equal(b.xyxy, dets.xyxy)  # not tracked yet: as detected
+        if k >= 10:
+            assert b.tracker_id.tolist() == a.tracker_id.tolist()
+            raw_err.append(np.abs(a.xyxy[0] - truth).mean())
+            smooth_err.append(np.abs(b.xyxy[0] - truth).mean())
+            assert (b.xyxy[:, :2] <= b.xyxy[:, 2:]).all()
+    assert np.mean(smooth_err) < 0.8 * np.mean(raw_err)
+
+
+def test_smoothing_is_not_a_track_setting():
+    with pytest.raises(ConfigError, match="unknown key 'smooth_boxes'"):
+        make_tracker("bytetrack", {"smooth_boxes": 1}, 30)
