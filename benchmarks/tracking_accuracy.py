@@ -70,7 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--tracker", nargs="+", default=["bytetrack", "botsort"],
-                    help="rtpipe's trackers, or ultralytics-bytetrack / ultralytics-botsort (its stock configs; needs ultralytics)")
+                    help="rtpipe's trackers, or ultralytics-bytetrack / ultralytics-botsort (model.track's stock configs at its "
+                         "conf 0.1; of --set only score_gamma applies to them; needs ultralytics)")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=V1,V2",
                     help="tracker settings to try (each tracker takes its own), conf (the detector's score threshold, "
@@ -98,7 +99,15 @@ def main() -> None:
             clips.append((folder, gt, records, clip))
         from pipeline.demo.scenes import CLASSES
 
+        done = set()
         for name, settings in itertools.product(args.tracker, combos):
+            if name.startswith("ultralytics-"):  # model.track's detector threshold and stock config; only the detector varies
+                from ultralytics_trackers import MODEL_TRACK_CONF
+
+                settings = {**{k: v for k, v in settings.items() if k == "score_gamma"}, "conf": MODEL_TRACK_CONF}
+            if (name, json.dumps(settings)) in done:
+                continue
+            done.add((name, json.dumps(settings)))
             scores = []
             for folder, gt, records, clip in clips:
                 tracked, events = replay(records, CLASSES, name, settings, DEMO_LINES, (1280, 720), clip)
@@ -111,7 +120,7 @@ def main() -> None:
             rows.append({"tracker": name, "settings": settings, "mean": mean, "per_seed": scores})
             print(name, json.dumps(settings), " ".join(f"{k} {v}" for k, v in mean.items()), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"seeds": args.seeds, "frames": args.frames, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "seeds": args.seeds, "frames": args.frames, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
