@@ -168,18 +168,6 @@ CAL = "0.3,0.6,0.7,0.6,0.9,1,0.1,1=0,30,3.5,30,3.5,5,0,5"
     ({"calibrate": CAL, "track": "none"}, None, "--calibrate .given on the command line or in a preset. needs a tracker"),
     ({"calibrate": "0,0,1,1,2,2,0,1=0,0,1,0,1,1,0,1"}, "botsort", "--calibrate .*three of the picture points lie on one line"),
     ({"heatmap": "heat.png"}, None, None),  # a heatmap alone needs no tracker: it takes every detection
-])
-def test_a_calibration_needs_a_tracker_and_a_heatmap_does_not(settings, tracker, message):
-    cfg = build_config(None, settings)
-    assert cfg.tracker == tracker
-    if message is None:
-        cfg.check_tracking()
-    else:
-        with pytest.raises(ConfigError, match=message):
-            cfg.check_tracking()
-
-
-@pytest.mark.parametrize("settings, tracker, message", [
     ({"reid": "hist"}, "botsort", None),
     ({"reid": "hist", "track": "bytetrack"}, "bytetrack", None),
     ({"reid": "hist", "track": "none"}, None, "--reid .given on the command line or in a preset. needs a tracker"),
@@ -187,7 +175,7 @@ def test_a_calibration_needs_a_tracker_and_a_heatmap_does_not(settings, tracker,
     ({"smooth_boxes": True}, "botsort", None),
     ({"smooth_boxes": True, "track": "none"}, None, "--smooth-boxes .given on the command line or in a preset. needs a tracker"),
 ])
-def test_reid_and_smoothed_boxes_need_a_tracker(settings, tracker, message):
+def test_what_needs_a_tracker_turns_one_on_and_a_heatmap_does_not(settings, tracker, message):
     cfg = build_config(None, settings)
     assert cfg.tracker == tracker
     if message is None:

@@ -94,28 +94,13 @@ class Identity:
     looks: int = 0  # clear crops its appearance was made of
 
 
-def _clear(xyxy: np.ndarray) -> np.ndarray:
-    """(N,) bool: boxes that no other box of the frame overlaps."""
-    n = len(xyxy)
-    if n < 2:
-        return np.ones(n, bool)
+def _overlaps(xyxy: np.ndarray) -> np.ndarray:
+    """(N, N) bool: which boxes overlap which others (the diagonal is False)."""
     lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
     rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    np.fill_diagonal(inter, 0)
-    return ~(inter > 0).any(1)
-
-
-def _touching(xyxy: np.ndarray) -> list[tuple[int, int]]:
-    """Pairs (i < j) of boxes that overlap."""
-    n = len(xyxy)
-    if n < 2:
-        return []
-    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    hit = (np.clip(rb - lt, 0, None).prod(2) > 0)
-    i, j = np.nonzero(np.triu(hit, 1))
-    return list(zip(i.tolist(), j.tolist()))
+    hit = np.clip(rb - lt, 0, None).prod(2) > 0
+    np.fill_diagonal(hit, False)
+    return hit
 
 
 class AppearanceTracker:
@@ -124,11 +109,15 @@ class AppearanceTracker:
     def __init__(self, inner, embedder):
         self.inner, self.embedder = inner, embedder
         self.name, self.memory_s = inner.name, inner.memory_s
-        self.settings = {**getattr(inner, "settings", {}), "reid": embedder.name}
         self._ids: dict[int, Identity] = {}   # our id -> identity
         self._of: dict[int, int] = {}         # the inner tracker's id -> our id
         self._contact: dict[tuple[int, int], float] = {}  # pair of our ids -> when their boxes last touched
         self._next = 1
+
+    @property
+    def settings(self) -> dict:
+        """The inner tracker's settings (as they are now) and the embedder's spec."""
+        return {**getattr(self.inner, "settings", {}), "reid": self.embedder.name}
 
     def _new(self, inner_id: int, class_id: int, box, now: float) -> int:
         oid, self._next = self._next, self._next + 1
@@ -142,12 +131,12 @@ class AppearanceTracker:
         rows = np.flatnonzero(inner_ids > 0)
         xyxy = out.xyxy[rows].astype(np.float64)
         looks = self.embedder.embed(image, xyxy) if image is not None and len(rows) else np.zeros((len(rows), 1), np.float32)
-        clear = _clear(out.xyxy.astype(np.float64))[rows]
+        clear = ~_overlaps(out.xyxy.astype(np.float64)).any(1)[rows]  # crops no other box covers part of
         ours: dict[int, int] = {}  # row -> our id
         fresh = []
         for k, r in enumerate(rows):
             oid = self._of.get(int(inner_ids[r]))
-            if oid is None or self._ids[oid].owner != int(inner_ids[r]):
+            if oid is None or oid not in self._ids or self._ids[oid].owner != int(inner_ids[r]):
                 fresh.append(k)
             elif self._drifted(self._ids[oid], looks[k], clear[k]):  # the track moved onto another object
                 self._ids[oid].owner = -1
@@ -163,7 +152,7 @@ class AppearanceTracker:
             if clear[k] and looks[k].any():
                 ident.look = looks[k] if ident.look is None else _unit(EMA * ident.look + (1 - EMA) * looks[k])
                 ident.looks += 1
-        for i, j in _touching(xyxy):
+        for i, j in zip(*np.nonzero(np.triu(_overlaps(xyxy)))):
             if i in ours and j in ours:
                 self._contact[tuple(sorted((ours[i], ours[j])))] = pts
         self._forget(pts)
@@ -204,6 +193,8 @@ class AppearanceTracker:
         for k in fresh:
             if k in taken:
                 oid = taken[k]
+                if self._of.get(self._ids[oid].owner) == oid:  # its former track, if still alive, starts afresh
+                    del self._of[self._ids[oid].owner]
                 self._ids[oid].owner = int(inner_ids[k])
                 self._of[int(inner_ids[k])] = oid
                 ours[k] = oid
