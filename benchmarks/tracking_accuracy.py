@@ -120,7 +120,8 @@ def main() -> None:
             rows.append({"tracker": name, "settings": settings, "mean": mean, "per_seed": scores})
             print(name, json.dumps(settings), " ".join(f"{k} {v}" for k, v in mean.items()), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "seeds": args.seeds, "frames": args.frames, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "seeds": args.seeds,
+                                               "frames": args.frames, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

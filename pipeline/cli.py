@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--classify-weights", dest="classify_weights", metavar="W",
                      help="the crop classifier's weights: a state_dict file, DEFAULT (torchvision's; downloads) or random")
     run.add_argument("--track", metavar="NAME", help="follow objects across frames: botsort, bytetrack, or none (default: botsort "
-                                                     "when --line, --zone, --events, --trails, --reid, --smooth-boxes or --calibrate is given, else none)")
+                                                     "when --line, --zone, --events, --trails, --reid, --smooth-boxes or "
+                                                     "--calibrate is given, else none)")
     run.add_argument("--line", action="append", metavar="[NAME=]X1,Y1,X2,Y2",
                      help="count tracked objects crossing this line, per class and direction (pixels, or fractions of the frame "
                           "when all are <= 1); repeat for more")
@@ -399,7 +400,8 @@ def cmd_run(args, console: Console) -> int:
     keys = ("model", "weights", "trust_checkpoint", "trust_engine", "backend", "device", "conf", "iou", "imgsz", "max_det", "nms",
             "classes", "batch", "rect",
             "max_latency_ms", "frames", "reconnect", "stall_timeout", "save", "overwrite", "json", "show", "serve", "token", "hud",
-            "metrics_json", "track", "line", "zone", "events", "trails", "reid", "smooth_boxes", "calibrate", "heatmap", "classify_crops", "classify_weights")
+            "metrics_json", "track", "line", "zone", "events", "trails", "reid", "smooth_boxes", "calibrate", "heatmap",
+            "classify_crops", "classify_weights")
     overrides = {k: getattr(args, k) for k in keys} | {"source": args.source or None}
     overrides["lines"], overrides["zones"] = overrides.pop("line"), overrides.pop("zone")
     if args.out is not None:

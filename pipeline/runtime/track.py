@@ -31,7 +31,7 @@ class TrackStage:
 
     def __init__(self, tracker: str, settings: dict, shapes: list[Shape], names, sources,
                  calibration: Calibration | None = None, reid: str | None = None, smooth_boxes: bool = False):
-        self.tracker, self.shapes, self.calibration = tracker, shapes, calibration
+        self.tracker, self.shapes, self.calibration, self.smooth_boxes = tracker, shapes, calibration, smooth_boxes
         self._speeds: list[SpeedEstimator | None] = [None for _ in sources]  # made at a source's first frame (its size)
         fps = [None if s.fps is None else float(s.fps) for s in sources]
         self._trackers = [make_tracker(tracker, settings, f, reid, smooth_boxes) for f in fps]
@@ -86,14 +86,17 @@ class TrackStage:
         return self._analytics[sid].counts()
 
     def summary(self) -> dict:
-        """For the metrics: the tracker and its settings, the tracks started per source, the
+        """For the metrics: the tracker and its settings (source 0's, and each source's when there
+        are several: the score thresholds follow each source's scores), the tracks started per source, the
         events counted per line/zone, event and class (summed over the sources, and per source),
         the objects inside each zone at the end (summed), the shapes and the ground calibration."""
         inside = Counter()
         for a in self._analytics:
             for name, c in a.counts().items():
                 inside[name] += c.get("inside", 0)
-        return {"tracker": self.tracker, "settings": {**getattr(self._trackers[0], "settings", {})},
+        settings = [{**getattr(t, "settings", {})} for t in self._trackers]  # each source's thresholds follow its own scores
+        return {"tracker": self.tracker, "settings": settings[0], "smooth_boxes": self.smooth_boxes,
+                "settings_per_source": settings if len(settings) > 1 else None,
                 "tracks": self._last_id, "counts": totals(self._events, self.shapes),
                 "inside_at_end": {s.name: inside[s.name] for s in self.shapes if s.kind == "zone"},
                 "per_source": [totals([c], self.shapes) for c in self._events] if len(self._events) > 1 else None,

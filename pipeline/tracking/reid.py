@@ -168,7 +168,8 @@ class AppearanceTracker:
         return clear and ident.looks >= SETTLED and look.any() and float(look @ ident.look) < DRIFT
 
     def _relink(self, fresh, ours, classes, xyxy, looks, clear, now, inner_ids) -> None:
-        """New inner tracks take a lost identity's id when they look like it and stand where it could be."""
+        """New inner tracks, and tracks just taken off their identity, take a lost identity's id
+        when they look like it and stand where it could be (the best pairs first)."""
         present = set(ours.values())
         lost = [oid for oid, ident in self._ids.items()
                 if oid not in present and ident.look is not None and now - ident.seen <= self.memory_s]

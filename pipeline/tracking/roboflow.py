@@ -77,12 +77,13 @@ class LibraryTracker:
         ids = np.full(n, -1, np.int64)
         if len(out):
             ids[out.data["row"]] = np.where(out.tracker_id >= 0, out.tracker_id + 1, -1)  # the library counts from 0
-        xyxy = self._smoothed(detections.xyxy, ids) if self.smooth_boxes else detections.xyxy
+        xyxy = self._smoothed(detections.xyxy, ids, image) if self.smooth_boxes else detections.xyxy
         return replace(detections, xyxy=xyxy, tracker_id=ids)
 
-    def _smoothed(self, xyxy: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def _smoothed(self, xyxy: np.ndarray, ids: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """The boxes of tracked detections replaced by their track's state (the Kalman filter's
-        estimate after this frame's update); others as detected. Masks keep their own placement."""
+        estimate after this frame's update), kept inside the frame; others as detected. Masks
+        keep their own placement."""
         state = {t.tracker_id + 1: t.get_state_bbox() for t in self._tracker.tracks if t.tracker_id >= 0}
         out = xyxy.copy()
         for row in np.flatnonzero(ids > 0):
@@ -90,6 +91,9 @@ class LibraryTracker:
             if box is not None and np.isfinite(box).all():
                 x1, y1, x2, y2 = (float(v) for v in box)
                 out[row] = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+        if image is not None:
+            h, w = image.shape[:2]
+            np.clip(out, 0, [w, h, w, h], out=out)
         return out
 
 

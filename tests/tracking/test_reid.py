@@ -81,10 +81,10 @@ def test_a_track_that_moved_onto_another_object_is_taken_off_and_the_hidden_one_
     for k in range(8):
         scenes.append([((100 + 2 * k, 100, 140 + 2 * k, 180), RED)])
         inner.append([1])
-    for k in range(8, 12):
+    for _ in range(8, 12):
         scenes.append([((150, 100, 190, 180), GREEN)])
         inner.append([1])
-    for k in range(12, 16):
+    for _ in range(12, 16):
         scenes.append([((150, 100, 190, 180), GREEN), ((110, 200, 150, 280), RED)])
         inner.append([1, 7])
     ids = run(AppearanceTracker(Scripted(inner), ColourLayout()), scenes)

@@ -40,9 +40,9 @@ def test_a_detector_at_the_reference_level_gets_the_tuned_thresholds():
 @pytest.mark.parametrize("gamma", [1.0, 2.0, 3.0, 0.5])
 def test_scores_raised_to_a_power_give_thresholds_raised_to_that_power(gamma):
     """A detector scoring the same objects as another, but every score s as s ** gamma, gets
-    the other's thresholds ** gamma: the same detections pass them."""
+    the other's thresholds ** gamma: the same detections pass them (scores that stay >= 0.25)."""
     rng = np.random.default_rng(0)
-    scores = demo_like_scores(rng, 3000)
+    scores = rng.uniform(0.65, 0.95, 3000)
     base, other = ScoreScale(TUNED), ScoreScale(TUNED)
     a, b = fed(base, scores), fed(other, scores ** gamma)
     for key in TUNED:
@@ -74,3 +74,22 @@ def test_a_tracker_follows_a_low_scoring_detector_unless_its_thresholds_were_giv
     assert (b.tracker_id <= 0).all()  # pinned at the demo's: none of them starts a track
     assert followed.settings["track_activation_threshold"] < 0.3
     assert pinned.settings["track_activation_threshold"] == 0.7
+
+
+def test_a_low_conf_run_does_not_drag_the_thresholds_down():
+    """At --conf 0.001 most scores are noise; the level is taken from 0.25 up, so the demo-like
+    detector keeps about the tuned thresholds (and never below the floor)."""
+    rng = np.random.default_rng(3)
+    noise = rng.uniform(0.001, 0.2, 30_000)
+    scores = np.concatenate([demo_like_scores(rng, 3000), noise])
+    rng.shuffle(scores)
+    got = fed(ScoreScale(TUNED), scores, per_frame=300)
+    assert got == pytest.approx(fed(ScoreScale(TUNED), demo_like_scores(np.random.default_rng(3), 3000)), abs=0.05)
+    only_noise = fed(ScoreScale(TUNED), noise, per_frame=300)
+    assert only_noise == {}  # no score from 0.25 up: nothing to move them by
+
+
+def test_nan_scores_are_ignored_and_thresholds_keep_to_their_bounds():
+    scale = ScoreScale(TUNED)
+    got = scale.update(np.r_[np.full(SETTLE, 0.26), np.nan, np.inf])
+    assert all(0.1 <= v <= 0.95 for v in got.values()) and got["high_conf_det_threshold"] == 0.1
