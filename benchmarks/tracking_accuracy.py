@@ -1,9 +1,9 @@
 """Tracking accuracy of the demo model + a tracker on generated clips, for several tracker settings.
 
     python benchmarks/tracking_accuracy.py --seeds 1 2 3 [--frames 300] [--tracker bytetrack botsort]
-        [--set minimum_iou_threshold=0.1,0.3 ...]
+        [--set minimum_iou_threshold=0.1,0.3 ...] [--model SPEC] [--json OUT]
 
-Each clip is generated and the demo model run on it once (rtpipe run at conf 0.05, JSONL, no tracking);
+Each clip is generated and the demo model (or --model) run on it once (rtpipe run at conf 0.05, JSONL, no tracking);
 then every combination of the given settings (and detector thresholds) is replayed through a
 track stage (tracker and line counter) frame by frame, as the pipeline runs it, and scored with rtpipe's
 evaluator (HOTA, MOTA, IDF1, ID switches; line counts against the true crossings). The
@@ -73,6 +73,7 @@ def main() -> None:
                     help="rtpipe's trackers, or ultralytics-bytetrack / ultralytics-botsort (model.track's stock configs at its "
                          "conf 0.1; of --set only score_gamma applies to them; needs ultralytics)")
     ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--model", default="demo", help="the detector (default demo)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=V1,V2",
                     help="tracker settings to try (each tracker takes its own), conf (the detector's score threshold, "
                          "default 0.25) and score_gamma (scores s -> s ** gamma: a detector that scores lower, default 1)")
@@ -94,7 +95,7 @@ def main() -> None:
         for seed in args.seeds:
             folder = Path(tmp) / str(seed)
             clip, gt = write_clip(folder, seed, args.frames)
-            Session.from_settings(source=str(clip), model="demo", conf=0.05, json=str(folder / "d.jsonl")).run(handle_sigint=False)
+            Session.from_settings(source=str(clip), model=args.model, conf=0.05, json=str(folder / "d.jsonl")).run(handle_sigint=False)
             records = [json.loads(x) for x in (folder / "d.jsonl").read_text().splitlines()]
             clips.append((folder, gt, records, clip))
         from pipeline.demo.scenes import CLASSES
@@ -120,8 +121,8 @@ def main() -> None:
             rows.append({"tracker": name, "settings": settings, "mean": mean, "per_seed": scores})
             print(name, json.dumps(settings), " ".join(f"{k} {v}" for k, v in mean.items()), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "seeds": args.seeds,
-                                               "frames": args.frames, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "model": args.model,
+                                               "seeds": args.seeds, "frames": args.frames, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
