@@ -49,23 +49,34 @@ def sample(frame: Rendered, input_hw: tuple[int, int], flip: bool = False) -> Sa
     return Sample(image, boxes, np.array([i.category for i in insts], np.int64), np.array([i.crowd for i in insts], bool), masks)
 
 
+SCENES = ("drive", "crossings")  # the driving ``Scene`` (the default) or the static-camera ``CrossingScene``
+
+
 def stream(seed: int, input_hw: tuple[int, int], clips_at_once: int = 6, clip_frames: int = 150, every: int = 3,
-           frame_size: tuple[int, int] = (1280, 720)) -> Iterator[Sample]:
+           frame_size: tuple[int, int] = (1280, 720), scene: str = "drive") -> Iterator[Sample]:
     """Endless training samples: every ``every``-th frame of clips seeded ``TRAIN_SEED_BASE +
     seed * 100_000 + k``, ``clips_at_once`` clips open at a time, frames drawn from a random one
-    of them; half of the samples are mirrored."""
+    of them; half of the samples are mirrored. ``scene``: ``"drive"`` renders ``Scene`` clips,
+    ``"crossings"`` ``CrossingScene`` clips scripted for ``clip_frames`` frames."""
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, not {scene!r}")
     rng = np.random.default_rng(seed)
     next_clip = TRAIN_SEED_BASE + seed * 100_000
 
     def clip():
         nonlocal next_clip
         next_clip += 1
-        scene = Scene(next_clip - 1, *frame_size)
+        if scene == "crossings":
+            from pipeline.demo.crossings import CrossingScene  # imports clip writing: only when asked for
+
+            world = CrossingScene(next_clip - 1, *frame_size, frames=clip_frames)
+        else:
+            world = Scene(next_clip - 1, *frame_size)
         for k in range(clip_frames):
             if k % every == 0:
-                yield scene.render_next()
+                yield world.render_next()
             else:
-                scene.skip()
+                world.skip()
 
     open_clips = [clip() for _ in range(clips_at_once)]
     while True:

@@ -29,15 +29,15 @@ DEFAULT_OUT = Path("demo-train") / "demo-seg.pt"  # never the shipped weights: c
 
 
 class Samples(torch.utils.data.IterableDataset):
-    def __init__(self, seed: int, input_hw: tuple[int, int]):
-        self.seed, self.input_hw = seed, input_hw
+    def __init__(self, seed: int, input_hw: tuple[int, int], scene: str = "drive"):
+        self.seed, self.input_hw, self.scene = seed, input_hw, scene
 
     def __iter__(self):
         import cv2
 
         cv2.setNumThreads(1)
         torch.set_num_threads(1)
-        return data.stream(self.seed, self.input_hw)
+        return data.stream(self.seed, self.input_hw, scene=self.scene)
 
 
 def collate(samples: list[data.Sample]):
@@ -75,6 +75,8 @@ def parse_args(argv=None):
     ap.add_argument("--imgsz", type=int, nargs=2, default=[288, 512], metavar=("H", "W"),
                     help="network input (default 288 512: 1280x720 at 0.4)")
     ap.add_argument("--seed", type=int, default=0, help="weights and data seed (default 0)")
+    ap.add_argument("--scene", choices=data.SCENES, default="drive",
+                    help="generated clips to train on: drive (the driving Scene, default) or crossings (static-camera CrossingScene)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training (default 2)")
     ap.add_argument("--log-every", type=int, default=50, help="steps between progress lines (default 50)")
     ap.add_argument("--snapshot-every", type=int, default=250, help="steps between snapshots of the weights to OUT.partial.pt (default 250)")
@@ -100,7 +102,7 @@ def train(args) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, args.steps))
     # the worker comes from a fork server, not a fork of this process: forking a process whose thread pools (torch, ONNX
     # Runtime) hold locks can deadlock the child, and spawned workers abort in C++ destructors at exit
-    loader = torch.utils.data.DataLoader(Samples(args.seed, hw), batch_size=args.batch, collate_fn=collate, num_workers=1,
+    loader = torch.utils.data.DataLoader(Samples(args.seed, hw, args.scene), batch_size=args.batch, collate_fn=collate, num_workers=1,
                                          prefetch_factor=4, multiprocessing_context="forkserver")
     gen = torch.Generator().manual_seed(args.seed)
     start, running, step = time.monotonic(), {}, 0
@@ -135,7 +137,8 @@ def train(args) -> Path:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     training = {"command": "python -m pipeline.demo.train " + " ".join(sys.argv[1:]), "config": config, "seed": args.seed,
                 "steps_done": step if stopped is None else stopped, "minutes": round(minutes, 1), "torch": str(torch.__version__),
-                "data": f"generated clips, seeds {data.TRAIN_SEED_BASE + args.seed * 100_000} and up, 1280x720, every 3rd frame"}
+                "data": f"generated {'crossing ' if args.scene == 'crossings' else ''}clips, "
+                        f"seeds {data.TRAIN_SEED_BASE + args.seed * 100_000} and up, 1280x720, every 3rd frame"}
     ema.net.float()
     path = rtnet.save(ema.net, args.out, training=training)
     args.out.with_suffix(".partial.pt").unlink(missing_ok=True)

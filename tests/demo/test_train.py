@@ -53,6 +53,19 @@ def test_a_few_steps_fit_one_batch():
     assert last["total"] < 0.6 * first["total"] and last["box"] < first["box"] and last["mask"] < first["mask"]
 
 
+def test_the_crossings_stream_yields_samples_of_the_right_shapes():
+    hw = (96, 160)
+    it = data.stream(0, hw, clips_at_once=2, clip_frames=30, frame_size=(320, 180), scene="crossings")
+    samples = [next(it) for _ in range(4)]
+    for s in samples:
+        k = len(s.boxes)
+        assert s.image.shape == (96, 160, 3) and s.image.dtype.name == "uint8"
+        assert s.boxes.shape == (k, 4) and s.classes.shape == (k,) and s.crowd.shape == (k,) and s.masks.shape == (k, 24, 40)
+    assert sum(len(s.boxes) for s in samples) > 0
+    with pytest.raises(ValueError):
+        next(data.stream(0, hw, scene="parking"))
+
+
 def test_train_writes_a_checkpoint_that_records_its_recipe(tmp_path):
     out = tmp_path / "m.pt"
     assert main(["--steps", "2", "--batch", "2", "--width", "8", "--imgsz", "96", "160", "--seed", "3", "--out", str(out),
